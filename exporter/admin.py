@@ -1,0 +1,39 @@
+"""The metrics port: /metrics, /-/healthy, /-/ready. Never shared with proxied traffic."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter.health import UpstreamProbe
+from exporter.metrics.exposition import render
+
+INDEX = b"""<html><head><title>model-exporter</title></head><body>
+<h1>model-exporter</h1><ul>
+<li><a href="/metrics">/metrics</a></li><li><a href="/-/healthy">/-/healthy</a></li>
+<li><a href="/-/ready">/-/ready</a></li></ul></body></html>
+"""
+
+
+def make_admin_app(registry: CollectorRegistry, probe: UpstreamProbe) -> web.Application:
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = render(registry, request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def healthy(request: web.Request) -> web.Response:
+        return web.Response(text="OK\n")
+
+    async def ready(request: web.Request) -> web.Response:
+        if probe.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"model server not ready: {probe.last_error}\n")
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(body=INDEX, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/", index)
+    return app

@@ -1,0 +1,74 @@
+"""Command line: run, check-config, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+import exporter
+from exporter.config import Config, ConfigError, apply_flags, load_file, validate_complete
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="model-exporter", description=exporter.__doc__)
+    parser.add_argument("--version", action="version", version=f"model-exporter {exporter.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the sidecar (proxy + metrics port)")
+    run.add_argument("--config", metavar="FILE", help="YAML config file; flags override it")
+    run.add_argument("--upstream", metavar="URL", help="model server base URL, e.g. http://127.0.0.1:8080")
+    run.add_argument("--listen", metavar="HOST:PORT", help="proxy port for client traffic (default 0.0.0.0:8000)")
+    run.add_argument("--metrics-listen", metavar="HOST:PORT", help="metrics/admin port (default 0.0.0.0:9110)")
+    run.add_argument("--model", metavar="NAME", help="model label value")
+    run.add_argument("--model-version", metavar="V", help="version label value")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file", metavar="FILE")
+
+    demo = sub.add_parser("demo", help="demo model server + sidecar + traffic, in one command")
+    demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
+    demo.add_argument("--drift-after", type=float, default=120.0, help="seconds before drift is injected")
+    demo.add_argument("--proxy-port", type=int, default=8000)
+    demo.add_argument("--metrics-port", type=int, default=9110)
+    demo.add_argument("--model-port", type=int, default=8080)
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    config = load_file(args.config) if args.config else Config()
+    config = apply_flags(config, upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen,
+                         model=args.model, model_version=args.model_version)
+    return validate_complete(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            config = load_config(args)
+            logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            from exporter.sidecar import run
+
+            run(config)
+            return 0
+        if args.command == "check-config":
+            config = load_file(args.file)
+            print(f"{args.file}: OK (upstream {config.upstream.url or 'set by --upstream'}, "
+                  f"proxy {config.listen}, metrics {config.metrics_listen})")
+            return 0
+        if args.command == "demo":
+            from exporter.demo.runner import run_demo
+
+            return run_demo(duration=args.duration, proxy_port=args.proxy_port, metrics_port=args.metrics_port,
+                            model_port=args.model_port, rate=args.rate, drift_after=args.drift_after)
+    except ConfigError as exc:
+        print(f"model-exporter: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. a port already in use
+        print(f"model-exporter: error: {exc}", file=sys.stderr)
+        return 1
+    return 2

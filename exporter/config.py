@@ -1,0 +1,308 @@
+"""Typed, validated configuration: YAML + CLI flags → Config, every error names its path."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+import yaml
+
+from exporter.metrics.definitions import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS
+
+PROTOCOLS = ("auto", "v2", "v1", "mlflow", "seldon", "openai", "custom")
+
+# Readiness path probed by default for each protocol (what each server family exposes).
+DEFAULT_HEALTH_PATHS = {
+    "auto": "/v2/health/ready",
+    "v2": "/v2/health/ready",
+    "v1": "/",
+    "mlflow": "/ping",
+    "seldon": "/health/ping",
+    "openai": "/v1/models",
+    "custom": "/",
+}
+
+
+class ConfigError(ValueError):
+    """A user mistake in the config or flags; the message names where and what."""
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    path: str | None = None  # None: protocol default
+    interval: float = 5.0
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str = ""
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    max_connections: int = 100
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "unknown"
+    version: str = "unknown"
+    protocol: str = "auto"
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    pattern: str
+    name: str
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
+    size_buckets: tuple[float, ...] = DEFAULT_SIZE_BUCKETS
+    routes: tuple[RouteConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    listen: HostPort = HostPort("0.0.0.0", 8000)
+    metrics_listen: HostPort = HostPort("0.0.0.0", 9110)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    @property
+    def health_path(self) -> str:
+        return self.upstream.health.path or DEFAULT_HEALTH_PATHS[self.model.protocol]
+
+
+# ---------------------------------------------------------------- value parsers
+
+
+def _fail(path: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{path}: {expected}, got {value!r}")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(path: str, value: Any) -> float:
+    """Seconds from a number or a string like '250ms', '5s', '1m'; must be > 0."""
+    if isinstance(value, bool):
+        raise _fail(path, value, "expected a duration like 5s, 250ms or a number of seconds")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value.strip())):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise _fail(path, value, "expected a duration like 5s, 250ms or a number of seconds")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise _fail(path, value, "expected a positive duration")
+    return seconds
+
+
+def parse_host_port(path: str, value: Any) -> HostPort:
+    """HOST:PORT or :PORT (all interfaces); IPv6 hosts in brackets."""
+    if not isinstance(value, str):
+        raise _fail(path, value, "expected HOST:PORT, e.g. 0.0.0.0:8000")
+    m = re.match(r"^(\[[0-9a-fA-F:.]+\]|[^:\[\]]*):(\d+)$", value.strip())
+    if not m:
+        raise _fail(path, value, "expected HOST:PORT, e.g. 0.0.0.0:8000")
+    port = int(m.group(2))
+    if not 0 < port < 65536:
+        raise _fail(path, value, "expected a port between 1 and 65535")
+    host = m.group(1).strip("[]") or "0.0.0.0"
+    return HostPort(host, port)
+
+
+def parse_url(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(path, value, "expected an http:// URL, e.g. http://127.0.0.1:8080")
+    parts = urlsplit(value)
+    if parts.scheme != "http":
+        raise _fail(path, value, "expected an http:// URL (the proxy speaks plain HTTP/1.1 to the model server)")
+    try:
+        port = parts.port
+    except ValueError:
+        raise _fail(path, value, "expected a port between 1 and 65535") from None
+    if not parts.hostname:
+        raise _fail(path, value, "expected a host in the URL, e.g. http://127.0.0.1:8080")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise _fail(path, value, "expected a URL without path or query (paths are forwarded as the client sent them)")
+    return f"http://{parts.hostname if ':' not in parts.hostname else '[' + parts.hostname + ']'}:{port or 80}"
+
+
+def _positive_int(path: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _fail(path, value, "expected a positive integer")
+    return value
+
+
+def _string(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, value, "expected a non-empty string")
+    return value.strip()
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def parse(path: str, value: Any) -> str:
+        if value not in choices:
+            raise _fail(path, value, f"expected one of {', '.join(choices)}")
+        return str(value)
+
+    return parse
+
+
+def _url_path(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise _fail(path, value, "expected a URL path starting with /")
+    return value
+
+
+def _buckets(path: str, value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value:
+        raise _fail(path, value, "expected a non-empty list of increasing positive numbers")
+    out: list[float] = []
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
+            raise _fail(f"{path}[{i}]", item, "expected a positive number")
+        if out and item <= out[-1]:
+            raise _fail(f"{path}[{i}]", item, f"expected buckets in increasing order (after {out[-1]})")
+        out.append(float(item))
+    return tuple(out)
+
+
+_ROUTE_PATTERN = re.compile(r"^/[A-Za-z0-9_\-./:{}]*$")
+
+
+def _routes(path: str, value: Any) -> tuple[RouteConfig, ...]:
+    if not isinstance(value, list):
+        raise _fail(path, value, "expected a list of route patterns like {pattern: /predict/{model}}")
+    routes = []
+    for i, item in enumerate(value):
+        item_path = f"{path}[{i}]"
+        if isinstance(item, str):
+            item = {"pattern": item}
+        fields = _mapping(item_path, item, {"pattern", "name"})
+        pattern = fields.get("pattern")
+        if not isinstance(pattern, str) or not _ROUTE_PATTERN.match(pattern):
+            raise _fail(f"{item_path}.pattern", pattern, "expected a path template starting with /, e.g. /predict/{model}")
+        name = _string(f"{item_path}.name", fields["name"]) if "name" in fields else pattern
+        routes.append(RouteConfig(pattern=pattern, name=name))
+    return tuple(routes)
+
+
+def _mapping(path: str, value: Any, allowed: set[str]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail(path or "config", value, "expected a mapping")
+    for key in value:
+        if key not in allowed:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(f"{where}: unknown key (allowed: {', '.join(sorted(allowed))})")
+    return dict(value)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _section(raw: dict[str, Any], key: str, path: str, parsers: dict[str, Callable[[str, Any], Any]]) -> dict[str, Any]:
+    fields = _mapping(path, raw.get(key), set(parsers))
+    return {name: parsers[name](f"{path}.{name}", val) for name, val in fields.items()}
+
+
+def from_dict(raw: Any) -> Config:
+    """Validate a parsed YAML document into a Config; raises ConfigError naming the path."""
+    top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics"})
+    upstream_raw = _mapping("upstream", top.get("upstream"), {"url", "connect_timeout", "read_timeout", "max_connections", "health"})
+    health = HealthConfig(**_section(upstream_raw, "health", "upstream.health", {
+        "path": _url_path, "interval": parse_duration, "timeout": parse_duration,
+    }))
+    upstream_fields = {k: v for k, v in upstream_raw.items() if k != "health"}
+    upstream = UpstreamConfig(health=health, **_section({"u": upstream_fields}, "u", "upstream", {
+        "url": parse_url, "connect_timeout": parse_duration, "read_timeout": parse_duration,
+        "max_connections": _positive_int,
+    }))
+    model = ModelConfig(**_section(top, "model", "model", {
+        "name": _string, "version": lambda p, v: _string(p, str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v),
+        "protocol": _choice(PROTOCOLS),
+    }))
+    metrics = MetricsConfig(**_section(top, "metrics", "metrics", {
+        "duration_buckets": _buckets, "size_buckets": _buckets, "routes": _routes,
+    }))
+    config = Config(upstream=upstream, model=model, metrics=metrics)
+    if "listen" in top:
+        config = dataclasses.replace(config, listen=parse_host_port("listen", top["listen"]))
+    if "metrics_listen" in top:
+        config = dataclasses.replace(config, metrics_listen=parse_host_port("metrics_listen", top["metrics_listen"]))
+    return config
+
+
+def load_file(path: str | Path) -> Config:
+    """Read and validate a YAML config file; errors carry the file name."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    try:
+        return from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def apply_flags(config: Config, *, upstream: str | None = None, listen: str | None = None,
+                metrics_listen: str | None = None, model: str | None = None,
+                model_version: str | None = None) -> Config:
+    """Flags override the file; errors name the flag."""
+    if upstream is not None:
+        config = dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, url=parse_url("--upstream", upstream)))
+    if listen is not None:
+        config = dataclasses.replace(config, listen=parse_host_port("--listen", listen))
+    if metrics_listen is not None:
+        config = dataclasses.replace(config, metrics_listen=parse_host_port("--metrics-listen", metrics_listen))
+    if model is not None:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, name=_string("--model", model)))
+    if model_version is not None:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, version=_string("--model-version", model_version)))
+    return config
+
+
+def validate_complete(config: Config) -> Config:
+    """Cross-field checks once file and flags are merged."""
+    if not config.upstream.url:
+        raise ConfigError("upstream.url: required (set it in the config or pass --upstream http://HOST:PORT)")
+    if config.listen == config.metrics_listen:
+        raise ConfigError(f"metrics_listen: must differ from listen (both {config.listen}); admin endpoints never share the proxy port")
+    return config

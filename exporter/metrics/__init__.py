@@ -1,0 +1,1 @@
+"""Metric definitions (the single source of truth) and their exposition."""

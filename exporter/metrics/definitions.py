@@ -1,0 +1,57 @@
+"""Every metric the exporter defines: name, type, help, labels, buckets — defined once here.
+
+Collectors, dashboards, rules and docs/metrics.md are all checked against this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Model serving spans 1 ms (a tiny tabular model) to a minute (an LLM generation).
+DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+# Payloads from a few hundred bytes (one tabular row) to tens of MB (images, tensors).
+DEFAULT_SIZE_BUCKETS: tuple[float, ...] = tuple(float(4 ** i * 64) for i in range(11))  # 64 B .. 64 MiB
+
+MODEL_LABELS = ("model", "version")
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str  # the family name, as exposed (counters include _total)
+    type: str  # counter | gauge | histogram | info
+    help: str
+    labels: tuple[str, ...] = ()
+    model_level: bool = True  # carries the model and version labels
+    family: str = "traffic"
+
+
+def _d(name: str, type_: str, help_: str, labels: tuple[str, ...] = (), *, model_level: bool = True,
+       family: str = "traffic") -> MetricDef:
+    return MetricDef(name, type_, help_, labels, model_level, family)
+
+
+METRICS: tuple[MetricDef, ...] = (
+    # traffic (the proxy's RED metrics)
+    _d("model_requests_total", "counter", "Requests proxied to the model server, by normalised route, method and status code (499: client went away).", ("route", "method", "code")),
+    _d("model_request_duration_seconds", "histogram", "Time from the first request byte to the last response byte, as seen by the sidecar.", ("route", "method", "code")),
+    _d("model_time_to_first_byte_seconds", "histogram", "Time from the first request byte to the first response byte from the model server.", ("route",)),
+    _d("model_request_size_bytes", "histogram", "Request body size in bytes (as sent, before any decompression).", ("route",)),
+    _d("model_response_size_bytes", "histogram", "Response body size in bytes (as sent, before any decompression).", ("route",)),
+    _d("model_requests_in_flight", "gauge", "Requests currently being proxied."),
+    _d("model_upstream_errors_total", "counter", "Requests the model server could not answer, by reason (refused, connect_error, connect_timeout, timeout, reset, malformed).", ("reason",)),
+    _d("model_upstream_up", "gauge", "1 if the last readiness probe of the model server succeeded, else 0."),
+    _d("model_load_duration_seconds", "gauge", "Seconds from sidecar start until the model server first answered its readiness probe."),
+    # exporter self-monitoring
+    _d("model_exporter_build_info", "gauge", "Build information of model-exporter; always 1.", ("version",), model_level=False, family="exporter"),
+)
+
+BY_NAME: dict[str, MetricDef] = {m.name: m for m in METRICS}
+
+
+def exposed_names(metric: MetricDef) -> tuple[str, ...]:
+    """Sample names a family exposes (what PromQL can reference)."""
+    if metric.type == "histogram":
+        return (f"{metric.name}_bucket", f"{metric.name}_sum", f"{metric.name}_count")
+    return (metric.name,)

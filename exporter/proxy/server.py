@@ -1,0 +1,218 @@
+"""The client side of the proxy: parse requests with httptools, hand each to an Exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from time import perf_counter
+
+import httptools
+
+from exporter.proxy.exchange import HOP_BY_HOP, Exchange
+from exporter.proxy.routes import RouteTable
+from exporter.proxy.stats import TrafficStats, trace_id_from_traceparent
+from exporter.proxy.upstream import UpstreamPool
+
+log = logging.getLogger(__name__)
+
+# A request head larger than this is refused (431) so a client cannot grow our memory.
+MAX_HEAD_BYTES = 64 * 1024
+# Pipelined requests are read ahead at most this far before reading pauses.
+MAX_PIPELINED = 16
+
+
+@dataclass
+class ProxyContext:
+    """What every connection shares: pool, stats, routes, settings."""
+
+    pool: UpstreamPool
+    stats: TrafficStats
+    routes: RouteTable
+    read_timeout: float
+    upstream_host_header: bytes
+    connections: set[ClientConnection] = field(default_factory=set)
+    _warned_tokens: bool = False
+
+    def log_connection_tokens(self, value: bytes) -> None:
+        if not self._warned_tokens:  # once: this is a property of the server, not of a request
+            self._warned_tokens = True
+            log.warning("Connection header names extra fields (%r); they are forwarded unchanged", value[:100])
+
+
+def _simple_response(code: int, phrase: bytes, body: bytes) -> bytes:
+    return (b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%b" % (code, phrase, len(body), body))
+
+
+class ClientConnection(asyncio.Protocol):
+    """One downstream client connection; requests on it are answered in order."""
+
+    def __init__(self, ctx: ProxyContext) -> None:
+        self.ctx = ctx
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.current: Exchange | None = None  # the request being parsed
+        self.active: Exchange | None = None  # the request being answered
+        self.queue: deque[Exchange] = deque()  # pipelined requests waiting their turn
+        self.url = b""
+        self.parts: list[bytes] = []
+        self.head_bytes = 0
+        self.has_host = False
+        self.closing = False
+        self.paused_for = 0  # bit 1: upstream backpressure, bit 2: pipeline read-ahead
+
+    # ------------------------------------------------------------ transport events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.ctx.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # WebSocket and other upgrades are refused, not tunnelled: say so plainly
+            self._reject(501, b"Not Implemented", b"protocol upgrades (WebSocket) are not proxied by model-exporter\n")
+        except httptools.HttpParserError:
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._reject(431, b"Request Header Fields Too Large", b"request head too large\n")
+            else:
+                self._reject(400, b"Bad Request", b"malformed HTTP request\n")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.ctx.connections.discard(self)
+        active = self.active
+        self.active = None
+        self.queue.clear()
+        if active is not None:
+            active.client_gone()
+
+    def pause_writing(self) -> None:
+        # the client reads slower than the model server writes: stop reading upstream
+        active = self.active
+        if active is not None and active.upstream is not None and active.upstream.transport is not None:
+            active.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        active = self.active
+        if active is not None and active.upstream is not None and active.upstream.transport is not None:
+            active.upstream.transport.resume_reading()
+
+    def pause_for_upstream(self) -> None:
+        self._pause(1)
+
+    def resume_for_upstream(self) -> None:
+        self._resume(1)
+
+    def _pause(self, bit: int) -> None:
+        if not self.paused_for and not self.closing:
+            self.transport.pause_reading()
+        self.paused_for |= bit
+
+    def _resume(self, bit: int) -> None:
+        was = self.paused_for
+        self.paused_for &= ~bit
+        if was and not self.paused_for and not self.closing:
+            self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if not self.closing:
+            self.transport.write(data)
+
+    # ------------------------------------------------------------ httptools request callbacks
+
+    def on_message_begin(self) -> None:
+        self.current = Exchange(self, perf_counter())
+        self.url = b""
+        self.parts = []
+        self.head_bytes = 0
+        self.has_host = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_bytes += len(url)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            raise ValueError("request head too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_HEAD_BYTES:
+            raise ValueError("request head too large")
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            return
+        if lname == b"host":
+            self.has_host = True
+        elif lname == b"transfer-encoding":
+            self.current.chunked_request = value.lower().rstrip().endswith(b"chunked")  # type: ignore[union-attr]
+        elif lname == b"traceparent":
+            self.current.trace_id = trace_id_from_traceparent(value)  # type: ignore[union-attr]
+        self.parts.append(b"%b: %b\r\n" % (name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.current
+        assert ex is not None
+        parser = self.parser
+        if parser.should_upgrade():
+            return  # feed_data raises HttpParserUpgrade next; answered there
+        method = parser.get_method()
+        ex.method = method
+        ex.target = self.url
+        ex.route = self.ctx.routes.match(self.url)
+        ex.client_http11 = parser.get_http_version() == "1.1"
+        ex.keep_client = parser.should_keep_alive()
+        if not self.has_host:
+            self.parts.append(b"Host: %b\r\n" % self.ctx.upstream_host_header)
+        ex.head = b"%b %b HTTP/1.1\r\n%b\r\n" % (method, self.url, b"".join(self.parts))
+        if self.active is None:
+            self.active = ex
+            ex.start()
+        else:
+            self.queue.append(ex)
+            if len(self.queue) >= MAX_PIPELINED:
+                self._pause(2)
+
+    def on_body(self, body: bytes) -> None:
+        self.current.request_body(body)  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        ex = self.current
+        if ex is not None:
+            ex.request_complete()
+
+    # ------------------------------------------------------------ exchange lifecycle
+
+    def exchange_finished(self, ex: Exchange) -> None:
+        if self.active is not ex:
+            return
+        self.active = None
+        if not ex.keep_client:
+            self.closing = True
+            self.queue.clear()
+            self.transport.close()  # flushes what is buffered first
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            self.active = nxt
+            self._resume(2)
+            nxt.start()
+
+    def _reject(self, code: int, phrase: bytes, body: bytes) -> None:
+        if self.active is None and not self.closing:
+            self.ctx.stats.record("other", "other", code, 0.0, None, 0, len(body), None)
+            self.transport.write(_simple_response(code, phrase, body))
+        self.closing = True
+        self.queue.clear()
+        self.transport.close()
+
+    def shutdown(self) -> None:
+        """Close when idle; an in-flight exchange finishes first (keep_client off)."""
+        if self.active is None:
+            self.closing = True
+            self.transport.close()
+        else:
+            self.active.keep_client = False
+            self.queue.clear()

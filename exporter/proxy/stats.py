@@ -1,0 +1,157 @@
+"""RED metrics recorded on the hot path as plain counters, rendered only at scrape time.
+
+prometheus_client's labelled children take a lock and a dict lookup per call; here one
+exchange costs a few list increments, and the families are built when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from bisect import bisect_left
+from typing import Iterator, Sequence
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.samples import Exemplar
+
+from exporter.metrics.definitions import BY_NAME
+
+# Request methods become label values only from this fixed set.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+UPSTREAM_ERROR_REASONS = ("refused", "connect_error", "connect_timeout", "timeout", "reset", "malformed")
+
+_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def trace_id_from_traceparent(value: bytes) -> str | None:
+    """The trace id of a W3C traceparent header, or None if malformed or all zeros."""
+    m = _TRACEPARENT.match(value.strip().lower())
+    if not m or m.group(1) == b"0" * 32:
+        return None
+    return m.group(1).decode("ascii")
+
+
+class _Histogram:
+    __slots__ = ("counts", "sum", "exemplars")
+
+    def __init__(self, n_buckets: int) -> None:
+        self.counts = [0] * (n_buckets + 1)  # last slot: +Inf
+        self.sum = 0.0
+        self.exemplars: dict[int, Exemplar] | None = None
+
+    def observe(self, bounds: Sequence[float], value: float) -> int:
+        i = bisect_left(bounds, value)
+        self.counts[i] += 1
+        self.sum += value
+        return i
+
+    def buckets(self, bounds: Sequence[float]) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
+        out: list[tuple[str, float] | tuple[str, float, Exemplar]] = []
+        acc = 0
+        ex = self.exemplars or {}
+        for i, count in enumerate(self.counts):
+            acc += count
+            le = "+Inf" if i == len(bounds) else _fmt(bounds[i])
+            exemplar = ex.get(i)
+            out.append((le, float(acc), exemplar) if exemplar else (le, float(acc)))
+        return out
+
+
+def _gauge(name: str, model_version: list[str], value: float) -> GaugeMetricFamily:
+    m = BY_NAME[name]
+    family = GaugeMetricFamily(m.name, m.help, labels=["model", "version"])
+    family.add_metric(model_version, value)
+    return family
+
+
+def _fmt(value: float) -> str:
+    return repr(float(value))
+
+
+class TrafficStats:
+    """Counters and histograms of proxied exchanges, keyed by their bounded label tuples."""
+
+    def __init__(self, duration_buckets: Sequence[float], size_buckets: Sequence[float],
+                 model: str, version: str, clock=time.time) -> None:
+        self.duration_bounds = tuple(duration_buckets)
+        self.size_bounds = tuple(size_buckets)
+        self.model = model
+        self.version = version
+        self._clock = clock
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.durations: dict[tuple[str, str, str], _Histogram] = {}
+        self.ttfb: dict[str, _Histogram] = {}
+        self.request_sizes: dict[str, _Histogram] = {}
+        self.response_sizes: dict[str, _Histogram] = {}
+        self.upstream_errors: dict[str, int] = dict.fromkeys(UPSTREAM_ERROR_REASONS, 0)
+        self.in_flight = 0
+        self.upstream_up = 0
+        self.load_duration: float | None = None
+
+    def record(self, route: str, method: str, code: int, duration: float, ttfb: float | None,
+               request_size: int, response_size: int, trace_id: str | None) -> None:
+        """Account one finished exchange (the only call on the hot path)."""
+        if method not in METHODS:
+            method = "other"
+        key = (route, method, str(code))
+        self.requests[key] = self.requests.get(key, 0) + 1
+        hist = self.durations.get(key)
+        if hist is None:
+            hist = self.durations[key] = _Histogram(len(self.duration_bounds))
+        i = hist.observe(self.duration_bounds, duration)
+        if trace_id is not None:
+            if hist.exemplars is None:
+                hist.exemplars = {}
+            hist.exemplars[i] = Exemplar({"trace_id": trace_id}, duration, self._clock())
+        if ttfb is not None:
+            self._observe(self.ttfb, route, self.duration_bounds, ttfb)
+        self._observe(self.request_sizes, route, self.size_bounds, request_size)
+        self._observe(self.response_sizes, route, self.size_bounds, response_size)
+
+    def _observe(self, table: dict[str, _Histogram], route: str, bounds: tuple[float, ...], value: float) -> None:
+        hist = table.get(route)
+        if hist is None:
+            hist = table[route] = _Histogram(len(bounds))
+        hist.observe(bounds, value)
+
+    def upstream_error(self, reason: str) -> None:
+        self.upstream_errors[reason] += 1
+
+    def collect(self) -> Iterator[Metric]:
+        """Build the metric families from the counters (scrape time)."""
+        mv = [self.model, self.version]
+        m = BY_NAME["model_requests_total"]
+        requests = CounterMetricFamily(m.name, m.help, labels=[*m.labels, "model", "version"])
+        for (route, method, code), n in sorted(self.requests.items()):
+            requests.add_metric([route, method, code, *mv], n)
+        yield requests
+
+        m = BY_NAME["model_request_duration_seconds"]
+        durations = HistogramMetricFamily(m.name, m.help, labels=[*m.labels, "model", "version"])
+        for (route, method, code), hist in sorted(self.durations.items()):
+            durations.add_metric([route, method, code, *mv], hist.buckets(self.duration_bounds), hist.sum)
+        yield durations
+
+        for name, table, bounds in (
+            ("model_time_to_first_byte_seconds", self.ttfb, self.duration_bounds),
+            ("model_request_size_bytes", self.request_sizes, self.size_bounds),
+            ("model_response_size_bytes", self.response_sizes, self.size_bounds),
+        ):
+            m = BY_NAME[name]
+            family = HistogramMetricFamily(m.name, m.help, labels=[*m.labels, "model", "version"])
+            for route, hist in sorted(table.items()):
+                family.add_metric([route, *mv], hist.buckets(bounds), hist.sum)
+            yield family
+
+        yield _gauge("model_requests_in_flight", mv, self.in_flight)
+
+        m = BY_NAME["model_upstream_errors_total"]
+        errors = CounterMetricFamily(m.name, m.help, labels=[*m.labels, "model", "version"])
+        for reason, n in self.upstream_errors.items():
+            errors.add_metric([reason, *mv], n)
+        yield errors
+
+        yield _gauge("model_upstream_up", mv, self.upstream_up)
+
+        if self.load_duration is not None:
+            yield _gauge("model_load_duration_seconds", mv, self.load_duration)

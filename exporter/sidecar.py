@@ -1,0 +1,80 @@
+"""Wire the sidecar together and run it until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from aiohttp import web
+
+from exporter.admin import make_admin_app
+from exporter.config import Config
+from exporter.health import UpstreamProbe
+from exporter.metrics.exposition import build_registry
+from exporter.proxy.routes import RouteTable
+from exporter.proxy.server import ClientConnection, ProxyContext
+from exporter.proxy.stats import TrafficStats
+from exporter.proxy.upstream import UpstreamPool
+
+log = logging.getLogger(__name__)
+
+# In-flight requests get this long to finish on shutdown.
+DRAIN_SECONDS = 10.0
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Start the proxy and metrics ports; return after a graceful stop."""
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    up = config.upstream
+    stats = TrafficStats(config.metrics.duration_buckets, config.metrics.size_buckets,
+                         config.model.name, config.model.version)
+    pool = UpstreamPool(up.host, up.port, up.max_connections, up.connect_timeout)
+    host_header = up.url.split("://", 1)[1].encode("latin-1")
+    ctx = ProxyContext(pool=pool, stats=stats, routes=RouteTable(config.metrics.routes),
+                       read_timeout=up.read_timeout, upstream_host_header=host_header)
+    probe = UpstreamProbe(up.url + config.health_path, up.health.interval, up.health.timeout, stats, started)
+    registry = build_registry([stats])
+
+    runner = web.AppRunner(make_admin_app(registry, probe), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, config.metrics_listen.host, config.metrics_listen.port).start()
+    proxy = await loop.create_server(lambda: ClientConnection(ctx), config.listen.host, config.listen.port,
+                                     backlog=2048)
+    probe_task = loop.create_task(probe.run())
+    log.info("proxying %s -> %s; metrics on http://%s/metrics", config.listen, up.url, config.metrics_listen)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: draining %d connection(s)", len(ctx.connections))
+        proxy.close()
+        for conn in list(ctx.connections):
+            conn.shutdown()
+        deadline = loop.time() + DRAIN_SECONDS
+        while ctx.connections and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(ctx.connections):
+            conn.transport.abort()
+        probe_task.cancel()
+        pool.close()
+        await runner.cleanup()
+
+
+def run(config: Config) -> None:
+    """Run on uvloop where available."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(config))
+    else:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve(config))
