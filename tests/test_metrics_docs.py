@@ -1,0 +1,51 @@
+"""The metric reference and the exposition agree with the single table of definitions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
+from exporter.metrics.docs import render
+from exporter.metrics.exposition import build_registry
+from exporter.proxy.stats import TrafficStats
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_docs_metrics_md_is_generated_from_the_definitions() -> None:
+    assert (ROOT / "docs" / "metrics.md").read_text() == render(), "run `make docs`"
+
+
+def test_names_follow_prometheus_conventions() -> None:
+    for m in METRICS:
+        assert m.name.startswith("model_"), m.name
+        assert m.name.endswith("_total") == (m.type == "counter"), m.name
+        assert m.help.endswith("."), m.name
+
+
+def _registry() -> tuple[CollectorRegistry, TrafficStats]:
+    stats = TrafficStats(DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, "m", "1")
+    stats.record("/invocations", "POST", 200, 0.02, 0.01, 100, 200, "4bf92f3577b34da6a3ce929d0e0e4736")
+    stats.upstream_error("refused")
+    stats.load_duration = 1.5
+    return build_registry([stats]), stats
+
+
+def test_every_exposed_model_metric_is_defined_with_its_help_and_labels() -> None:
+    registry, _ = _registry()
+    seen = set()
+    for family in registry.collect():
+        if not family.name.startswith("model_"):
+            continue
+        name = family.name + ("_total" if family.type == "counter" else "")
+        definition = BY_NAME[name]
+        seen.add(name)
+        assert family.documentation == definition.help
+        assert family.type == ("gauge" if definition.type == "info" else definition.type)
+        expected = set(definition.labels) | ({"model", "version"} if definition.model_level else set())
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} == expected, (name, sample.labels)
+    traffic = {m.name for m in METRICS if m.family in ("traffic", "exporter")}
+    assert traffic <= seen, traffic - seen
