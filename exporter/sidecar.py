@@ -14,7 +14,7 @@ from exporter.config import Config
 from exporter.health import UpstreamProbe
 from exporter.metrics.exposition import build_registry
 from exporter.proxy.routes import RouteTable
-from exporter.proxy.server import ClientConnection, ProxyContext
+from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
 
@@ -49,8 +49,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     await runner.setup()
     await web.TCPSite(runner, config.metrics_listen.host, config.metrics_listen.port).start()
     proxy = await loop.create_server(lambda: ClientConnection(ctx), config.listen.host, config.listen.port,
-                                     backlog=2048)
-    probe_task = loop.create_task(probe.run())
+                                     backlog=2048, reuse_address=True)
+    tasks = [loop.create_task(probe.run()), loop.create_task(sweep_timeouts(ctx))]
     log.info("proxying %s -> %s; metrics on http://%s/metrics", config.listen, up.url, config.metrics_listen)
     try:
         await stop.wait()
@@ -64,7 +64,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):
             conn.transport.abort()
-        probe_task.cancel()
+        for task in tasks:
+            task.cancel()
         pool.close()
         await runner.cleanup()
 

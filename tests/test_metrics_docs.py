@@ -27,7 +27,7 @@ def test_names_follow_prometheus_conventions() -> None:
 
 def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     stats = TrafficStats(DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, "m", "1")
-    stats.record("/invocations", "POST", 200, 0.02, 0.01, 100, 200, "4bf92f3577b34da6a3ce929d0e0e4736")
+    stats.record("/invocations", b"POST", 200, 0.02, 0.01, 100, 200, "4bf92f3577b34da6a3ce929d0e0e4736")
     stats.upstream_error("refused")
     stats.load_duration = 1.5
     return build_registry([stats]), stats

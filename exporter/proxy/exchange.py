@@ -1,24 +1,21 @@
-"""One request/response exchange: forward, stream back, time, account.
+"""One request/response exchange: forward the request, time it, account it, hand it on.
 
-The response parser calls back into the Exchange (httptools protocol methods), so a
-response costs a handful of Python calls: no tasks, no futures, no per-chunk timers.
+The response side is parsed by the UpstreamConnection that carries the exchange; this
+object holds the request, the timings and what is reported when the exchange ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-import httptools
+from exporter.pipeline.event import Event
 
 if TYPE_CHECKING:
-    from exporter.proxy.server import ClientConnection
+    from exporter.proxy.server import ClientConnection, ProxyContext
     from exporter.proxy.upstream import UpstreamConnection
-
-# RFC 9110 §7.6.1: connection-specific fields a proxy must not forward. Transfer-Encoding
-# is handled apart: chunked bodies are de-chunked by the parser and re-chunked on the way out.
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"})
 
 ERROR_STATUS = {
     "refused": (502, b"Bad Gateway", b"model server refused the connection\n"),
@@ -38,15 +35,15 @@ RETRY_BODY_LIMIT = 1 << 20
 class Exchange:
     __slots__ = (
         "client", "ctx", "t0", "method", "target", "route", "trace_id", "head", "chunked_request",
-        "pending", "retry_body", "retry_size", "request_done", "request_size", "upstream", "parser",
-        "status", "reason", "resp_headers", "resp_chunked", "resp_close_delimited", "head_sent",
-        "response_size", "ttfb", "finished", "keep_client", "client_http11", "interim", "last_activity",
-        "timer", "retried",
+        "pending", "retry_body", "retry_size", "request_done", "request_size", "upstream", "status",
+        "close_delimited", "head_sent", "response_size", "ttfb", "finished", "keep_client",
+        "client_http11", "last_activity", "timer", "retried", "capture", "capture_size",
+        "request_headers", "response_headers",
     )
 
     def __init__(self, client: ClientConnection, t0: float) -> None:
         self.client = client
-        self.ctx = client.ctx
+        self.ctx: ProxyContext = client.ctx
         self.t0 = t0
         self.method = b""
         self.target = b""
@@ -54,28 +51,27 @@ class Exchange:
         self.trace_id: str | None = None
         self.head = b""
         self.chunked_request = False
-        self.pending: list[bytes] = []  # request body bytes not yet written upstream
+        self.pending: list[bytes] = []  # request bytes not yet written upstream
         self.retry_body: list[bytes] | None = []
         self.retry_size = 0
         self.request_done = False
         self.request_size = 0
         self.upstream: UpstreamConnection | None = None
-        self.parser: httptools.HttpResponseParser | None = None
         self.status = 0
-        self.reason = b""
-        self.resp_headers: list[bytes] = []
-        self.resp_chunked = False
-        self.resp_close_delimited = False
+        self.close_delimited = False
         self.head_sent = False
         self.response_size = 0
         self.ttfb: float | None = None
         self.finished = False
         self.keep_client = True
         self.client_http11 = True
-        self.interim = False
         self.last_activity = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # only while waiting for a pooled connection
         self.retried = False
+        self.capture: list[bytes] | None = None  # request body kept for analysis (None: not captured)
+        self.capture_size = 0
+        self.request_headers: dict[bytes, bytes] = {}
+        self.response_headers: dict[bytes, bytes] = {}
 
     # ------------------------------------------------------------ request side
 
@@ -89,20 +85,22 @@ class Exchange:
             self.timer.cancel()
             self.timer = None
         self.upstream = conn
-        conn.exchange = self
-        self.parser = httptools.HttpResponseParser(self)
-        transport = conn.transport
-        assert transport is not None
-        if self.pending:
-            transport.writelines([self.head, *self.pending])
-            self.pending = []
-        else:
-            transport.write(self.head)
+        data = [self.head, *self.pending] if self.pending else [self.head]
+        self.pending = []
+        conn.send(self, data)
         if self.request_done:
-            self._arm_timer()
+            self.last_activity = perf_counter()
 
     def request_body(self, data: bytes) -> None:
         self.request_size += len(data)
+        capture = self.capture
+        if capture is not None:
+            self.capture_size += len(data)
+            if self.capture_size <= self.ctx.capture_limit:
+                capture.append(data)
+            else:
+                self.capture = None
+                self.ctx.link.drop("body_too_large")  # type: ignore[union-attr]
         piece = b"%x\r\n%b\r\n" % (len(data), data) if self.chunked_request else data
         if self.retry_body is not None:
             self.retry_size += len(piece)
@@ -119,106 +117,45 @@ class Exchange:
     def request_complete(self) -> None:
         self.request_done = True
         if self.chunked_request:
-            self.request_body_end()
+            end = b"0\r\n\r\n"
+            if self.retry_body is not None:
+                self.retry_body.append(end)
+            if self.upstream is not None and self.upstream.transport is not None:
+                self.upstream.transport.write(end)
+            elif not self.finished:
+                self.pending.append(end)
         if self.upstream is not None:
-            self._arm_timer()
+            self.last_activity = perf_counter()
 
-    def request_body_end(self) -> None:
-        end = b"0\r\n\r\n"
-        if self.retry_body is not None:
-            self.retry_body.append(end)
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.write(end)
-        elif not self.finished:
-            self.pending.append(end)
+    # ------------------------------------------------------------ outcomes
 
-    # ------------------------------------------------------------ upstream side
-
-    def upstream_data(self, data: bytes) -> None:
-        now = perf_counter()
-        self.last_activity = now
-        if self.ttfb is None:
-            self.ttfb = now - self.t0
-        try:
-            self.parser.feed_data(data)  # type: ignore[union-attr]
-        except httptools.HttpParserError:
-            self.upstream_failed("malformed")
-            return
-        if self.head_sent and self.method == b"HEAD" and not self.finished:
-            self._complete()  # a HEAD response has no body whatever its Content-Length says
-
-    # httptools response-parser callbacks
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"connection" and value.lower() not in (b"close", b"keep-alive"):
-                self.ctx.log_connection_tokens(value)
-            return
-        if lname == b"transfer-encoding":
-            self.resp_chunked = value.lower().rstrip().endswith(b"chunked")
-            if not self.client_http11:
-                return  # an HTTP/1.0 client gets the de-chunked body, delimited by close
-        self.resp_headers.append(b"%b: %b\r\n" % (name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        assert parser is not None
-        status = parser.get_status_code()
-        self.status = status
-        if 100 <= status < 200 and status != 101:
-            # interim response (100 Continue, 103 Early Hints): relay it, wait for the final one
-            self.interim = True
-            self.client.write(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(self.resp_headers)))
-            self.reason = b""
-            self.resp_headers = []
-            self.resp_chunked = False
-            return
-        headers = self.resp_headers
-        no_body = self.method == b"HEAD" or status in (204, 304)
-        has_length = any(h[:15].lower() == b"content-length:" for h in headers)
-        if not no_body and not self.resp_chunked and not has_length:
-            self.resp_close_delimited = True
-            self.keep_client = False
-        if self.resp_chunked and not self.client_http11:
-            self.resp_close_delimited = True
-            self.keep_client = False
-        if not self.keep_client:
-            headers.append(b"Connection: close\r\n")
-        self.head_sent = True
-        self.client.write(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(headers)))
-
-    def on_body(self, body: bytes) -> None:
-        self.response_size += len(body)
-        transport = self.client.transport
-        if self.resp_chunked and self.client_http11:
-            transport.writelines([b"%x\r\n" % len(body), body, b"\r\n"])
-        else:
-            transport.write(body)
-
-    def on_message_complete(self) -> None:
-        if self.interim:
-            self.interim = False
-            return
-        if self.resp_chunked and self.client_http11:
-            self.client.transport.write(b"0\r\n\r\n")
-        self._complete()
+    def complete(self, keep_alive: bool) -> None:
+        """The response went out whole; park the upstream connection if it can be reused."""
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            if keep_alive and self.request_done and not conn.closed:
+                captured = conn.capture
+                conn.capture = None
+                self.ctx.pool.release(conn)
+            else:
+                captured = conn.capture
+                conn.abort()
+            if captured is not None and self.capture is not None:
+                self._hand_off(captured)
+        self._finish(self.status)
 
     def upstream_lost(self, conn: UpstreamConnection) -> None:
         """The upstream connection closed while this exchange used it."""
         if self.finished:
             return
-        if self.resp_close_delimited and self.head_sent:
-            self._complete(reuse=False)
+        if self.close_delimited and self.head_sent:
+            self.complete(False)
             return
         if conn.reused and self.ttfb is None and not self.retried and self.retry_body is not None:
             # the server closed an idle pooled connection as we sent: re-send once on a fresh one
             self.retried = True
             self.upstream = None
-            self.parser = None
             self.pending = list(self.retry_body)
             self.ctx.pool.acquire(self, fresh=True)
             return
@@ -257,7 +194,7 @@ class Exchange:
         self.keep_client = False
         self._finish(CLIENT_GONE)
 
-    # ------------------------------------------------------------ timers
+    # ------------------------------------------------------------ timeouts
 
     def wait_for_pool(self, timeout: float) -> None:
         self.timer = asyncio.get_running_loop().call_later(timeout, self._pool_timeout)
@@ -266,40 +203,31 @@ class Exchange:
         self.timer = None
         self.upstream_failed("connect_timeout")
 
-    def _arm_timer(self) -> None:
-        if self.timer is None and not self.finished:
-            self.last_activity = perf_counter()
-            self.timer = asyncio.get_running_loop().call_later(self.ctx.read_timeout, self._check_timeout)
-
-    def _check_timeout(self) -> None:
-        # one timer per exchange, re-armed lazily: data arrival only stamps last_activity
-        idle = perf_counter() - self.last_activity
-        if idle >= self.ctx.read_timeout:
-            self.timer = None
-            self.upstream_failed("timeout")
-        else:
-            self.timer = asyncio.get_running_loop().call_later(self.ctx.read_timeout - idle, self._check_timeout)
+    def timed_out(self, now: float, read_timeout: float) -> bool:
+        """Whether the model server has been silent too long (checked by the sweeper)."""
+        return self.request_done and self.upstream is not None and now - self.last_activity >= read_timeout
 
     # ------------------------------------------------------------ completion
 
-    def _complete(self, reuse: bool = True) -> None:
-        conn = self.upstream
-        self.upstream = None
-        if conn is not None:
-            if reuse and self.request_done and self.parser is not None and self.parser.should_keep_alive() and not conn.closed:
-                self.ctx.pool.release(conn)
-            else:
-                conn.abort()
-        self._finish(self.status)
+    def _hand_off(self, response_body: list[bytes]) -> None:
+        if self.capture_size > self.ctx.capture_limit:
+            return
+        body = b"".join(response_body)
+        if len(body) > self.ctx.capture_limit:
+            self.ctx.link.drop("body_too_large")  # type: ignore[union-attr]
+            return
+        self.ctx.link.submit(Event(  # type: ignore[union-attr]
+            time.time(), self.route, self.target, self.status, perf_counter() - self.t0,
+            self.request_headers, b"".join(self.capture or ()), self.response_headers, body,
+        ))
 
     def _finish(self, code: int) -> None:
         self.finished = True
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        now = perf_counter()
         stats = self.ctx.stats
         stats.in_flight -= 1
-        stats.record(self.route, self.method.decode("latin-1"), code, now - self.t0, self.ttfb,
+        stats.record(self.route, self.method, code, perf_counter() - self.t0, self.ttfb,
                      self.request_size, self.response_size, self.trace_id)
         self.client.exchange_finished(self)

@@ -10,10 +10,11 @@ from time import perf_counter
 
 import httptools
 
-from exporter.proxy.exchange import HOP_BY_HOP, Exchange
+from exporter.proxy.exchange import Exchange
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.stats import TrafficStats, trace_id_from_traceparent
-from exporter.proxy.upstream import UpstreamPool
+from exporter.proxy.upstream import HOP_BY_HOP, UpstreamPool
+from exporter.pipeline.link import WorkerLink
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,10 @@ class ProxyContext:
     routes: RouteTable
     read_timeout: float
     upstream_host_header: bytes
+    link: WorkerLink | None = None  # None: payload capture is off
+    capture_routes: frozenset[str] = frozenset()
+    capture_headers: frozenset[bytes] = frozenset()
+    capture_limit: int = 1 << 20
     connections: set[ClientConnection] = field(default_factory=set)
     _warned_tokens: bool = False
 
@@ -62,6 +67,7 @@ class ClientConnection(asyncio.Protocol):
         self.has_host = False
         self.closing = False
         self.paused_for = 0  # bit 1: upstream backpressure, bit 2: pipeline read-ahead
+        self.ready: Exchange | None = None  # parsed head, to start once this read is parsed
 
     # ------------------------------------------------------------ transport events
 
@@ -72,9 +78,20 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
+            # started after the whole read is parsed, so head and body leave in one write
+            ready = self.ready
+            if ready is not None:
+                self.ready = None
+                ready.start()
         except httptools.HttpParserUpgrade:
             # WebSocket and other upgrades are refused, not tunnelled: say so plainly
             self._reject(501, b"Not Implemented", b"protocol upgrades (WebSocket) are not proxied by model-exporter\n")
+        except httptools.HttpParserCallbackError:
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._reject(431, b"Request Header Fields Too Large", b"request head too large\n")
+            else:  # a bug of ours, not the client's: say so loudly
+                log.exception("internal error while handling a request")
+                self._reject(500, b"Internal Server Error", b"model-exporter internal error\n")
         except httptools.HttpParserError:
             if self.head_bytes > MAX_HEAD_BYTES:
                 self._reject(431, b"Request Header Fields Too Large", b"request head too large\n")
@@ -83,6 +100,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.ready = None
         self.ctx.connections.discard(self)
         active = self.active
         self.active = None
@@ -122,6 +140,10 @@ class ClientConnection(asyncio.Protocol):
         if not self.closing:
             self.transport.write(data)
 
+    def writelines(self, data: list[bytes]) -> None:
+        if not self.closing:
+            self.transport.writelines(data)
+
     # ------------------------------------------------------------ httptools request callbacks
 
     def on_message_begin(self) -> None:
@@ -150,6 +172,8 @@ class ClientConnection(asyncio.Protocol):
             self.current.chunked_request = value.lower().rstrip().endswith(b"chunked")  # type: ignore[union-attr]
         elif lname == b"traceparent":
             self.current.trace_id = trace_id_from_traceparent(value)  # type: ignore[union-attr]
+        elif lname in self.ctx.capture_headers:
+            self.current.request_headers[lname] = value  # type: ignore[union-attr]
         self.parts.append(b"%b: %b\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
@@ -167,9 +191,11 @@ class ClientConnection(asyncio.Protocol):
         if not self.has_host:
             self.parts.append(b"Host: %b\r\n" % self.ctx.upstream_host_header)
         ex.head = b"%b %b HTTP/1.1\r\n%b\r\n" % (method, self.url, b"".join(self.parts))
+        if ex.route in self.ctx.capture_routes:
+            ex.capture = []
         if self.active is None:
             self.active = ex
-            ex.start()
+            self.ready = ex
         else:
             self.queue.append(ex)
             if len(self.queue) >= MAX_PIPELINED:
@@ -181,6 +207,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         ex = self.current
         if ex is not None:
+            self.current = None  # no reference cycle outlives the exchange
             ex.request_complete()
 
     # ------------------------------------------------------------ exchange lifecycle
@@ -201,8 +228,11 @@ class ClientConnection(asyncio.Protocol):
             nxt.start()
 
     def _reject(self, code: int, phrase: bytes, body: bytes) -> None:
+        if self.ready is not None:  # parsed fine, but what followed did not: answer neither
+            self.ready.finished = True
+            self.active = self.ready = None
         if self.active is None and not self.closing:
-            self.ctx.stats.record("other", "other", code, 0.0, None, 0, len(body), None)
+            self.ctx.stats.record("other", b"", code, 0.0, None, 0, len(body), None)
             self.transport.write(_simple_response(code, phrase, body))
         self.closing = True
         self.queue.clear()
@@ -216,3 +246,15 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.active.keep_client = False
             self.queue.clear()
+
+
+async def sweep_timeouts(ctx: ProxyContext) -> None:
+    """Fail exchanges whose model server went silent for read_timeout (one timer for all)."""
+    interval = min(ctx.read_timeout / 4, 0.25)
+    while True:
+        await asyncio.sleep(interval)
+        now = perf_counter()
+        for conn in list(ctx.connections):
+            active = conn.active
+            if active is not None and active.timed_out(now, ctx.read_timeout):
+                active.upstream_failed("timeout")

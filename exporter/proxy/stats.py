@@ -16,8 +16,8 @@ from prometheus_client.samples import Exemplar
 
 from exporter.metrics.definitions import BY_NAME
 
-# Request methods become label values only from this fixed set.
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Request methods become label values only from this fixed set; anything else is "other".
+METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 UPSTREAM_ERROR_REASONS = ("refused", "connect_error", "connect_timeout", "timeout", "reset", "malformed")
 
 _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -88,12 +88,10 @@ class TrafficStats:
         self.upstream_up = 0
         self.load_duration: float | None = None
 
-    def record(self, route: str, method: str, code: int, duration: float, ttfb: float | None,
+    def record(self, route: str, method: bytes, code: int, duration: float, ttfb: float | None,
                request_size: int, response_size: int, trace_id: str | None) -> None:
         """Account one finished exchange (the only call on the hot path)."""
-        if method not in METHODS:
-            method = "other"
-        key = (route, method, str(code))
+        key = (route, METHODS.get(method, "other"), str(code))
         self.requests[key] = self.requests.get(key, 0) + 1
         hist = self.durations.get(key)
         if hist is None:

@@ -1,19 +1,32 @@
-"""Pooled keep-alive connections to the model server."""
+"""Pooled keep-alive connections to the model server; each parses its own responses.
+
+The response parser lives as long as the connection (llhttp resets between keep-alive
+messages), so a response costs a handful of Python callbacks and no allocations beyond
+the bytes it forwards.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from time import perf_counter
 from typing import TYPE_CHECKING
+
+import httptools
 
 if TYPE_CHECKING:
     from exporter.proxy.exchange import Exchange
+
+# RFC 9110 §7.6.1: connection-specific fields a proxy must not forward. Transfer-Encoding
+# is handled apart: chunked bodies are de-chunked by the parser and re-chunked on the way out.
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"})
 
 
 class UpstreamConnection(asyncio.Protocol):
     """One connection to the model server; carries one exchange at a time."""
 
-    __slots__ = ("pool", "transport", "exchange", "reused", "closed")
+    __slots__ = ("pool", "transport", "exchange", "reused", "closed", "parser", "reason", "headers",
+                 "chunked", "interim", "out", "capture")
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -21,16 +34,42 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.reused = False
         self.closed = False
+        self.parser = httptools.HttpResponseParser(self)
+        self.reason = b""
+        self.headers: list[bytes] = []
+        self.chunked = False
+        self.interim = False
+        self.out: list[bytes] = []  # what one read produced for the client, written in one go
+        self.capture: list[bytes] | None = None  # response body kept for analysis
+
+    # ------------------------------------------------------------ transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        exchange = self.exchange
-        if exchange is None:  # bytes nobody asked for: the connection is unusable
+        ex = self.exchange
+        if ex is None:  # bytes nobody asked for: the connection is unusable
             self.abort()
             return
-        exchange.upstream_data(data)
+        now = perf_counter()
+        ex.last_activity = now
+        if ex.ttfb is None:
+            ex.ttfb = now - ex.t0
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.out = []
+            ex.upstream_failed("malformed")
+            return
+        if self.out:
+            out, self.out = self.out, []
+            ex.client.writelines(out)
+        if ex.head_sent and ex.method == b"HEAD" and not ex.finished:
+            # a HEAD response has no body whatever its Content-Length says; the parser
+            # would wait for one, so it is replaced
+            self.parser = httptools.HttpResponseParser(self)
+            ex.complete(self.parser.should_keep_alive())
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -38,10 +77,10 @@ class UpstreamConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool.lost(self)
-        exchange = self.exchange
-        if exchange is not None:
+        ex = self.exchange
+        if ex is not None:
             self.exchange = None
-            exchange.upstream_lost(self)
+            ex.upstream_lost(self)
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
@@ -51,20 +90,95 @@ class UpstreamConnection(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.client.resume_for_upstream()
 
+    def send(self, ex: Exchange, data: list[bytes]) -> None:
+        self.exchange = ex
+        self.reason = b""
+        self.headers = []
+        self.chunked = False
+        self.capture = [] if ex.capture is not None else None
+        self.transport.writelines(data)  # type: ignore[union-attr]
+
     def abort(self) -> None:
         self.exchange = None
         if self.transport is not None and not self.closed:
             self.transport.abort()
 
+    # ------------------------------------------------------------ httptools response callbacks
+
+    def on_status(self, reason: bytes) -> None:
+        self.reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            return
+        if lname == b"transfer-encoding":
+            self.chunked = value.lower().rstrip().endswith(b"chunked")
+            if not self.exchange.client_http11:  # type: ignore[union-attr]
+                return  # an HTTP/1.0 client gets the de-chunked body, delimited by close
+        elif lname in self.pool.capture_headers and self.capture is not None:
+            self.exchange.response_headers[lname] = value  # type: ignore[union-attr]
+        self.headers.append(b"%b: %b\r\n" % (name, value))
+
+    def on_headers_complete(self) -> None:
+        ex = self.exchange
+        assert ex is not None
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # interim response (100 Continue, 103 Early Hints): relay it, wait for the final one
+            self.interim = True
+            self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(self.headers)))
+            self.reason = b""
+            self.headers = []
+            self.chunked = False
+            return
+        ex.status = status
+        headers = self.headers
+        if ex.method != b"HEAD" and status != 204 and status != 304 and not self.chunked \
+                and not any(h[:15].lower() == b"content-length:" for h in headers):
+            ex.close_delimited = True  # body ends when the server closes: so must ours
+            ex.keep_client = False
+        elif self.chunked and not ex.client_http11:
+            ex.close_delimited = True
+            ex.keep_client = False
+        if not ex.keep_client:
+            headers.append(b"Connection: close\r\n")
+        ex.head_sent = True
+        self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(headers)))
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.exchange
+        ex.response_size += len(body)  # type: ignore[union-attr]
+        if self.capture is not None:
+            self.capture.append(body)
+        if self.chunked and ex.client_http11:  # type: ignore[union-attr]
+            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
+        else:
+            self.out.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        ex = self.exchange
+        assert ex is not None
+        if self.chunked and ex.client_http11:
+            self.out.append(b"0\r\n\r\n")
+        out, self.out = self.out, []
+        ex.client.writelines(out)
+        ex.complete(self.parser.should_keep_alive())
+
 
 class UpstreamPool:
     """At most `max_connections` to one host:port; idle ones are reused LIFO (warmest first)."""
 
-    def __init__(self, host: str, port: int, max_connections: int, connect_timeout: float) -> None:
+    def __init__(self, host: str, port: int, max_connections: int, connect_timeout: float,
+                 capture_headers: frozenset[bytes] = frozenset()) -> None:
         self.host = host
         self.port = port
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
+        self.capture_headers = capture_headers
         self.idle: list[UpstreamConnection] = []
         self.open = 0  # connected + connecting
         self.waiting: deque[Exchange] = deque()

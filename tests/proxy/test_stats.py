@@ -19,9 +19,9 @@ def _stats() -> tuple[TrafficStats, CollectorRegistry]:
 
 def test_record_counts_histograms_and_sizes() -> None:
     stats, registry = _stats()
-    stats.record("/invocations", "POST", 200, 0.05, 0.04, 150, 50, None)
-    stats.record("/invocations", "POST", 200, 0.5, 0.3, 150, 5000, None)
-    stats.record("/invocations", "BREW", 404, 0.005, None, 0, 10, None)
+    stats.record("/invocations", b"POST", 200, 0.05, 0.04, 150, 50, None)
+    stats.record("/invocations", b"POST", 200, 0.5, 0.3, 150, 5000, None)
+    stats.record("/invocations", b"BREW", 404, 0.005, None, 0, 10, None)
     get = registry.get_sample_value
     labels = {"route": "/invocations", "method": "POST", "code": "200", "model": "fraud", "version": "3"}
     assert get("model_requests_total", labels) == 2
@@ -40,14 +40,14 @@ def test_record_counts_histograms_and_sizes() -> None:
 
 def test_upper_bound_is_inclusive() -> None:
     stats, registry = _stats()
-    stats.record("other", "GET", 200, 0.1, None, 0, 0, None)
+    stats.record("other", b"GET", 200, 0.1, None, 0, 0, None)
     labels = {"route": "other", "method": "GET", "code": "200", "model": "fraud", "version": "3"}
     assert registry.get_sample_value("model_request_duration_seconds_bucket", {**labels, "le": "0.1"}) == 1
 
 
 def test_exemplar_from_traceparent_in_openmetrics() -> None:
     stats, registry = _stats()
-    stats.record("/invocations", "POST", 200, 0.05, 0.04, 1, 1, TRACE)
+    stats.record("/invocations", b"POST", 200, 0.05, 0.04, 1, 1, TRACE)
     text = generate_latest(registry).decode()
     line = next(x for x in text.splitlines() if 'le="0.1"' in x and "duration" in x)
     assert f'# {{trace_id="{TRACE}"}} 0.05 1700000000.0' in line

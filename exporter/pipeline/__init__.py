@@ -1,0 +1,1 @@
+"""Off the hot path: captured exchanges go to an analysis worker process in batches."""

@@ -1,0 +1,187 @@
+"""The proxy's end of the pipeline: a bounded, batching hand-off to the analysis worker.
+
+The worker is a separate, niced process: parsing payloads holds the GIL for as long as it
+takes, and in a thread that would stall the event loop that forwards traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from prometheus_client.core import Metric
+
+from exporter.config import Config
+from exporter.pipeline.event import DROP_REASONS, Event
+from exporter.pipeline.framing import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
+
+log = logging.getLogger(__name__)
+
+BATCH_EVENTS = 256       # flush at this many events...
+BATCH_SECONDS = 0.01     # ...or this long after the first one
+RESTART_SECONDS = 1.0
+MAX_BUFFERED_BYTES = 64 << 20  # socket write buffer cap, whatever the event count
+
+
+class WorkerLink(asyncio.Protocol):
+    """Submit events without ever blocking; a full queue or a dead worker drops and counts."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.max_queue = config.capture.queue_size
+        self.pending: list[Event] = []
+        self.sent = 0
+        self.processed = 0
+        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self.transport: asyncio.Transport | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self.families: list[Metric] = []
+        self.last_collect_ok = False
+        self.last_collect_seconds = 0.0
+        self._reader = FrameReader()
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._closing = False
+        self._restart: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------ hot path
+
+    def submit(self, event: Event) -> None:
+        if self.transport is None:
+            self.dropped["worker_down"] += 1
+            return
+        if self.sent - self.processed + len(self.pending) >= self.max_queue:
+            self.dropped["queue_full"] += 1
+            return
+        self.pending.append(event)
+        if len(self.pending) >= BATCH_EVENTS:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(BATCH_SECONDS, self.flush)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
+
+    def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        if self.transport is None or self.transport.get_write_buffer_size() > MAX_BUFFERED_BYTES:
+            self.dropped["queue_full" if self.transport else "worker_down"] += len(batch)
+            return
+        self.transport.write(encode(EVENTS, batch))
+        self.sent += len(batch)
+
+    @property
+    def queue_depth(self) -> int:
+        return self.sent - self.processed + len(self.pending)
+
+    # ------------------------------------------------------------ worker process
+
+    async def start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "exporter.pipeline.worker", str(child.fileno())],
+                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        finally:
+            child.close()
+        loop = asyncio.get_running_loop()
+        await loop.create_unix_connection(lambda: self, sock=parent)
+        error = await self.reload(self.config)
+        if error:
+            raise RuntimeError(f"analysis worker rejected the config: {error}")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.sent = self.processed = 0
+
+    def data_received(self, data: bytes) -> None:
+        for kind, payload in self._reader.feed(data):
+            if kind == ACK:
+                self.processed += payload
+            elif kind in (COLLECT, RELOAD):
+                request_id, result = payload
+                waiter = self._waiters.pop(request_id, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(result)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._reader = FrameReader()
+        for waiter in self._waiters.values():
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("analysis worker exited"))
+        self._waiters.clear()
+        if self._closing:
+            return
+        code = self.process.poll() if self.process else None
+        log.error("analysis worker exited (code %s); restarting in %.0fs; events are dropped meanwhile",
+                  code, RESTART_SECONDS)
+        self._restart = asyncio.get_running_loop().call_later(RESTART_SECONDS, self._spawn_again)
+
+    def _spawn_again(self) -> None:
+        self._restart = None
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        task = asyncio.get_running_loop().create_task(self.start())
+        task.add_done_callback(lambda t: t.exception() and log.error("restart failed: %s", t.exception()))
+
+    async def _request(self, kind: int, payload: Any, timeout: float) -> Any:
+        if self.transport is None:
+            raise ConnectionError("analysis worker is not running")
+        request_id = next(self._ids)
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = waiter
+        self.flush()  # events first, so the answer covers them
+        self.transport.write(encode(kind, (request_id, payload)))
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        finally:
+            self._waiters.pop(request_id, None)
+
+    async def collect(self, timeout: float = 5.0) -> list[Metric]:
+        """Fetch the worker's metric families; keep the last good ones if it does not answer."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            self.families = await self._request(COLLECT, None, timeout)
+            self.last_collect_ok = True
+        except (ConnectionError, asyncio.TimeoutError) as exc:
+            log.warning("analysis worker did not answer the scrape: %s", exc or type(exc).__name__)
+            self.last_collect_ok = False
+        self.last_collect_seconds = loop.time() - started
+        return self.families
+
+    async def reload(self, config: Config, timeout: float = 30.0) -> str | None:
+        """Send a new config to the worker; None on success, else its error message."""
+        error: str | None = await self._request(RELOAD, config, timeout)
+        if error is None:
+            self.config = config
+            self.max_queue = config.capture.queue_size
+        return error
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._restart is not None:
+            self._restart.cancel()
+        self.flush()
+        if self.transport is not None:
+            self.transport.close()
+        if self.process is not None:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.process.wait), 5.0)
+            except asyncio.TimeoutError:
+                self.process.kill()
