@@ -7,6 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.health import UpstreamProbe
 from exporter.metrics.exposition import render
+from exporter.pipeline.link import WorkerLink
 
 INDEX = b"""<html><head><title>model-exporter</title></head><body>
 <h1>model-exporter</h1><ul>
@@ -15,8 +16,10 @@ INDEX = b"""<html><head><title>model-exporter</title></head><body>
 """
 
 
-def make_admin_app(registry: CollectorRegistry, probe: UpstreamProbe) -> web.Application:
+def make_admin_app(registry: CollectorRegistry, probe: UpstreamProbe, link: WorkerLink | None) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
+        if link is not None:
+            await link.collect()  # the worker's families, fetched before the registry renders
         body, content_type = render(registry, request.headers.get("Accept"))
         return web.Response(body=body, headers={"Content-Type": content_type})
 

@@ -67,10 +67,29 @@ class UpstreamConfig:
 
 
 @dataclass(frozen=True)
+class CustomPaths:
+    features: str
+    predictions: str | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     name: str = "unknown"
     version: str = "unknown"
     protocol: str = "auto"
+    # model names a payload may report (V2 model_name, OpenAI model, …) that become label
+    # values when `name` is not set; any other is counted as "other"
+    known: tuple[str, ...] = ()
+    custom: CustomPaths | None = None
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    enabled: bool = True
+    max_body_bytes: int = 1 << 20
+    queue_size: int = 10_000
+    id_header: str = "x-request-id"
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,7 @@ class Config:
     metrics_listen: HostPort = HostPort("0.0.0.0", 9110)
     model: ModelConfig = field(default_factory=ModelConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
 
     @property
     def health_path(self) -> str:
@@ -177,6 +197,43 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
     return parse
 
 
+def _bool(path: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(path, value, "expected true or false")
+    return value
+
+
+def _header_name(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", value):
+        raise _fail(path, value, "expected an HTTP header name, e.g. X-Request-Id")
+    return value.lower()
+
+
+def _string_list(path: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _fail(path, value, "expected a list of strings")
+    return tuple(_string(f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
+def _json_path(path: str, value: Any) -> str:
+    from exporter.adapters.custom import JsonPath  # the adapter owns the syntax
+
+    if not isinstance(value, str):
+        raise _fail(path, value, "expected a JSON path like $.instances[*]")
+    try:
+        JsonPath.compile(value)
+    except ValueError as exc:
+        raise _fail(path, value, f"expected a JSON path like $.instances[*] ({exc})") from None
+    return value
+
+
+def _custom(path: str, value: Any) -> CustomPaths:
+    fields = _mapping(path, value, {"features", "predictions", "id"})
+    if "features" not in fields:
+        raise ConfigError(f"{path}.features: required (a JSON path to the feature rows, e.g. $.rows[*])")
+    return CustomPaths(**{k: _json_path(f"{path}.{k}", v) for k, v in fields.items()})
+
+
 def _url_path(path: str, value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise _fail(path, value, "expected a URL path starting with /")
@@ -238,7 +295,7 @@ def _section(raw: dict[str, Any], key: str, path: str, parsers: dict[str, Callab
 
 def from_dict(raw: Any) -> Config:
     """Validate a parsed YAML document into a Config; raises ConfigError naming the path."""
-    top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics"})
+    top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics", "capture"})
     upstream_raw = _mapping("upstream", top.get("upstream"), {"url", "connect_timeout", "read_timeout", "max_connections", "health"})
     health = HealthConfig(**_section(upstream_raw, "health", "upstream.health", {
         "path": _url_path, "interval": parse_duration, "timeout": parse_duration,
@@ -250,12 +307,17 @@ def from_dict(raw: Any) -> Config:
     }))
     model = ModelConfig(**_section(top, "model", "model", {
         "name": _string, "version": lambda p, v: _string(p, str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v),
-        "protocol": _choice(PROTOCOLS),
+        "protocol": _choice(PROTOCOLS), "known": _string_list, "custom": _custom,
+    }))
+    if model.protocol == "custom" and model.custom is None:
+        raise ConfigError("model.custom: required when model.protocol is custom (JSON paths: features, predictions, id)")
+    capture = CaptureConfig(**_section(top, "capture", "capture", {
+        "enabled": _bool, "max_body_bytes": _positive_int, "queue_size": _positive_int, "id_header": _header_name,
     }))
     metrics = MetricsConfig(**_section(top, "metrics", "metrics", {
         "duration_buckets": _buckets, "size_buckets": _buckets, "routes": _routes,
     }))
-    config = Config(upstream=upstream, model=model, metrics=metrics)
+    config = Config(upstream=upstream, model=model, metrics=metrics, capture=capture)
     if "listen" in top:
         config = dataclasses.replace(config, listen=parse_host_port("listen", top["listen"]))
     if "metrics_listen" in top:

@@ -13,6 +13,9 @@ from exporter.admin import make_admin_app
 from exporter.config import Config
 from exporter.health import UpstreamProbe
 from exporter.metrics.exposition import build_registry
+from exporter.pipeline.collector import PipelineCollector
+from exporter.pipeline.event import REQUEST_HEADERS
+from exporter.pipeline.link import WorkerLink
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
@@ -38,14 +41,24 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     up = config.upstream
     stats = TrafficStats(config.metrics.duration_buckets, config.metrics.size_buckets,
                          config.model.name, config.model.version)
-    pool = UpstreamPool(up.host, up.port, up.max_connections, up.connect_timeout)
+    link: WorkerLink | None = None
+    collectors: list = [stats]
+    if config.capture.enabled:
+        link = WorkerLink(config)
+        await link.start()
+        collectors.append(PipelineCollector(link))
+    capture_headers = REQUEST_HEADERS | {config.capture.id_header.encode("latin-1")}
+    pool = UpstreamPool(up.host, up.port, up.max_connections, up.connect_timeout, capture_headers)
     host_header = up.url.split("://", 1)[1].encode("latin-1")
-    ctx = ProxyContext(pool=pool, stats=stats, routes=RouteTable(config.metrics.routes),
-                       read_timeout=up.read_timeout, upstream_host_header=host_header)
+    routes = RouteTable(config.metrics.routes)
+    ctx = ProxyContext(pool=pool, stats=stats, routes=routes, read_timeout=up.read_timeout,
+                       upstream_host_header=host_header, link=link,
+                       capture_routes=routes.inference if link is not None else frozenset(),
+                       capture_headers=capture_headers, capture_limit=config.capture.max_body_bytes)
     probe = UpstreamProbe(up.url + config.health_path, up.health.interval, up.health.timeout, stats, started)
-    registry = build_registry([stats])
+    registry = build_registry(collectors)
 
-    runner = web.AppRunner(make_admin_app(registry, probe), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_admin_app(registry, probe, link), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, config.metrics_listen.host, config.metrics_listen.port).start()
     proxy = await loop.create_server(lambda: ClientConnection(ctx), config.listen.host, config.listen.port,
@@ -67,6 +80,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         for task in tasks:
             task.cancel()
         pool.close()
+        if link is not None:
+            await link.close()
         await runner.cleanup()
 
 

@@ -57,7 +57,13 @@ def test_durations(value: object, seconds: float) -> None:
 
 
 BAD_CONFIGS = [
-    ({"upstrem": {}}, "upstrem: unknown key (allowed: listen, metrics, metrics_listen, model, upstream)"),
+    ({"upstrem": {}}, "upstrem: unknown key (allowed: capture, listen, metrics, metrics_listen, model, upstream)"),
+    ({"capture": {"enabled": "yes"}}, "capture.enabled: expected true or false, got 'yes'"),
+    ({"capture": {"max_body_bytes": 1.5}}, "capture.max_body_bytes: expected a positive integer, got 1.5"),
+    ({"capture": {"id_header": "X Request"}}, "capture.id_header: expected an HTTP header name, e.g. X-Request-Id, got 'X Request'"),
+    ({"model": {"known": "iris"}}, "model.known: expected a list of strings, got 'iris'"),
+    ({"model": {"protocol": "custom"}}, "model.custom: required when model.protocol is custom (JSON paths: features, predictions, id)"),
+    ({"model": {"custom": {"predictions": "$.p"}}}, "model.custom.features: required (a JSON path to the feature rows, e.g. $.rows[*])"),
     ([1, 2], "config: expected a mapping, got [1, 2]"),
     ({"upstream": {"url": "https://m:443"}}, "upstream.url: expected an http:// URL (the proxy speaks plain HTTP/1.1 to the model server), got 'https://m:443'"),
     ({"upstream": {"url": "http://m:8080/v2"}}, "upstream.url: expected a URL without path or query (paths are forwarded as the client sent them), got 'http://m:8080/v2'"),

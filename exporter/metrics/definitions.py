@@ -43,8 +43,18 @@ METRICS: tuple[MetricDef, ...] = (
     _d("model_upstream_errors_total", "counter", "Requests the model server could not answer, by reason (refused, connect_error, connect_timeout, timeout, reset, malformed).", ("reason",)),
     _d("model_upstream_up", "gauge", "1 if the last readiness probe of the model server succeeded, else 0."),
     _d("model_load_duration_seconds", "gauge", "Seconds from sidecar start until the model server first answered its readiness probe."),
+    # content (the analysis worker's view of the payloads)
+    _d("model_rows_total", "counter", "Rows (instances) extracted from request payloads; a batched request counts one per instance.", family="content"),
+    _d("model_prediction_rows_total", "counter", "Rows of predictions extracted from response payloads.", family="content"),
+    _d("model_payload_errors_total", "counter", "Payloads that could not be turned into rows, by reason (a fixed set); the traffic passed unchanged.", ("side", "reason"), family="content"),
+    _d("model_tokens_total", "counter", "LLM tokens from OpenAI-compatible usage fields (completion: streamed chunks when usage is absent), by kind.", ("kind",), family="content"),
     # exporter self-monitoring
     _d("model_exporter_build_info", "gauge", "Build information of model-exporter; always 1.", ("version",), model_level=False, family="exporter"),
+    _d("model_exporter_events_dropped_total", "counter", "Exchanges left out of payload analysis (never out of the proxied traffic), by reason.", ("reason",), model_level=False, family="exporter"),
+    _d("model_exporter_queue_depth", "gauge", "Exchanges waiting for the analysis worker.", model_level=False, family="exporter"),
+    _d("model_exporter_queue_capacity", "gauge", "Exchanges the analysis queue holds before it drops (capture.queue_size).", model_level=False, family="exporter"),
+    _d("model_exporter_collector_success", "gauge", "1 if the collector produced its metrics at the last scrape, else 0.", ("collector",), model_level=False, family="exporter"),
+    _d("model_exporter_collector_duration_seconds", "gauge", "Seconds the collector took at the last scrape.", ("collector",), model_level=False, family="exporter"),
 )
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in METRICS}

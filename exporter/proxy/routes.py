@@ -41,6 +41,22 @@ BUILTIN_ROUTES: tuple[str, ...] = (
     "/predict",
 )
 
+# Routes whose payloads carry features and predictions: the ones captured for analysis.
+INFERENCE_ROUTES: frozenset[str] = frozenset({
+    "/v2/models/{model}/versions/{version}/infer",
+    "/v2/models/{model}/infer",
+    "/v1/models/{model}/versions/{version}:predict",
+    "/v1/models/{model}:predict",
+    "/v1/models/{model}:classify",
+    "/v1/models/{model}:regress",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/invocations",
+    "/api/v1.0/predictions",
+    "/api/v0.1/predictions",
+    "/predict",
+})
+
 _PARAM = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 _CACHE_MAX = 4096
 
@@ -65,6 +81,8 @@ class RouteTable:
         self._regex = re.compile(r"(?:" + "|".join(groups) + r")/?\Z")
         self._by_group = {f"r{i}": name for i, (_, name) in enumerate(entries)}
         self._cache: dict[bytes, str] = {}
+        # configured routes are there to be analysed; built-ins only where they carry payloads
+        self.inference: frozenset[str] = INFERENCE_ROUTES | {r.name for r in extra}
 
     def match(self, target: bytes) -> str:
         """Route template for a request target such as b'/v2/models/m/infer?x=1'."""

@@ -1,0 +1,1 @@
+"""Analyzers consume extracted rows in the worker process and hold bounded state."""

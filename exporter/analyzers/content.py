@@ -1,0 +1,64 @@
+"""Counts of what the payloads held: rows, prediction rows, payload errors, LLM tokens."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from exporter.adapters import PAYLOAD_ERROR_REASONS
+from exporter.metrics.definitions import BY_NAME
+from exporter.pipeline.extract import Extraction
+
+TOKEN_KINDS = ("prompt", "completion")
+SIDES = ("request", "response")
+
+
+class ContentStats:
+    """Counters keyed by (model, version); both come from a bounded vocabulary."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], int] = {}
+        self.prediction_rows: dict[tuple[str, str], int] = {}
+        self.errors: dict[tuple[str, str, str, str], int] = {}
+        self.tokens: dict[tuple[str, str, str], int] = {}
+
+    def update(self, ex: Extraction) -> None:
+        mv = (ex.model, ex.version)
+        if ex.features is not None:
+            self.rows[mv] = self.rows.get(mv, 0) + ex.features.n
+            for kind, n in ex.features.counts.items():
+                if kind in TOKEN_KINDS:
+                    key = (*mv, kind)
+                    self.tokens[key] = self.tokens.get(key, 0) + n
+        if ex.predictions is not None:
+            self.prediction_rows[mv] = self.prediction_rows.get(mv, 0) + ex.predictions.n
+            for kind, n in ex.predictions.counts.items():
+                if kind in TOKEN_KINDS:
+                    key = (*mv, kind)
+                    self.tokens[key] = self.tokens.get(key, 0) + n
+        for side, reason in ex.errors:
+            key = (*mv, side, reason)
+            self.errors[key] = self.errors.get(key, 0) + 1
+
+    def collect(self, model: str, version: str) -> Iterator[Metric]:
+        for name, table in (("model_rows_total", self.rows), ("model_prediction_rows_total", self.prediction_rows)):
+            m = BY_NAME[name]
+            family = CounterMetricFamily(m.name, m.help, labels=["model", "version"])
+            for mv in sorted(table.keys() | {(model, version)}):
+                family.add_metric(list(mv), table.get(mv, 0))
+            yield family
+        m = BY_NAME["model_payload_errors_total"]
+        errors = CounterMetricFamily(m.name, m.help, labels=["side", "reason", "model", "version"])
+        models = {(mdl, ver) for mdl, ver, _, _ in self.errors} | {(model, version)}
+        for mdl, ver in sorted(models):
+            for side in SIDES:
+                for reason in PAYLOAD_ERROR_REASONS:
+                    errors.add_metric([side, reason, mdl, ver], self.errors.get((mdl, ver, side, reason), 0))
+        yield errors
+        if self.tokens:
+            m = BY_NAME["model_tokens_total"]
+            tokens = CounterMetricFamily(m.name, m.help, labels=["kind", "model", "version"])
+            for (mdl, ver, kind), n in sorted(self.tokens.items()):
+                tokens.add_metric([kind, mdl, ver], n)
+            yield tokens
