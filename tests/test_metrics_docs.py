@@ -9,6 +9,10 @@ from prometheus_client import CollectorRegistry
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 from exporter.metrics.docs import render
 from exporter.metrics.exposition import build_registry
+from exporter.analyzers.content import ContentStats
+from exporter.config import Config
+from exporter.pipeline.collector import PipelineCollector
+from exporter.pipeline.link import WorkerLink
 from exporter.proxy.stats import TrafficStats
 
 ROOT = Path(__file__).parent.parent
@@ -30,7 +34,11 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     stats.record("/invocations", b"POST", 200, 0.02, 0.01, 100, 200, "4bf92f3577b34da6a3ce929d0e0e4736")
     stats.upstream_error("refused")
     stats.load_duration = 1.5
-    return build_registry([stats]), stats
+    link = WorkerLink(Config())  # not started: its families are set as a scrape would
+    content = ContentStats()
+    content.tokens[("m", "1", "prompt")] = 3
+    link.families = list(content.collect("m", "1"))
+    return build_registry([stats, PipelineCollector(link)]), stats
 
 
 def test_every_exposed_model_metric_is_defined_with_its_help_and_labels() -> None:
@@ -47,5 +55,5 @@ def test_every_exposed_model_metric_is_defined_with_its_help_and_labels() -> Non
         expected = set(definition.labels) | ({"model", "version"} if definition.model_level else set())
         for sample in family.samples:
             assert set(sample.labels) - {"le"} == expected, (name, sample.labels)
-    traffic = {m.name for m in METRICS if m.family in ("traffic", "exporter")}
+    traffic = {m.name for m in METRICS if m.family in ("traffic", "exporter", "content")}
     assert traffic <= seen, traffic - seen
