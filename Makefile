@@ -21,7 +21,7 @@ bench: $(VENV)/.installed
 	$(PY) bench/proxy_overhead.py $(ARGS)
 
 docs: $(VENV)/.installed
-	$(PY) -m exporter.metrics.docs > docs/metrics.md
+	$(PY) -m exporter.metrics.docs --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -7,7 +7,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
-from exporter.metrics.docs import render
+from exporter.metrics.docs import readme_section, render
 from exporter.metrics.exposition import build_registry
 from exporter.analyzers.content import ContentStats
 from exporter.config import Config
@@ -20,6 +20,9 @@ ROOT = Path(__file__).parent.parent
 
 def test_docs_metrics_md_is_generated_from_the_definitions() -> None:
     assert (ROOT / "docs" / "metrics.md").read_text() == render(), "run `make docs`"
+    readme = (ROOT / "README.md").read_text()
+    assert "<!-- metrics:begin -->\nEvery" in readme
+    assert readme == readme_section(readme), "run `make docs`"
 
 
 def test_names_follow_prometheus_conventions() -> None:

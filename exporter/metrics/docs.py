@@ -1,16 +1,37 @@
-"""Render the metric reference (docs/metrics.md) from the definitions: `python -m exporter.metrics.docs`."""
+"""Render the metric reference from the definitions: `python -m exporter.metrics.docs --write`.
+
+Writes docs/metrics.md and the README section between the metrics markers.
+"""
 
 from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
 
 from exporter.metrics.definitions import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 
 
+BEGIN, END = "<!-- metrics:begin -->", "<!-- metrics:end -->"
+
+
 def render() -> str:
-    lines = [
+    return "\n".join([
         "# Metric reference",
         "",
         "Generated from `exporter/metrics/definitions.py` by `make docs`; a test checks it is current.",
         "",
+        table(),
+    ])
+
+
+def readme_section(readme: str) -> str:
+    """README text with the metrics section replaced by the current table."""
+    return re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: f"{BEGIN}\n{table()}{END}", readme, flags=re.S)
+
+
+def table() -> str:
+    lines = [
         "Every metric marked *model-level* also carries the `model` and `version` labels.",
         "Histograms expose `_bucket`, `_sum` and `_count` series.",
         "",
@@ -36,4 +57,10 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    print(render(), end="")
+    if sys.argv[1:] == ["--write"]:
+        root = Path(__file__).resolve().parents[2]
+        (root / "docs" / "metrics.md").write_text(render())
+        readme = root / "README.md"
+        readme.write_text(readme_section(readme.read_text()))
+    else:
+        print(render(), end="")
