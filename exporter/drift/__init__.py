@@ -1,0 +1,1 @@
+"""Drift: statistics over binned counts and the sliding windows that feed them."""
