@@ -106,6 +106,13 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ResourcesConfig:
+    pid: int | None = None        # the model server's PID
+    match: str | None = None      # or a regex on its command line
+    gpu: str = "auto"             # auto: GPUs if an NVIDIA driver is present; on; off
+
+
+@dataclass(frozen=True)
 class Config:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     listen: HostPort = HostPort("0.0.0.0", 8000)
@@ -113,6 +120,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
 
     @property
     def health_path(self) -> str:
@@ -234,6 +242,16 @@ def _custom(path: str, value: Any) -> CustomPaths:
     return CustomPaths(**{k: _json_path(f"{path}.{k}", v) for k, v in fields.items()})
 
 
+def _regex(path: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, value, "expected a regular expression")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise _fail(path, value, f"expected a regular expression ({exc})") from None
+    return value
+
+
 def _url_path(path: str, value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise _fail(path, value, "expected a URL path starting with /")
@@ -295,7 +313,7 @@ def _section(raw: dict[str, Any], key: str, path: str, parsers: dict[str, Callab
 
 def from_dict(raw: Any) -> Config:
     """Validate a parsed YAML document into a Config; raises ConfigError naming the path."""
-    top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics", "capture"})
+    top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics", "capture", "resources"})
     upstream_raw = _mapping("upstream", top.get("upstream"), {"url", "connect_timeout", "read_timeout", "max_connections", "health"})
     health = HealthConfig(**_section(upstream_raw, "health", "upstream.health", {
         "path": _url_path, "interval": parse_duration, "timeout": parse_duration,
@@ -317,7 +335,10 @@ def from_dict(raw: Any) -> Config:
     metrics = MetricsConfig(**_section(top, "metrics", "metrics", {
         "duration_buckets": _buckets, "size_buckets": _buckets, "routes": _routes,
     }))
-    config = Config(upstream=upstream, model=model, metrics=metrics, capture=capture)
+    resources = ResourcesConfig(**_section(top, "resources", "resources", {
+        "pid": _positive_int, "match": _regex, "gpu": _choice(("auto", "on", "off")),
+    }))
+    config = Config(upstream=upstream, model=model, metrics=metrics, capture=capture, resources=resources)
     if "listen" in top:
         config = dataclasses.replace(config, listen=parse_host_port("listen", top["listen"]))
     if "metrics_listen" in top:

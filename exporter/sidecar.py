@@ -10,10 +10,13 @@ import time
 from aiohttp import web
 
 from exporter.admin import make_admin_app
+from exporter.collectors.base import Isolated, Source
+from exporter.collectors.gpu import GPUCollector, load_nvml
+from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_listener
 from exporter.config import Config
 from exporter.health import UpstreamProbe
 from exporter.metrics.exposition import build_registry
-from exporter.pipeline.collector import PipelineCollector
+from exporter.pipeline.collector import PipelineCollector, PipelineHealth
 from exporter.pipeline.event import REQUEST_HEADERS
 from exporter.pipeline.link import WorkerLink
 from exporter.proxy.routes import RouteTable
@@ -56,6 +59,10 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
                        capture_routes=routes.inference if link is not None else frozenset(),
                        capture_headers=capture_headers, capture_limit=config.capture.max_body_bytes)
     probe = UpstreamProbe(up.url + config.health_path, up.health.interval, up.health.timeout, stats, started)
+    sources = resource_sources(config)
+    if link is not None:
+        sources.insert(0, PipelineHealth(link))
+    collectors.append(Isolated(sources))
     registry = build_registry(collectors)
 
     runner = web.AppRunner(make_admin_app(registry, probe, link), access_log=None, handle_signals=False)
@@ -83,6 +90,32 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         if link is not None:
             await link.close()
         await runner.cleanup()
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def resource_sources(config: Config) -> list[Source]:
+    """The model server's process (when it is on this host) and its GPUs."""
+    res, model = config.resources, config.model
+    sources: list[Source] = []
+    if res.pid is not None:
+        pid = res.pid
+        sources.append(ProcessCollector(lambda: pid, model.name, model.version))
+    elif res.match is not None:
+        pattern = res.match
+        sources.append(ProcessCollector(lambda: find_by_cmdline(pattern), model.name, model.version))
+    elif config.upstream.host in LOOPBACK:
+        port = config.upstream.port
+        sources.append(ProcessCollector(lambda: find_listener(port), model.name, model.version))
+    if res.gpu != "off":
+        try:
+            nvml = load_nvml()
+        except ImportError:
+            log.warning("nvidia-ml-py is not installed: GPU metrics off")
+        else:
+            sources.append(GPUCollector(nvml, model.name, model.version, mode=res.gpu))
+    return sources
 
 
 def run(config: Config) -> None:

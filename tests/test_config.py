@@ -57,10 +57,13 @@ def test_durations(value: object, seconds: float) -> None:
 
 
 BAD_CONFIGS = [
-    ({"upstrem": {}}, "upstrem: unknown key (allowed: capture, listen, metrics, metrics_listen, model, upstream)"),
+    ({"upstrem": {}}, "upstrem: unknown key (allowed: capture, listen, metrics, metrics_listen, model, resources, upstream)"),
     ({"capture": {"enabled": "yes"}}, "capture.enabled: expected true or false, got 'yes'"),
     ({"capture": {"max_body_bytes": 1.5}}, "capture.max_body_bytes: expected a positive integer, got 1.5"),
     ({"capture": {"id_header": "X Request"}}, "capture.id_header: expected an HTTP header name, e.g. X-Request-Id, got 'X Request'"),
+    ({"resources": {"match": "(["}}, "resources.match: expected a regular expression (unterminated character set at position 1), got '(['"),
+    ({"resources": {"gpu": "yes"}}, "resources.gpu: expected one of auto, on, off, got 'yes'"),
+    ({"model": {"custom": {"features": "rows"}}}, "model.custom.features: expected a JSON path like $.instances[*] (JSON path 'rows' must start with '$' (e.g. '$.instances[*]')), got 'rows'"),
     ({"model": {"known": "iris"}}, "model.known: expected a list of strings, got 'iris'"),
     ({"model": {"protocol": "custom"}}, "model.custom: required when model.protocol is custom (JSON paths: features, predictions, id)"),
     ({"model": {"custom": {"predictions": "$.p"}}}, "model.custom.features: required (a JSON path to the feature rows, e.g. $.rows[*])"),

@@ -11,7 +11,8 @@ from exporter.metrics.docs import readme_section, render
 from exporter.metrics.exposition import build_registry
 from exporter.analyzers.content import ContentStats
 from exporter.config import Config
-from exporter.pipeline.collector import PipelineCollector
+from exporter.collectors.base import Isolated
+from exporter.pipeline.collector import PipelineCollector, PipelineHealth
 from exporter.pipeline.link import WorkerLink
 from exporter.proxy.stats import TrafficStats
 
@@ -41,7 +42,8 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     content = ContentStats()
     content.tokens[("m", "1", "prompt")] = 3
     link.families = list(content.collect("m", "1"))
-    return build_registry([stats, PipelineCollector(link)]), stats
+    link.last_collect_ok = True
+    return build_registry([stats, PipelineCollector(link), Isolated([PipelineHealth(link)])]), stats
 
 
 def test_every_exposed_model_metric_is_defined_with_its_help_and_labels() -> None:

@@ -48,6 +48,16 @@ METRICS: tuple[MetricDef, ...] = (
     _d("model_prediction_rows_total", "counter", "Rows of predictions extracted from response payloads.", family="content"),
     _d("model_payload_errors_total", "counter", "Payloads that could not be turned into rows, by reason (a fixed set); the traffic passed unchanged.", ("side", "reason"), family="content"),
     _d("model_tokens_total", "counter", "LLM tokens from OpenAI-compatible usage fields (completion: streamed chunks when usage is absent), by kind.", ("kind",), family="content"),
+    # resources of the model server (collected at scrape time)
+    _d("model_server_cpu_seconds_total", "counter", "CPU time (user + system) used by the model server process.", family="resources"),
+    _d("model_server_resident_memory_bytes", "gauge", "Resident memory of the model server process.", family="resources"),
+    _d("model_server_memory_limit_bytes", "gauge", "Memory limit of the model server's cgroup (absent when unlimited).", family="resources"),
+    _d("model_server_open_fds", "gauge", "Open file descriptors of the model server process.", family="resources"),
+    _d("model_gpu_utilization_ratio", "gauge", "GPU busy time over the last sample period (NVML), 0 to 1.", ("gpu",), family="resources"),
+    _d("model_gpu_memory_used_bytes", "gauge", "GPU memory in use (NVML).", ("gpu",), family="resources"),
+    _d("model_gpu_memory_total_bytes", "gauge", "GPU memory installed (NVML).", ("gpu",), family="resources"),
+    _d("model_gpu_temperature_celsius", "gauge", "GPU core temperature (NVML).", ("gpu",), family="resources"),
+    _d("model_gpu_power_watts", "gauge", "GPU power draw (NVML).", ("gpu",), family="resources"),
     # exporter self-monitoring
     _d("model_exporter_build_info", "gauge", "Build information of model-exporter; always 1.", ("version",), model_level=False, family="exporter"),
     _d("model_exporter_events_dropped_total", "counter", "Exchanges left out of payload analysis (never out of the proxied traffic), by reason.", ("reason",), model_level=False, family="exporter"),

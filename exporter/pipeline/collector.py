@@ -34,9 +34,21 @@ class PipelineCollector:
         capacity = _family("model_exporter_queue_capacity")
         capacity.add_metric([], link.max_queue)
         yield capacity
-        success = _family("model_exporter_collector_success", labels=("collector",))
-        success.add_metric(["pipeline"], 1 if link.last_collect_ok else 0)
-        yield success
-        duration = _family("model_exporter_collector_duration_seconds", labels=("collector",))
-        duration.add_metric(["pipeline"], link.last_collect_seconds)
-        yield duration
+
+
+class PipelineHealth:
+    """The worker's answer to the last scrape, as an isolated source named "pipeline"."""
+
+    name = "pipeline"
+
+    def __init__(self, link: WorkerLink) -> None:
+        self.link = link
+
+    @property
+    def last_duration(self) -> float:
+        return self.link.last_collect_seconds
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.link.last_collect_ok:
+            raise RuntimeError("the analysis worker did not answer the last scrape")
+        return iter(())

@@ -1,0 +1,79 @@
+"""GPUs through NVML: utilisation, memory, temperature, power; the NVML module is injected."""
+
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+from typing import Any, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from exporter.metrics.definitions import BY_NAME
+
+log = logging.getLogger(__name__)
+
+GPU_METRICS = (
+    "model_gpu_utilization_ratio", "model_gpu_memory_used_bytes", "model_gpu_memory_total_bytes",
+    "model_gpu_temperature_celsius", "model_gpu_power_watts",
+)
+
+
+def load_nvml() -> ModuleType:
+    import pynvml  # nvidia-ml-py; loads libnvidia-ml.so lazily at nvmlInit
+
+    return pynvml
+
+
+class GPUCollector:
+    """Per-GPU gauges. mode "auto": no driver means no GPUs (not a failure); "on": it is a failure."""
+
+    name = "gpu"
+
+    def __init__(self, nvml: Any, model: str, version: str, mode: str = "auto") -> None:
+        self.nvml = nvml
+        self.model_version = [model, version]
+        self.mode = mode
+        self._initialised = False
+        self._absent = False
+
+    def _init(self) -> bool:
+        if self._initialised:
+            return True
+        try:
+            self.nvml.nvmlInit()
+        except self.nvml.NVMLError as exc:
+            if self.mode == "auto":
+                if not self._absent:
+                    log.info("no NVIDIA driver (%s): GPU metrics off", exc)
+                self._absent = True
+                return False
+            raise
+        self._initialised = True
+        return True
+
+    def collect(self) -> Iterator[Metric]:
+        if not self._init():
+            return
+        nvml = self.nvml
+        families = {name: GaugeMetricFamily(name, BY_NAME[name].help, labels=["gpu", "model", "version"])
+                    for name in GPU_METRICS}
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            gpu = [str(index), *self.model_version]
+            util = nvml.nvmlDeviceGetUtilizationRates(handle)
+            families["model_gpu_utilization_ratio"].add_metric(gpu, util.gpu / 100.0)
+            mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+            families["model_gpu_memory_used_bytes"].add_metric(gpu, float(mem.used))
+            families["model_gpu_memory_total_bytes"].add_metric(gpu, float(mem.total))
+            families["model_gpu_temperature_celsius"].add_metric(
+                gpu, float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)))
+            try:  # not every board reports power
+                families["model_gpu_power_watts"].add_metric(gpu, nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)
+            except nvml.NVMLError:
+                pass
+        yield from families.values()
+
+    def close(self) -> None:
+        if self._initialised:
+            self.nvml.nvmlShutdown()
+            self._initialised = False

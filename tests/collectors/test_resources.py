@@ -1,0 +1,142 @@
+"""Resource collectors: a real child process, cgroup fixture files, a fake NVML, isolation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.collectors.base import Isolated
+from exporter.collectors.gpu import GPUCollector
+from exporter.collectors.process import ProcessCollector, find_by_cmdline, parse_cgroup_memory_limit
+
+MV = {"model": "m", "version": "1"}
+
+
+def _registry(*collectors: object) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    for c in collectors:
+        registry.register(c)  # type: ignore[arg-type]
+    return registry
+
+
+@pytest.fixture
+def child() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(30 << 20); time.sleep(60)  # model-exporter-test-child"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_process_collector_reads_a_real_process(child: subprocess.Popen[bytes]) -> None:
+    registry = _registry(Isolated([ProcessCollector(lambda: child.pid, "m", "1")]))
+    import time
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # until the child has allocated its 30 MiB
+        rss = registry.get_sample_value("model_server_resident_memory_bytes", MV)
+        if rss and rss > 30 << 20:
+            break
+        time.sleep(0.05)
+    assert registry.get_sample_value("model_server_resident_memory_bytes", MV) > 30 << 20
+    assert registry.get_sample_value("model_server_cpu_seconds_total", MV) >= 0
+    assert registry.get_sample_value("model_server_open_fds", MV) >= 3
+    assert registry.get_sample_value("model_exporter_collector_success", {"collector": "process"}) == 1
+
+
+def test_find_by_cmdline(child: subprocess.Popen[bytes]) -> None:
+    assert find_by_cmdline(r"model-exporter-test-child") == child.pid
+    assert find_by_cmdline(r"no-such-process-\d{40}") is None
+
+
+def test_missing_process_fails_only_its_collector() -> None:
+    class Ok:
+        name = "ok"
+
+        def collect(self):  # type: ignore[no-untyped-def]
+            from prometheus_client.core import GaugeMetricFamily
+            yield GaugeMetricFamily("model_server_open_fds", "h", value=7)
+
+    registry = _registry(Isolated([ProcessCollector(lambda: None, "m", "1"), Ok()]))
+    assert registry.get_sample_value("model_exporter_collector_success", {"collector": "process"}) == 0
+    assert registry.get_sample_value("model_exporter_collector_success", {"collector": "ok"}) == 1
+    assert registry.get_sample_value("model_server_open_fds") == 7
+    assert registry.get_sample_value("model_server_resident_memory_bytes", MV) is None
+
+
+def test_cgroup_limits_v1_and_v2(tmp_path: Path) -> None:
+    (tmp_path / "kubepods" / "pod1").mkdir(parents=True)
+    (tmp_path / "kubepods" / "pod1" / "memory.max").write_text("536870912\n")
+    assert parse_cgroup_memory_limit("0::/kubepods/pod1\n", tmp_path) == 536870912
+    (tmp_path / "kubepods" / "pod1" / "memory.max").write_text("max\n")
+    assert parse_cgroup_memory_limit("0::/kubepods/pod1\n", tmp_path) is None
+    (tmp_path / "memory" / "docker" / "abc").mkdir(parents=True)
+    (tmp_path / "memory" / "docker" / "abc" / "memory.limit_in_bytes").write_text("1073741824\n")
+    v1 = "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n"
+    assert parse_cgroup_memory_limit(v1, tmp_path) == 1073741824
+    (tmp_path / "memory" / "docker" / "abc" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert parse_cgroup_memory_limit(v1, tmp_path) is None
+
+
+class FakeNVML:
+    """The slice of the pynvml API the collector uses, with two GPUs."""
+
+    class NVMLError(Exception):
+        pass
+
+    NVML_TEMPERATURE_GPU = 0
+
+    def __init__(self, driver: bool = True) -> None:
+        self.driver = driver
+        self.shutdowns = 0
+
+    def nvmlInit(self) -> None:
+        if not self.driver:
+            raise self.NVMLError("Driver Not Loaded")
+
+    def nvmlShutdown(self) -> None:
+        self.shutdowns += 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> SimpleNamespace:
+        return SimpleNamespace(gpu=[35, 90][h], memory=10)
+
+    def nvmlDeviceGetMemoryInfo(self, h: int) -> SimpleNamespace:
+        return SimpleNamespace(used=[1 << 30, 70 << 30][h], total=80 << 30, free=0)
+
+    def nvmlDeviceGetTemperature(self, h: int, sensor: int) -> int:
+        return [40, 71][h]
+
+    def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+        if h == 1:
+            raise self.NVMLError("Not Supported")
+        return 250_500  # milliwatts
+
+
+def test_gpu_collector_on_fake_nvml() -> None:
+    registry = _registry(Isolated([GPUCollector(FakeNVML(), "m", "1")]))
+    g0, g1 = {"gpu": "0", **MV}, {"gpu": "1", **MV}
+    assert registry.get_sample_value("model_gpu_utilization_ratio", g1) == 0.9
+    assert registry.get_sample_value("model_gpu_memory_used_bytes", g1) == 70 << 30
+    assert registry.get_sample_value("model_gpu_memory_total_bytes", g0) == 80 << 30
+    assert registry.get_sample_value("model_gpu_temperature_celsius", g1) == 71
+    assert registry.get_sample_value("model_gpu_power_watts", g0) == 250.5
+    assert registry.get_sample_value("model_gpu_power_watts", g1) is None  # board without power sensor
+    assert registry.get_sample_value("model_exporter_collector_success", {"collector": "gpu"}) == 1
+
+
+def test_gpu_absent_driver_auto_vs_on() -> None:
+    auto = _registry(Isolated([GPUCollector(FakeNVML(driver=False), "m", "1", mode="auto")]))
+    assert auto.get_sample_value("model_exporter_collector_success", {"collector": "gpu"}) == 1
+    assert auto.get_sample_value("model_gpu_utilization_ratio", {"gpu": "0", **MV}) is None
+    on = _registry(Isolated([GPUCollector(FakeNVML(driver=False), "m", "1", mode="on")]))
+    assert on.get_sample_value("model_exporter_collector_success", {"collector": "gpu"}) == 0
