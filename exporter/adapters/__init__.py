@@ -1,0 +1,46 @@
+"""Protocol adapters: captured request/response bytes → columnar rows of features and predictions.
+
+ADAPTERS is the one list of auto-detected protocols, most specific body shape first;
+`custom.CustomAdapter` is built from config and never auto-detected.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from exporter.adapters import mlflow, openai, seldon, v1, v2
+from exporter.adapters.base import PAYLOAD_ERROR_REASONS, Adapter, Message, PayloadError, Rows
+from exporter.adapters.custom import CustomAdapter, JsonPath
+from exporter.adapters.encoding import DEFAULT_LIMIT, decode_body
+
+
+class BuiltinAdapter(Adapter, Protocol):
+    """A built-in adapter: detection split into route and body-shape checks."""
+
+    def match_route(self, request: Message) -> bool:
+        """True if the request path is one of this protocol's routes."""
+
+    def match_body(self, request: Message) -> bool:
+        """True if the request body has this protocol's shape (may parse the body)."""
+
+
+# Order matters only for body-shape detection: v1's `instances`/`inputs` is the most generic.
+ADAPTERS: tuple[BuiltinAdapter, ...] = (v2.adapter, seldon.adapter, mlflow.adapter, openai.adapter, v1.adapter)
+BY_NAME: dict[str, BuiltinAdapter] = {a.name: a for a in ADAPTERS}
+
+
+def detect(request: Message) -> BuiltinAdapter | None:
+    """The adapter for a request: by route first, then by body shape; None if none fits."""
+    for adapter in ADAPTERS:
+        if adapter.match_route(request):
+            return adapter
+    for adapter in ADAPTERS:
+        if adapter.match_body(request):
+            return adapter
+    return None
+
+
+__all__ = [
+    "ADAPTERS", "BY_NAME", "DEFAULT_LIMIT", "PAYLOAD_ERROR_REASONS", "Adapter", "BuiltinAdapter",
+    "CustomAdapter", "JsonPath", "Message", "PayloadError", "Rows", "decode_body", "detect",
+]

@@ -1,0 +1,72 @@
+"""The shared vocabulary of protocol adapters: a Message in, Rows out, or a counted PayloadError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence
+
+# The only values `model_payload_errors_total{reason}` can take.
+PAYLOAD_ERROR_REASONS = (
+    "invalid_json",        # body is not JSON (or not the JSON the protocol defines)
+    "invalid_encoding",    # gzip/deflate or base64/UTF-8 decoding failed
+    "unsupported_shape",   # valid JSON, but not a shape this protocol allows
+    "inconsistent_rows",   # columns of different lengths, shape × data size mismatch
+    "invalid_binary",      # V2 binary extension: bad header length, short tensor data
+    "unknown_protocol",    # no adapter recognised the exchange
+    "truncated",           # body cut by the capture limit
+    "internal",            # an adapter bug; counted, never raised into the pipeline
+)
+
+
+class PayloadError(Exception):
+    """A payload the adapter cannot turn into rows; `reason` is one of PAYLOAD_ERROR_REASONS."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        assert reason in PAYLOAD_ERROR_REASONS, reason
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One side of an exchange as the adapters see it: decoded body plus the headers they use."""
+
+    path: str                      # request path without the query, e.g. /v2/models/m/infer
+    route: str                     # normalised route template, e.g. /v2/models/{model}/infer
+    headers: Mapping[str, str]     # lower-cased names; only content-type, inference-header-content-length, the id header
+    body: bytes                    # already decompressed (Content-Encoding handled by the pipeline)
+
+
+@dataclass(slots=True)
+class Rows:
+    """Columnar rows: every column has exactly `n` values.
+
+    Values are Python scalars from JSON (float/int/str/bool/None, or anything else a client
+    sent — quality checks classify it) or numpy arrays for binary tensors. A column of a
+    multi-dimensional tensor is flattened into columns `name[0]`, `name[1]`, …
+    """
+
+    columns: dict[str, Sequence[Any]]
+    n: int
+    ids: list[str] | None = None               # one per row when the payload has them
+    model: str | None = None                   # from the payload (V2 response model_name, …)
+    version: str | None = None
+    positional: bool = False                   # names were generated (x0, x1, …), not sent
+    datatypes: dict[str, str] = field(default_factory=dict)  # declared type per column (V2 datatype)
+    counts: dict[str, int] = field(default_factory=dict)     # extra counters, e.g. OpenAI tokens {"prompt": 12}
+
+
+class Adapter(Protocol):
+    """A protocol adapter: one module per protocol, registered in exporter.adapters.ADAPTERS."""
+
+    name: str  # config value for model.protocol, e.g. "v2"
+
+    def detect(self, request: Message) -> bool:
+        """True if this exchange looks like this protocol (by route first, then body shape)."""
+
+    def parse_request(self, request: Message) -> Rows:
+        """Feature rows of a request; raises PayloadError."""
+
+    def parse_response(self, request: Message, response: Message) -> Rows:
+        """Prediction rows of a 2xx response; raises PayloadError."""
