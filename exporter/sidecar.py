@@ -47,8 +47,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     link: WorkerLink | None = None
     collectors: list = [stats]
     if config.capture.enabled:
-        link = WorkerLink(config)
-        await link.start()
+        link = WorkerLink(config)  # started once the ports are up; until then events count as worker_down
         collectors.append(PipelineCollector(link))
     capture_headers = REQUEST_HEADERS | {config.capture.id_header.encode("latin-1")}
     pool = UpstreamPool(up.host, up.port, up.max_connections, up.connect_timeout, capture_headers)
@@ -73,6 +72,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     tasks = [loop.create_task(probe.run()), loop.create_task(sweep_timeouts(ctx))]
     log.info("proxying %s -> %s; metrics on http://%s/metrics", config.listen, up.url, config.metrics_listen)
     try:
+        if link is not None:
+            await link.start()
         await stop.wait()
     finally:
         log.info("shutting down: draining %d connection(s)", len(ctx.connections))

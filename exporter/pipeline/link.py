@@ -152,7 +152,7 @@ class WorkerLink(asyncio.Protocol):
         finally:
             self._waiters.pop(request_id, None)
 
-    async def collect(self, timeout: float = 5.0) -> list[Metric]:
+    async def collect(self, timeout: float = 2.0) -> list[Metric]:
         """Fetch the worker's metric families; keep the last good ones if it does not answer."""
         loop = asyncio.get_running_loop()
         started = loop.time()
