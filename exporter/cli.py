@@ -8,7 +8,8 @@ import sys
 from typing import Sequence
 
 import exporter
-from exporter.config import Config, ConfigError, apply_flags, load_file, validate_complete
+from exporter.baseline.cli import add_baseline_parser, run_baseline
+from exporter.config import Config, ConfigError, apply_flags, check_baseline, load_file, validate_complete
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,9 +22,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--upstream", metavar="URL", help="model server base URL, e.g. http://127.0.0.1:8080")
     run.add_argument("--listen", metavar="HOST:PORT", help="proxy port for client traffic (default 0.0.0.0:8000)")
     run.add_argument("--metrics-listen", metavar="HOST:PORT", help="metrics/admin port (default 0.0.0.0:9110)")
+    run.add_argument("--baseline", metavar="FILE", help="baseline file built by `model-exporter baseline build`")
     run.add_argument("--model", metavar="NAME", help="model label value")
     run.add_argument("--model-version", metavar="V", help="version label value")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    add_baseline_parser(sub)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", metavar="FILE")
@@ -41,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 def load_config(args: argparse.Namespace) -> Config:
     config = load_file(args.config) if args.config else Config()
     config = apply_flags(config, upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen,
-                         model=args.model, model_version=args.model_version)
+                         model=args.model, model_version=args.model_version, baseline=args.baseline)
     return validate_complete(config)
 
 
@@ -57,9 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check-config":
             config = load_file(args.file)
+            check_baseline(config)
             print(f"{args.file}: OK (upstream {config.upstream.url or 'set by --upstream'}, "
                   f"proxy {config.listen}, metrics {config.metrics_listen})")
             return 0
+        if args.command == "baseline":
+            return run_baseline(args)
         if args.command == "demo":
             from exporter.demo.runner import run_demo
 

@@ -113,6 +113,31 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
+class ColumnDrift:
+    methods: tuple[str, ...] | None = None        # None: the default for the column's type
+    thresholds: tuple[tuple[str, float], ...] = ()  # method → practical threshold
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    windows: tuple[tuple[str, float], ...] = (("5m", 300.0), ("1h", 3600.0))
+    min_rows: int = 200
+    false_alarm_rate: float = 0.001
+    numeric_methods: tuple[str, ...] = ("psi",)
+    categorical_methods: tuple[str, ...] = ("psi",)
+    columns: tuple[tuple[str, ColumnDrift], ...] = ()
+
+    def column(self, name: str) -> ColumnDrift:
+        return dict(self.columns).get(name, ColumnDrift())
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    range_tolerance: float = 0.0  # fraction of the baseline's range allowed beyond min/max
+    bounds: tuple[tuple[str, tuple[float | None, float | None]], ...] = ()  # explicit per-column bounds
+
+
+@dataclass(frozen=True)
 class Config:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     listen: HostPort = HostPort("0.0.0.0", 8000)
@@ -121,6 +146,9 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    baseline: str | None = None  # path to the baseline file
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     @property
     def health_path(self) -> str:
@@ -252,6 +280,95 @@ def _regex(path: str, value: Any) -> str:
     return value
 
 
+_WINDOW_NAME = re.compile(r"^[0-9]+[smhd]$|^[a-z][a-z0-9_]*$")
+
+
+def _windows(path: str, value: Any) -> tuple[tuple[str, float], ...]:
+    if isinstance(value, list):  # [5m, 1h]: names are the durations
+        value = {item: item for item in value}
+    if not isinstance(value, Mapping) or not value:
+        raise _fail(path, value, "expected a mapping of window name to duration, e.g. {5m: 5m, 1h: 1h}")
+    out = []
+    for name, width in value.items():
+        if not isinstance(name, str) or not _WINDOW_NAME.match(name):
+            raise _fail(f"{path}.{name}", name, "expected a window name like 5m or short")
+        out.append((name, parse_duration(f"{path}.{name}", width)))
+    return tuple(out)
+
+
+def _probability(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise _fail(path, value, "expected a number between 0 and 1 (exclusive)")
+    return float(value)
+
+
+def _fraction(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10:
+        raise _fail(path, value, "expected a non-negative number (a fraction of the baseline range)")
+    return float(value)
+
+
+def _methods(path: str, value: Any) -> tuple[str, ...]:
+    from exporter.drift.statistics import METHODS
+
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise _fail(path, value, f"expected a method or a list of methods ({', '.join(METHODS)})")
+    for i, item in enumerate(items):
+        if item not in METHODS:
+            raise _fail(f"{path}[{i}]" if isinstance(value, list) else path, item,
+                        f"expected one of {', '.join(METHODS)}")
+    return tuple(items)
+
+
+def _column_drift(path: str, value: Any) -> ColumnDrift:
+    fields = _mapping(path, value, {"method", "threshold"})
+    methods = _methods(f"{path}.method", fields["method"]) if "method" in fields else None
+    thresholds: list[tuple[str, float]] = []
+    raw = fields.get("threshold")
+    if raw is not None:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            if methods is None or len(methods) != 1:
+                raise _fail(f"{path}.threshold", raw, "expected a mapping of method to threshold when the column has not exactly one method")
+            raw = {methods[0]: raw}
+        if not isinstance(raw, Mapping):
+            raise _fail(f"{path}.threshold", raw, "expected a number or a mapping of method to threshold")
+        for method, t in raw.items():
+            _methods(f"{path}.threshold.{method}", method)
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+                raise _fail(f"{path}.threshold.{method}", t, "expected a positive number")
+            thresholds.append((method, float(t)))
+    return ColumnDrift(methods, tuple(thresholds))
+
+
+def _drift_columns(path: str, value: Any) -> tuple[tuple[str, ColumnDrift], ...]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, "expected a mapping of column name to {method, threshold}")
+    return tuple((str(name), _column_drift(f"{path}.{name}", spec)) for name, spec in value.items())
+
+
+def _bounds(path: str, value: Any) -> tuple[tuple[str, tuple[float | None, float | None]], ...]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, "expected a mapping of column name to {min, max}")
+    out = []
+    for name, spec in value.items():
+        fields = _mapping(f"{path}.{name}", spec, {"min", "max"})
+        lo, hi = fields.get("min"), fields.get("max")
+        for key, v in (("min", lo), ("max", hi)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise _fail(f"{path}.{name}.{key}", v, "expected a number")
+        if lo is not None and hi is not None and lo > hi:
+            raise _fail(f"{path}.{name}.max", hi, f"expected max >= min ({lo})")
+        out.append((str(name), (lo, hi)))
+    return tuple(out)
+
+
+def _file_path(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(path, value, "expected a file path")
+    return value
+
+
 def _url_path(path: str, value: Any) -> str:
     if not isinstance(value, str) or not value.startswith("/"):
         raise _fail(path, value, "expected a URL path starting with /")
@@ -313,7 +430,8 @@ def _section(raw: dict[str, Any], key: str, path: str, parsers: dict[str, Callab
 
 def from_dict(raw: Any) -> Config:
     """Validate a parsed YAML document into a Config; raises ConfigError naming the path."""
-    top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics", "capture", "resources"})
+    top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics", "capture", "resources",
+                                 "baseline", "drift", "quality"})
     upstream_raw = _mapping("upstream", top.get("upstream"), {"url", "connect_timeout", "read_timeout", "max_connections", "health"})
     health = HealthConfig(**_section(upstream_raw, "health", "upstream.health", {
         "path": _url_path, "interval": parse_duration, "timeout": parse_duration,
@@ -338,7 +456,15 @@ def from_dict(raw: Any) -> Config:
     resources = ResourcesConfig(**_section(top, "resources", "resources", {
         "pid": _positive_int, "match": _regex, "gpu": _choice(("auto", "on", "off")),
     }))
-    config = Config(upstream=upstream, model=model, metrics=metrics, capture=capture, resources=resources)
+    drift_fields = _section(top, "drift", "drift", {
+        "windows": _windows, "min_rows": _positive_int, "false_alarm_rate": _probability,
+        "numeric_methods": _methods, "categorical_methods": _methods, "columns": _drift_columns,
+    })
+    drift = DriftConfig(**drift_fields)
+    quality = QualityConfig(**_section(top, "quality", "quality", {"range_tolerance": _fraction, "bounds": _bounds}))
+    baseline = _file_path("baseline", top["baseline"]) if "baseline" in top else None
+    config = Config(upstream=upstream, model=model, metrics=metrics, capture=capture, resources=resources,
+                    baseline=baseline, drift=drift, quality=quality)
     if "listen" in top:
         config = dataclasses.replace(config, listen=parse_host_port("listen", top["listen"]))
     if "metrics_listen" in top:
@@ -360,15 +486,21 @@ def load_file(path: str | Path) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     try:
-        return from_dict(raw)
+        config = from_dict(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    if config.baseline is not None and not Path(config.baseline).is_absolute():
+        # a relative baseline path is relative to the config file, wherever it is run from
+        config = dataclasses.replace(config, baseline=str(Path(path).parent / config.baseline))
+    return config
 
 
 def apply_flags(config: Config, *, upstream: str | None = None, listen: str | None = None,
                 metrics_listen: str | None = None, model: str | None = None,
-                model_version: str | None = None) -> Config:
+                model_version: str | None = None, baseline: str | None = None) -> Config:
     """Flags override the file; errors name the flag."""
+    if baseline is not None:
+        config = dataclasses.replace(config, baseline=_file_path("--baseline", baseline))
     if upstream is not None:
         config = dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, url=parse_url("--upstream", upstream)))
     if listen is not None:
@@ -382,10 +514,29 @@ def apply_flags(config: Config, *, upstream: str | None = None, listen: str | No
     return config
 
 
+def check_baseline(config: Config) -> None:
+    """Load the baseline and build the column monitor once, so its errors surface at startup."""
+    if config.baseline is None:
+        return
+    from exporter.analyzers.columns import ColumnMonitor
+    from exporter.baseline.format import BaselineError
+    from exporter.baseline.load import load_baseline
+
+    try:
+        baseline = load_baseline(config.baseline)
+    except BaselineError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        ColumnMonitor(baseline, config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def validate_complete(config: Config) -> Config:
     """Cross-field checks once file and flags are merged."""
     if not config.upstream.url:
         raise ConfigError("upstream.url: required (set it in the config or pass --upstream http://HOST:PORT)")
     if config.listen == config.metrics_listen:
         raise ConfigError(f"metrics_listen: must differ from listen (both {config.listen}); admin endpoints never share the proxy port")
+    check_baseline(config)
     return config

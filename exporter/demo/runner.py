@@ -18,6 +18,7 @@ from typing import IO
 import aiohttp
 
 from exporter.demo.model_server import FEATURES, MODEL_NAME, MODEL_VERSION, NumericFeature
+from exporter.demo.training import build_demo_baseline
 from exporter.demo.traffic import TrafficSummary, build_infer_request, generate_traffic
 
 HEALTHY_TIMEOUT_S = 20.0
@@ -134,7 +135,11 @@ def _banner(
         "model-exporter demo is running",
         f"  proxy    {proxy_url}  (forwards to the demo model server at {model_url})",
         f"  metrics  {metrics_url}/metrics",
-        f"  traffic  {rate:g} req/s {until}; drift injected after {drift_after:g} s",
+        f"  traffic  {rate:g} req/s {until}; after {drift_after:g} s: income +1.5 sd, region skewed to 'west',",
+        "           5% null debt_ratio, 4% ages past the training range, 5% unseen region 'central'",
+        "what to look at (drift scores need 200 rows in a window; thresholds come with them):",
+        f"  curl -s {metrics_url}/metrics | grep -E '^model_(drift_score|drift_threshold)' | grep 'window=\"5m\"'",
+        f"  curl -s {metrics_url}/metrics | grep -E '^model_column_(missing|out_of_range|unseen)_total'",
         "try:",
         f"  curl -s {proxy_url}/v2/models/{MODEL_NAME}/infer -H 'Content-Type: application/json' \\",
         f"       -d '{_example_body()}'",
@@ -169,14 +174,17 @@ async def _run(
     proxy_url = f"http://127.0.0.1:{proxy_port}"
     metrics_url = f"http://127.0.0.1:{metrics_port}"
     children: list[_Child] = []
+    workdir = tempfile.TemporaryDirectory(prefix="model-exporter-demo-")
     try:
+        baseline = build_demo_baseline(Path(workdir.name))
+        print(f"baseline built from 20,000 demo training rows: {baseline}", flush=True)
         children.append(
             _start("demo model server", ["-m", "exporter.demo.model_server", "--port", str(model_port)])
         )
         sidecar_args = ["-m", "exporter", "run", "--upstream", model_url]
         sidecar_args += ["--listen", f"127.0.0.1:{proxy_port}"]
         sidecar_args += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
-        sidecar_args += ["--model", MODEL_NAME, "--model-version", MODEL_VERSION]
+        sidecar_args += ["--model", MODEL_NAME, "--model-version", MODEL_VERSION, "--baseline", str(baseline)]
         children.append(_start("sidecar", sidecar_args))
         if not await _wait_for_200(f"{metrics_url}/-/healthy", HEALTHY_TIMEOUT_S, children, stop):
             return None
@@ -197,6 +205,7 @@ async def _run(
         # Sidecar first, so it does not count the model server's shutdown as upstream errors.
         for child in reversed(children):
             child.stop()
+        workdir.cleanup()
 
 
 def run_demo(

@@ -33,8 +33,34 @@ Value = float | int | str | None
 Columns = dict[str, list[Value]]
 
 
+# Data-quality faults injected with the drift: nulls, out-of-range values, an unseen category.
+NULL_FEATURE, NULL_SHARE = "debt_ratio", 0.05
+OUT_OF_RANGE_FEATURE, OUT_OF_RANGE_SHARE = "age", 0.04
+UNSEEN_REGION, UNSEEN_SHARE = "central", 0.05
+
+
 def sample_rows(rng: np.random.Generator, n: int, drifted: bool) -> Columns:
-    """Draw n rows, as JSON-ready columns keyed by feature name, from the (drifted) training distributions."""
+    """Draw n rows, as JSON-ready columns keyed by feature name, from the (drifted) training distributions.
+
+    Drifted rows also carry data-quality faults: some nulls, ages past the training range and
+    an unseen region.
+    """
+    columns = _draw(rng, n, drifted)
+    if drifted:
+        _inject_faults(rng, columns, n)
+    return columns
+
+
+def _inject_faults(rng: np.random.Generator, columns: Columns, n: int) -> None:
+    for i in np.flatnonzero(rng.random(n) < NULL_SHARE):
+        columns[NULL_FEATURE][i] = None
+    for i in np.flatnonzero(rng.random(n) < OUT_OF_RANGE_SHARE):
+        columns[OUT_OF_RANGE_FEATURE][i] = float(rng.uniform(130, 160))  # ages no training row had
+    for i in np.flatnonzero(rng.random(n) < UNSEEN_SHARE):
+        columns["region"][i] = UNSEEN_REGION
+
+
+def _draw(rng: np.random.Generator, n: int, drifted: bool) -> Columns:
     columns: Columns = {}
     for feature in FEATURES:
         if isinstance(feature, NumericFeature):

@@ -1,0 +1,304 @@
+"""Per-column monitoring against the baseline: drift windows and data-quality counts.
+
+State is fixed by the baseline and the config: per column, its fine bins and six quality
+slots in every window (a ring of slices), plus cumulative counters. Traffic never adds
+state, and no value a client sends becomes a label.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from exporter.adapters import Rows
+from exporter.baseline.binning import BinResult, bin_categorical, bin_numeric, parse_floats
+from exporter.baseline.format import Baseline, CategoricalColumn, Column, NumericColumn
+from exporter.config import Config
+from exporter.drift.methods import METHODS, Reference, check_method, score
+from exporter.drift.thresholds import CriticalValues
+from exporter.drift.windows import SlidingCounts
+from exporter.metrics.definitions import BY_NAME
+from exporter.pipeline.extract import Extraction
+
+SCHEMA_KINDS = ("missing_column", "unexpected_column", "column_count", "datatype")
+QUALITY = ("values", "missing", "low", "high", "unseen", "type_errors")
+OTHER_BIN = "__other__"
+ROLES = ("feature", "prediction")
+NUMERIC_DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+                               "FP16", "FP32", "FP64", "BF16"})
+
+
+def _interval(lo: float, hi: float) -> str:
+    return f"[{lo:.6g}, {hi:.6g})"
+
+
+def coarse_bin_labels(col: Column) -> list[str]:
+    """Label values of the PSI bins: intervals for numeric columns, categories (+ other) for categorical."""
+    if isinstance(col, CategoricalColumn):
+        return [*col.categories, OTHER_BIN]
+    edges = [-math.inf, *col.edges, math.inf]
+    starts = list(col.psi_groups)
+    ends = starts[1:] + [len(col.counts)]
+    return [_interval(edges[s], edges[e]) for s, e in zip(starts, ends)]
+
+
+@dataclass
+class Tracked:
+    """One baseline column: where it lives in the window vector, its reference and its counters."""
+
+    col: Column
+    offset: int
+    ref: Reference
+    methods: tuple[str, ...]
+    practical: dict[str, float]
+    bounds: tuple[float | None, float | None] | None
+    labels: list[str]
+    coarse_total: np.ndarray
+    quality: dict[str, int] = field(default_factory=lambda: dict.fromkeys(QUALITY, 0))
+    chunks: list[Any] = field(default_factory=list)  # values gathered from one batch
+    absent: int = 0  # rows of this batch whose payload lacked the column
+
+    @property
+    def n_bins(self) -> int:
+        return len(self.ref.fine)
+
+    @property
+    def qoffset(self) -> int:
+        return self.offset + self.n_bins
+
+
+def _gather(chunks: list[Any]) -> Sequence[Any] | np.ndarray:
+    if len(chunks) == 1:
+        return chunks[0]  # type: ignore[no-any-return]
+    if all(isinstance(c, np.ndarray) for c in chunks):
+        return np.concatenate(chunks)
+    out: list[Any] = []
+    for c in chunks:
+        out.extend(c.tolist() if isinstance(c, np.ndarray) else c)
+    return out
+
+
+class ColumnMonitor:
+    """Drift and data quality of every baseline column over rolling windows."""
+
+    def __init__(self, baseline: Baseline, config: Config, previous: ColumnMonitor | None = None) -> None:
+        self.baseline = baseline
+        self.drift = config.drift
+        self.tolerance = config.quality.range_tolerance
+        self.model = [config.model.name, config.model.version]
+        bounds = dict(config.quality.bounds)
+        self.columns: dict[str, list[Tracked]] = {role: [] for role in ROLES}
+        offset = 0
+        for col in baseline.columns:
+            if col.role not in ROLES:
+                continue  # labels are joined by the performance work, not monitored here
+            spec = self.drift.column(col.name)
+            default = self.drift.numeric_methods if col.type == "numeric" else self.drift.categorical_methods
+            methods = spec.methods or default
+            for method in methods:
+                try:
+                    check_method(method, col.type)
+                except ValueError as exc:
+                    raise ValueError(f"drift.columns.{col.name}: {exc}") from None
+            practical = {m: METHODS[m].threshold for m in methods} | dict(spec.thresholds)
+            ref = Reference.from_column(col)
+            labels = coarse_bin_labels(col)
+            tracked = Tracked(col, offset, ref, methods, practical, bounds.get(col.name), labels,
+                              np.zeros(len(labels), dtype=np.int64))
+            if previous is not None:  # counters never go backwards across a reload
+                old = previous.find(col.role, col.name)
+                if old is not None and old.labels == labels:
+                    tracked.coarse_total = old.coarse_total
+                    tracked.quality = old.quality
+            self.columns[col.role].append(tracked)
+            offset += tracked.n_bins + len(QUALITY)
+        self.size = offset + 1  # the last slot counts rows
+        self.windows = {name: SlidingCounts(width, 12 if width >= 3600 else 10, self.size)
+                        for name, width in self.drift.windows}
+        if previous is not None and previous.size == self.size and previous.window_spec == self.drift.windows:
+            self.windows = previous.windows
+        self.window_spec = self.drift.windows
+        self.schema_errors = dict.fromkeys(SCHEMA_KINDS, 0) if previous is None else previous.schema_errors
+        self.critical = CriticalValues()
+        self.by_name = {(t.col.role, t.col.name): t for role in ROLES for t in self.columns[role]}
+
+    def find(self, role: str, name: str) -> Tracked | None:
+        return self.by_name.get((role, name))
+
+    # ------------------------------------------------------------ ingest
+
+    def update(self, extractions: list[Extraction], now: float) -> None:
+        """Bin a micro-batch: values are gathered per column first, then binned once each."""
+        rows = 0
+        for ex in extractions:
+            if ex.features is not None:
+                rows += ex.features.n
+                self._assign(ex.features, self.columns["feature"], strict=True)
+            if ex.predictions is not None:
+                self._assign(ex.predictions, self.columns["prediction"], strict=False)
+        vector = np.zeros(self.size, dtype=np.int64)
+        vector[-1] = rows
+        for role in ROLES:
+            for t in self.columns[role]:
+                self._bin(t, vector)
+        if vector.any():
+            for window in self.windows.values():
+                window.add(now, vector)
+
+    def _assign(self, rows: Rows, tracked: list[Tracked], strict: bool) -> None:
+        if not tracked or rows.n == 0:
+            return
+        names = list(rows.columns)
+        if rows.positional:
+            if len(names) != len(tracked):
+                self.schema_errors["column_count"] += 1
+            pairs = list(zip(tracked, names))
+            for t in tracked[len(names):]:
+                t.absent += rows.n
+        else:
+            known = {t.col.name for t in tracked}
+            if strict and any(name not in known for name in names):
+                self.schema_errors["unexpected_column"] += 1
+            pairs = []
+            missing = False
+            for t in tracked:
+                if t.col.name in rows.columns:
+                    pairs.append((t, t.col.name))
+                elif not strict and len(tracked) == 1 and len(names) == 1:
+                    pairs.append((t, names[0]))  # a single prediction, whatever the server calls it
+                else:
+                    t.absent += rows.n
+                    missing = True
+            if missing and strict:
+                self.schema_errors["missing_column"] += 1
+        datatype_error = False
+        for t, name in pairs:
+            t.chunks.append(rows.columns[name])
+            declared = rows.datatypes.get(name)
+            if declared is not None and t.col.type == "numeric" and declared not in NUMERIC_DATATYPES:
+                datatype_error = True
+        if datatype_error:
+            self.schema_errors["datatype"] += 1
+
+    def _bin(self, t: Tracked, vector: np.ndarray) -> None:
+        if not t.chunks and not t.absent:
+            return
+        q = dict.fromkeys(QUALITY, 0)
+        if t.chunks:
+            values = _gather(t.chunks)
+            t.chunks = []
+            result: BinResult
+            if isinstance(t.col, NumericColumn):
+                result = bin_numeric(t.col, values, self.tolerance)
+            else:
+                result = bin_categorical(t.col, values)
+            fine = result.counts()
+            vector[t.offset:t.offset + t.n_bins] += fine
+            t.coarse_total += np.add.reduceat(fine, t.ref.groups)
+            q["values"] = len(values)
+            q["missing"] = result.missing
+            q["type_errors"] = result.type_errors
+            q["unseen"] = result.unseen
+            if t.bounds is not None:
+                q["low"], q["high"] = self._outside(values, t.bounds)
+            else:
+                q["low"], q["high"] = result.below, result.above
+        q["values"] += t.absent
+        q["missing"] += t.absent
+        t.absent = 0
+        for i, key in enumerate(QUALITY):
+            t.quality[key] += q[key]
+            vector[t.qoffset + i] += q[key]
+
+    @staticmethod
+    def _outside(values: Sequence[Any] | np.ndarray, bounds: tuple[float | None, float | None]) -> tuple[int, int]:
+        floats = parse_floats(values).values
+        lo, hi = bounds
+        low = int(np.count_nonzero(floats < lo)) if lo is not None else 0
+        high = int(np.count_nonzero(floats > hi)) if hi is not None else 0
+        return low, high
+
+    # ------------------------------------------------------------ scrape
+
+    def collect(self, now: float) -> Iterator[Metric]:
+        mv = self.model
+        fam = _Families()
+        fam.gauge("model_baseline_info", ["sha256", "created", "model", "version"]).add_metric(
+            [self.baseline.sha256, self.baseline.created, *mv], 1)
+        rows_family = fam.gauge("model_window_rows", ["window", "model", "version"])
+        totals = {name: window.read(now).copy() for name, window in self.windows.items()}
+        for name, total in totals.items():
+            rows_family.add_metric([name, *mv], float(total[-1]))
+        for role in ROLES:
+            for t in self.columns[role]:
+                self._collect_column(fam, t, totals, mv)
+        errors = fam.counter("model_schema_errors_total", ["kind", "model", "version"])
+        for kind, n in self.schema_errors.items():
+            errors.add_metric([kind, *mv], n)
+        yield from fam.all()
+
+    def _collect_column(self, fam: _Families, t: Tracked, totals: dict[str, np.ndarray], mv: list[str]) -> None:
+        role, name = t.col.role, t.col.name
+        base = t.ref.coarse / t.ref.coarse.sum() if t.ref.coarse.sum() else t.ref.coarse
+        ratio = fam.gauge("model_column_baseline_ratio", ["role", "column", "bin", "model", "version"])
+        bins = fam.counter("model_column_bin_total", ["role", "column", "bin", "model", "version"])
+        for label, share, count in zip(t.labels, base, t.coarse_total):
+            ratio.add_metric([role, name, label, *mv], float(share))
+            bins.add_metric([role, name, label, *mv], int(count))
+        q = t.quality
+        labels = [role, name, *mv]
+        fam.counter("model_column_values_total", ["role", "column", "model", "version"]).add_metric(labels, q["values"])
+        fam.counter("model_column_missing_total", ["role", "column", "model", "version"]).add_metric(labels, q["missing"])
+        oor = fam.counter("model_column_out_of_range_total", ["role", "column", "side", "model", "version"])
+        oor.add_metric([role, name, "low", *mv], q["low"])
+        oor.add_metric([role, name, "high", *mv], q["high"])
+        fam.counter("model_column_type_errors_total", ["role", "column", "model", "version"]).add_metric(labels, q["type_errors"])
+        if isinstance(t.col, CategoricalColumn):
+            fam.counter("model_column_unseen_total", ["role", "column", "model", "version"]).add_metric(labels, q["unseen"])
+        for window, total in totals.items():
+            slots = total[t.qoffset:t.qoffset + len(QUALITY)]
+            seen = int(slots[0])
+            if seen:
+                wl = [role, name, window, *mv]
+                fam.gauge("model_missing_ratio", ["role", "column", "window", "model", "version"]).add_metric(wl, slots[1] / seen)
+                fam.gauge("model_out_of_range_ratio", ["role", "column", "window", "model", "version"]).add_metric(wl, (slots[2] + slots[3]) / seen)
+            fine = total[t.offset:t.offset + t.n_bins]
+            n = int(fine.sum())
+            for method in t.methods:
+                ml = [role, name, method, window, *mv]
+                practical = t.practical[method]
+                threshold = self.critical.threshold(method, t.ref, n, self.drift.false_alarm_rate, practical) if n else practical
+                fam.gauge("model_drift_threshold", ["role", "column", "method", "window", "model", "version"]).add_metric(ml, threshold)
+                if n < self.drift.min_rows:
+                    continue  # too few rows for a score that means anything
+                result = score(method, t.ref, fine)
+                fam.gauge("model_drift_score", ["role", "column", "method", "window", "model", "version"]).add_metric(ml, float(result.value))
+                if result.pvalue is not None:
+                    fam.gauge("model_drift_pvalue", ["role", "column", "method", "window", "model", "version"]).add_metric(ml, float(result.pvalue))
+
+
+class _Families:
+    """Metric families by name, created on first use, yielded in definition order."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Metric] = {}
+
+    def _get(self, name: str, cls: type, labels: list[str]) -> Metric:
+        family = self.families.get(name)
+        if family is None:
+            family = self.families[name] = cls(name, BY_NAME[name].help, labels=labels)
+        return family
+
+    def gauge(self, name: str, labels: list[str]) -> Metric:
+        return self._get(name, GaugeMetricFamily, labels)
+
+    def counter(self, name: str, labels: list[str]) -> Metric:
+        return self._get(name, CounterMetricFamily, labels)
+
+    def all(self) -> Iterator[Metric]:
+        order = list(BY_NAME)
+        return iter(sorted(self.families.values(), key=lambda f: order.index(f.name if f.name in BY_NAME else f.name + "_total")))
