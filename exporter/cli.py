@@ -49,6 +49,7 @@ def load_config(args: argparse.Namespace) -> Config:
     return validate_complete(config)
 
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             from exporter.sidecar import run
 
-            run(config)
+            run(config, (lambda: load_config(args)) if args.config else None)
             return 0
         if args.command == "check-config":
             config = load_file(args.file)

@@ -309,7 +309,7 @@ def _fraction(path: str, value: Any) -> float:
 
 
 def _methods(path: str, value: Any) -> tuple[str, ...]:
-    from exporter.drift.statistics import METHODS
+    from exporter.drift.methods import METHODS
 
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:

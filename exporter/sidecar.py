@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import time
+from typing import Callable
 
 from aiohttp import web
 
@@ -23,6 +24,7 @@ from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
+from exporter.reload import Reloader
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,8 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 10.0
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Start the proxy and metrics ports; return after a graceful stop."""
+async def serve(config: Config, load: Callable[[], Config] | None = None, stop: asyncio.Event | None = None) -> None:
+    """Start the proxy and metrics ports; return after a graceful stop. `load` re-reads the config."""
     started = time.monotonic()
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -62,9 +64,15 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     if link is not None:
         sources.insert(0, PipelineHealth(link))
     collectors.append(Isolated(sources))
+    reloader = Reloader(config, load, ctx, link)
+    collectors.append(reloader)
     registry = build_registry(collectors)
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload()))
+    except (NotImplementedError, RuntimeError, AttributeError):
+        pass
 
-    runner = web.AppRunner(make_admin_app(registry, probe, link), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_admin_app(registry, probe, link, reloader), access_log=None, handle_signals=False)
     await runner.setup()
     await web.TCPSite(runner, config.metrics_listen.host, config.metrics_listen.port).start()
     proxy = await loop.create_server(lambda: ClientConnection(ctx), config.listen.host, config.listen.port,
@@ -119,12 +127,12 @@ def resource_sources(config: Config) -> list[Source]:
     return sources
 
 
-def run(config: Config) -> None:
+def run(config: Config, load: Callable[[], Config] | None = None) -> None:
     """Run on uvloop where available."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, load))
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve(config))
+            runner.run(serve(config, load))

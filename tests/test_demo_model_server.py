@@ -268,7 +268,8 @@ def test_generate_traffic_against_a_real_server() -> None:
         target = str(client.make_url("/"))
         summary = await generate_traffic(target, rate=100.0, duration=0.3, drift_after=0.1, trace_ratio=0.5)
         assert summary.requests > 0
-        assert summary.statuses == {200: summary.requests}
+        # drifted rows carry nulls, which the model rejects with a 400; nothing else fails
+        assert set(summary.statuses) <= {200, 400} and summary.statuses[200] > 0
         assert not summary.errors
         assert 0 < summary.drifted_requests < summary.requests
         assert summary.requests <= summary.rows <= 8 * summary.requests

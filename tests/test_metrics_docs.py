@@ -14,7 +14,9 @@ from exporter.config import Config
 from exporter.collectors.base import Isolated
 from exporter.pipeline.collector import PipelineCollector, PipelineHealth
 from exporter.pipeline.link import WorkerLink
+from exporter.proxy.server import ProxyContext
 from exporter.proxy.stats import TrafficStats
+from exporter.reload import Reloader
 
 ROOT = Path(__file__).parent.parent
 
@@ -43,7 +45,9 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     content.tokens[("m", "1", "prompt")] = 3
     link.families = list(content.collect("m", "1"))
     link.last_collect_ok = True
-    return build_registry([stats, PipelineCollector(link), Isolated([PipelineHealth(link)])]), stats
+    ctx = ProxyContext(pool=None, stats=stats, routes=None, read_timeout=1.0, upstream_host_header=b"")  # type: ignore[arg-type]
+    reloader = Reloader(Config(), None, ctx, None)
+    return build_registry([stats, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader]), stats
 
 
 def test_every_exposed_model_metric_is_defined_with_its_help_and_labels() -> None:
