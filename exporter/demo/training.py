@@ -33,13 +33,23 @@ def write_training_csv(path: Path, rows: int = 20_000, seed: int = 7) -> None:
         writer.writerows(zip(*(columns[n] for n in names)))
 
 
-def build_demo_baseline(directory: Path) -> Path:
+def build_demo_baseline(directory: Path, created: str | None = None) -> Path:
     """Write training.csv and baseline.json into `directory`; returns the baseline path."""
     data = directory / "training.csv"
     write_training_csv(data)
     options = BuildOptions(predictions=PREDICTIONS, label=GROUND_TRUTH, categorical=("label", GROUND_TRUTH))
-    created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     result = build_baseline(open_source([str(data)]), options, files=[data.name], created=created)
     out = directory / "baseline.json"
     save_baseline(result.baseline, out)
     return out
+
+
+# The baseline shipped for docker-compose (examples/demo-baseline.json) is this build, dated so.
+SHIPPED_CREATED = "2026-11-26T00:00:00Z"
+
+
+if __name__ == "__main__":  # python -m exporter.demo.training DIR: regenerate the shipped baseline
+    import sys
+
+    print(build_demo_baseline(Path(sys.argv[1]), SHIPPED_CREATED))
