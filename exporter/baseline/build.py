@@ -1,0 +1,286 @@
+"""Build a baseline from training data in two passes over chunks; memory does not grow with rows.
+
+Pass 1 infers each column's type and keeps bounded summaries: moments and a fixed-size sample
+(numeric, for the quantile edges), candidate top categories (categorical). Pass 2 counts every
+value exactly on the chosen edges and categories, with the same binning live traffic gets.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from exporter.baseline.binning import Values, bin_categorical, bin_numeric, category_keys, number_key, parse_floats
+from exporter.baseline.format import (
+    DEFAULT_PSI_BINS,
+    Baseline,
+    BaselineError,
+    CategoricalColumn,
+    Column,
+    NumericColumn,
+    Source,
+    derive_psi_groups,
+    seal,
+)
+from exporter.baseline.performance import PerformanceAccumulator
+from exporter.baseline.readers import ChunkSource
+from exporter.baseline.schema import show
+from exporter.baseline.sketches import Moments, PrioritySample, TopCounts
+
+SMALL_DISTINCT = 1000  # distinct numbers kept per numeric column in case a later value is not a number
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    predictions: tuple[str, ...] = ()
+    label: str | None = None
+    categorical: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    top_k: int = 50
+    bins: int = 50
+    psi_bins: int = DEFAULT_PSI_BINS
+    sample_size: int = 100_000
+    seed: int = 0
+    like: Baseline | None = None  # partition mode: roles, types, edges and categories from here
+
+
+@dataclass(frozen=True)
+class ColumnReport:
+    name: str
+    role: str
+    type: str
+    why: str
+    rows: int
+    nulls: int
+    bins: int
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    baseline: Baseline
+    report: tuple[ColumnReport, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+class _Scan:
+    """Pass 1 for one column: type inference, null count and bounded summaries."""
+
+    def __init__(self, name: str, kind: str | None, options: BuildOptions) -> None:
+        self.name = name
+        self.forced = kind
+        self.numeric = kind != "categorical"
+        self.why = {"categorical": "--categorical", "numeric": "--edges-from"}.get(kind or "", "all values are numbers")
+        self.present = self.missing = 0
+        self.moments = Moments()
+        self.sample = PrioritySample(0 if options.like else options.sample_size, options.seed)
+        self.small: dict[float, int] | None = {} if kind is None else None
+        self.top = TopCounts(max(10_000, 20 * options.top_k))
+        self.rescan = False
+
+    def add(self, values: Values) -> None:
+        self.present += len(values)
+        if self.numeric:
+            parsed = parse_floats(values, stop_at_invalid=True)
+            if parsed.invalid == 0:
+                self._numbers(parsed.values, parsed.missing + parsed.nonfinite)
+                return
+            self._become_categorical(values)
+        keys, skipped = category_keys(values)
+        self.missing += skipped  # null, or a non-finite number: null in training data
+        self.top.update(Counter(keys))
+
+    def _numbers(self, x: np.ndarray, missing: int) -> None:
+        self.missing += missing
+        self.moments.add(x)
+        self.sample.add(x)
+        if self.small is not None:
+            distinct, counts = np.unique(x, return_counts=True)
+            for value, n in zip(distinct.tolist(), counts.tolist()):
+                self.small[value] = self.small.get(value, 0) + n
+            if len(self.small) > SMALL_DISTINCT:
+                self.small = None
+
+    def _become_categorical(self, values: Values) -> None:
+        example = next(v for v in values if parse_floats([v]).invalid)
+        if self.forced == "numeric":
+            raise BaselineError(f"column {self.name!r}: the --edges-from baseline says numeric, but the data has "
+                                f"{show(example)}")
+        self.numeric = False
+        self.why = f"non-numeric value {show(example)}"
+        if self.small is None:
+            self.rescan = True  # many distinct numbers before the first non-number: count them again
+        else:
+            self.top.update({number_key(value): n for value, n in self.small.items()})
+        self.sample = PrioritySample(0)
+
+
+def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequence[str], created: str) -> BuildResult:
+    """The sealed baseline of all rows `source` yields, with the type inference report."""
+    _check_options(options)
+    like = {c.name: c for c in options.like.columns} if options.like else None
+    kinds = {name: "categorical" for name in options.categorical}
+    if like:
+        kinds = {name: col.type for name, col in like.items()}
+    scans: dict[str, _Scan] = {}
+    names: dict[str, None] = {}
+    rows = _scan(source, scans, kinds, options, None, names)
+    if rows == 0:
+        raise BaselineError(f"{', '.join(files)}: no rows")
+    _check_flags(options, list(names))
+    rescan = {name for name, s in scans.items() if s.rescan}
+    if rescan:
+        fresh = {name: _Scan(name, "categorical", options) for name in rescan}
+        _scan(source, fresh, {n: "categorical" for n in rescan}, options, rescan, {})
+        for name, s in fresh.items():
+            s.why = scans[name].why
+            scans[name] = s
+    warnings: list[str] = []
+    plan: dict[str, Column] = {}
+    for name in like or scans:
+        if like is None and name in options.exclude:
+            continue
+        col = _plan(name, scans.get(name), rows, options, like, warnings)
+        if col is not None:
+            plan[name] = col
+    if like is not None:
+        warnings += [f"column {n!r} is not in the --edges-from baseline; ignored" for n in scans if n not in like]
+    counts = {name: np.zeros(len(col.counts_array), dtype=np.int64) for name, col in plan.items()}
+    perf = _performance_plan(plan, warnings)
+    for chunk in source():
+        for name, values in chunk.columns.items():
+            col = plan.get(name)
+            if col is not None:
+                result = bin_numeric(col, values) if isinstance(col, NumericColumn) else bin_categorical(col, values)
+                counts[name] += result.counts()
+        if perf is not None:
+            acc, pred, label = perf
+            if pred in chunk.columns and label in chunk.columns:
+                acc.add(chunk.columns[pred], chunk.columns[label])
+    columns = [_finish(plan[name], counts[name], options, like is not None) for name in plan]
+    baseline = seal(Baseline(created=created, source=Source(tuple(files), rows), columns=tuple(columns),
+                             performance=perf[0].result() if perf else {}))
+    report = tuple(ColumnReport(c.name, c.role, c.type, scans[c.name].why if c.name in scans else "absent",
+                                c.count, c.null_count, len(c.counts_array)) for c in columns)
+    return BuildResult(baseline, report, tuple(warnings))
+
+
+def _scan(source: ChunkSource, scans: dict[str, _Scan], kinds: dict[str, str], options: BuildOptions,
+          only: set[str] | None, names: dict[str, None]) -> int:
+    """One pass: feed every chunk to the scans (created on first sight); returns the row count."""
+    rows = 0
+    for chunk in source():
+        rows += chunk.rows
+        for name, values in chunk.columns.items():
+            names.setdefault(name)
+            if name in options.exclude or (only is not None and name not in only):
+                continue
+            scan = scans.get(name)
+            if scan is None:
+                scan = scans[name] = _Scan(name, kinds.get(name), options)
+            scan.add(values)
+    return rows
+
+
+def _check_options(options: BuildOptions) -> None:
+    """Flag combinations that are wrong whatever the data."""
+    if options.like is not None:
+        for flag, given in (("--prediction", options.predictions), ("--label", options.label),
+                            ("--categorical", options.categorical)):
+            if given:
+                raise BaselineError(f"{flag}: roles and types come from the --edges-from baseline; drop {flag}")
+    if options.label is not None and options.label in options.predictions:
+        raise BaselineError(f"--label: column {options.label!r} is also given to --prediction")
+
+
+def _check_flags(options: BuildOptions, names: list[str]) -> None:
+    """Every column a flag names must exist in the data, and play one part only."""
+    listing = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
+    for flag, cols in (("--prediction", options.predictions), ("--label", (options.label,) if options.label else ()),
+                       ("--categorical", options.categorical), ("--exclude", options.exclude)):
+        for name in cols:
+            if name not in names:
+                raise BaselineError(f"{flag}: column {name!r} not found in the data (columns: {listing})")
+            if flag != "--exclude" and name in options.exclude:
+                raise BaselineError(f"{flag}: column {name!r} is also given to --exclude")
+
+
+def _plan(name: str, scan: _Scan | None, rows: int, options: BuildOptions, like: dict[str, Column] | None,
+          warnings: list[str]) -> Column | None:
+    """The column with its final edges or categories and zero counts, or None when it is left out."""
+    if like is not None:
+        ref = like[name]
+        valid = scan.present - scan.missing if scan else 0
+        m = scan.moments if scan else Moments()
+        if isinstance(ref, NumericColumn):
+            return NumericColumn(name, ref.role, rows, rows - valid, m.min if m.n else 0.0, m.max if m.n else 0.0,
+                                 m.mean, m.std, ref.edges, (0,) * len(ref.counts), ref.psi_groups)
+        return CategoricalColumn(name, ref.role, rows, rows - valid, ref.categories, (0,) * len(ref.counts), 0)
+    assert scan is not None
+    role = "prediction" if name in options.predictions else "label" if name == options.label else "feature"
+    valid = scan.present - scan.missing
+    if valid == 0:
+        if role != "feature":
+            raise BaselineError(f"--{role}: column {name!r} has no values (all {rows} rows are null)")
+        warnings.append(f"column {name!r}: all {rows} rows are null; left out of the baseline")
+        return None
+    if scan.numeric:
+        m = scan.moments
+        edges = _edges(scan.sample.result(), m.min, m.max, options.bins)
+        return NumericColumn(name, role, rows, rows - valid, m.min, m.max, m.mean, m.std, edges,
+                             (0,) * (len(edges) + 1), (0,))
+    if len(scan.top.counts) > max(1000, valid // 2):
+        warnings.append(f"column {name!r}: {len(scan.top.counts)}+ distinct values in {valid} rows; "
+                        "an identifier? (leave it out with --exclude)")
+    categories = tuple(scan.top.top(options.top_k))
+    return CategoricalColumn(name, role, rows, rows - valid, categories, (0,) * len(categories), 0)
+
+
+def _edges(sample: np.ndarray, lo: float, hi: float, bins: int) -> tuple[float, ...]:
+    """Quantile edges of the sample at 1/bins steps between the exact min and max, duplicates merged."""
+    inner = np.quantile(sample, np.arange(1, bins) / bins, method="inverted_cdf") if len(sample) else []
+    edges = np.unique(np.concatenate([[lo], inner, [hi]]))
+    return tuple(float(e) for e in edges[(edges >= lo) & (edges <= hi)])
+
+
+def _finish(col: Column, counts: np.ndarray, options: BuildOptions, keep_order: bool) -> Column:
+    """The planned column with its exact counts (categories re-ordered by exact frequency)."""
+    total = int(counts.sum())
+    if total != col.valid:
+        raise BaselineError(f"column {col.name!r}: {col.valid} values in the first pass, {total} in the second; "
+                            "did the data change while the baseline was built?")
+    if isinstance(col, NumericColumn):
+        return NumericColumn(col.name, col.role, col.count, col.null_count, col.min, col.max, col.mean, col.std,
+                             col.edges, tuple(counts.tolist()), derive_psi_groups(counts, options.psi_bins))
+    pairs = list(zip(col.categories, counts[:-1].tolist()))
+    if not keep_order:
+        pairs.sort(key=lambda kv: (-kv[1], kv[0]))
+    return CategoricalColumn(col.name, col.role, col.count, col.null_count, tuple(k for k, _ in pairs),
+                             tuple(n for _, n in pairs), int(counts[-1]))
+
+
+def _performance_plan(plan: dict[str, Column],
+                      warnings: list[str]) -> tuple[PerformanceAccumulator, str, str] | None:
+    """Accuracy for a categorical label, MAE/RMSE for a numeric one, against the first fitting prediction."""
+    labels = [c for c in plan.values() if c.role == "label"]
+    preds = [c for c in plan.values() if c.role == "prediction"]
+    if not labels or not preds:
+        return None
+    label = labels[0]
+    same = [p for p in preds if p.type == label.type]
+    pred: Any = same[0] if same else (preds[0] if label.type == "categorical" else None)
+    if pred is None:
+        warnings.append(f"no numeric --prediction column to compare with the numeric label {label.name!r}; "
+                        "no reference performance")
+        return None
+    return PerformanceAccumulator(label.type == "categorical"), pred.name, label.name
+
+
+def format_report(report: Sequence[ColumnReport]) -> str:
+    """The type inference as an aligned text table."""
+    head = ("column", "role", "type", "rows", "nulls", "bins", "why")
+    body = [(r.name, r.role, r.type, str(r.rows), str(r.nulls), str(r.bins), r.why) for r in report]
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *body])

@@ -1,0 +1,189 @@
+"""The baseline file: typed columns, canonical JSON with its sha256, and the coarse PSI bin rule."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+FORMAT_VERSION = 1
+ROLES = ("feature", "prediction", "label")
+TYPES = ("numeric", "categorical")
+DEFAULT_PSI_BINS = 10
+
+
+class BaselineError(ValueError):
+    """A bad baseline file, bad training data or a bad flag; the message names the file/flag and field."""
+
+
+@dataclass(frozen=True)
+class NumericColumn:
+    """A numeric column: moments, fine quantile bins with under/overflow, and the coarse PSI bins.
+
+    Fine bin 0 is (-inf, edges[0]), bin i is [edges[i-1], edges[i]), the last bin is
+    [edges[-1], +inf); so len(counts) == len(edges) + 1. `psi_groups[g]` is the first fine
+    bin of coarse bin g; coarse bin g runs up to the next group's start (the last to the end).
+    """
+
+    name: str
+    role: str
+    count: int           # rows, including nulls
+    null_count: int      # absent, null, empty, NaN or ±inf
+    min: float
+    max: float
+    mean: float
+    std: float           # population standard deviation (ddof=0)
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+    psi_groups: tuple[int, ...]
+    type: ClassVar[str] = "numeric"
+
+    @property
+    def valid(self) -> int:
+        return self.count - self.null_count
+
+    @cached_property
+    def edges_array(self) -> np.ndarray:
+        return np.asarray(self.edges, dtype=np.float64)
+
+    @cached_property
+    def counts_array(self) -> np.ndarray:
+        return np.asarray(self.counts, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class CategoricalColumn:
+    """A categorical column: the top-K categories (most frequent first) and an "other" bucket."""
+
+    name: str
+    role: str
+    count: int
+    null_count: int
+    categories: tuple[str, ...]
+    counts: tuple[int, ...]
+    other_count: int
+    type: ClassVar[str] = "categorical"
+
+    @property
+    def valid(self) -> int:
+        return self.count - self.null_count
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.categories)}
+
+    @cached_property
+    def counts_array(self) -> np.ndarray:
+        """Counts per bin: one per category, then the "other" bin."""
+        return np.asarray((*self.counts, self.other_count), dtype=np.int64)
+
+
+Column = NumericColumn | CategoricalColumn
+
+
+@dataclass(frozen=True)
+class Source:
+    files: tuple[str, ...]
+    rows: int
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A parsed baseline file; `sha256` is empty until `seal` computes it."""
+
+    created: str
+    source: Source
+    columns: tuple[Column, ...]
+    performance: Mapping[str, float] = field(default_factory=dict)
+    sha256: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def column(self, name: str) -> Column:
+        """The column called `name`; KeyError if the baseline has none."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    def by_role(self, role: str) -> tuple[Column, ...]:
+        return tuple(col for col in self.columns if col.role == role)
+
+
+def derive_psi_groups(counts: Sequence[int] | np.ndarray, bins: int = DEFAULT_PSI_BINS) -> tuple[int, ...]:
+    """Coarse PSI bins from fine counts: consecutive fine bins, each group about 1/bins of the rows.
+
+    Walking the fine bins in order, a group ends at the first fine bin where the cumulative count
+    reaches the next multiple of total/bins; a trailing group with no rows joins the one before.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    total = float(c.sum())
+    if total <= 0 or len(c) == 1:
+        return (0,)
+    cum = np.cumsum(c)
+    ends = np.searchsorted(cum, total * np.arange(1, bins) / bins, side="left")
+    starts = [int(s) for s in np.unique(ends + 1) if 0 < s < len(c)]
+    if starts and cum[starts[-1] - 1] >= total:
+        starts.pop()
+    return (0, *starts)
+
+
+def column_to_dict(col: Column) -> dict[str, Any]:
+    head: dict[str, Any] = {"name": col.name, "role": col.role, "type": col.type,
+                            "count": col.count, "null_count": col.null_count}
+    if isinstance(col, NumericColumn):
+        return {**head, "min": col.min, "max": col.max, "mean": col.mean, "std": col.std,
+                "edges": list(col.edges), "counts": list(col.counts), "psi_groups": list(col.psi_groups)}
+    return {**head, "categories": list(col.categories), "counts": list(col.counts), "other_count": col.other_count}
+
+
+def to_dict(baseline: Baseline) -> dict[str, Any]:
+    """The JSON document, in the order a reader expects (sha256 only once sealed)."""
+    doc: dict[str, Any] = {"format_version": baseline.format_version, "created": baseline.created,
+                           "source": {"files": list(baseline.source.files), "rows": baseline.source.rows}}
+    if baseline.sha256:
+        doc["sha256"] = baseline.sha256
+    if baseline.performance:
+        doc["performance"] = dict(baseline.performance)
+    doc["columns"] = [column_to_dict(col) for col in baseline.columns]
+    return doc
+
+
+def content_sha256(doc: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of everything but the sha256 field.
+
+    Canonical: keys sorted, separators "," and ":", no whitespace, UTF-8, numbers as Python's
+    json module writes them (shortest round-trip repr for floats).
+    """
+    content = {k: v for k, v in doc.items() if k != "sha256"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def seal(baseline: Baseline) -> Baseline:
+    """The same baseline with its sha256 computed."""
+    return replace(baseline, sha256=content_sha256(to_dict(replace(baseline, sha256=""))))
+
+
+def dumps(baseline: Baseline) -> str:
+    """The sealed baseline as indented JSON text."""
+    return json.dumps(to_dict(seal(baseline)), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def save_baseline(baseline: Baseline, path: str | os.PathLike[str]) -> None:
+    """Write the sealed baseline atomically (a reader never sees half a file)."""
+    target = Path(path)
+    text = dumps(baseline)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot write ({exc.strerror or exc})") from None

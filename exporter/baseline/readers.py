@@ -1,0 +1,173 @@
+"""Training data in chunks of rows: CSV, JSON Lines (either optionally gzipped) and Parquet (pyarrow).
+
+Memory is bounded by the chunk size: a reader holds one chunk of rows at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence, TextIO
+
+import numpy as np
+
+from exporter.baseline.format import BaselineError
+
+DEFAULT_CHUNK_ROWS = 10_000
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Columns of `rows` rows; a column absent from a file (or a JSON line) is absent or None."""
+
+    columns: dict[str, Sequence[Any] | np.ndarray]
+    rows: int
+
+
+ChunkSource = Callable[[], Iterator[Chunk]]
+
+
+def data_format(path: str) -> str:
+    """csv, jsonl or parquet, from the file name; BaselineError for anything else."""
+    name = path.lower().removesuffix(".gz")
+    for suffix, kind in FORMATS.items():
+        if name.endswith(suffix) and not (kind == "parquet" and path.lower().endswith(".gz")):
+            return kind
+    raise BaselineError(f"{path}: unknown data format (expected .csv, .jsonl or .ndjson, optionally .gz, "
+                        "or .parquet)")
+
+
+def open_source(paths: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ChunkSource:
+    """A re-iterable source over all files in order; checks names and readability up front."""
+    for path in paths:
+        kind = data_format(path)
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            reason = "no such file" if not os.path.exists(path) else "not a readable file"
+            raise BaselineError(f"{path}: cannot read ({reason})")
+        if kind == "parquet":
+            _pyarrow(path)
+
+    def chunks() -> Iterator[Chunk]:
+        for path in paths:
+            yield from read_chunks(path, chunk_rows)
+    return chunks
+
+
+def read_chunks(path: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+    """The file's rows in chunks of at most `chunk_rows`."""
+    kind = data_format(path)
+    if kind == "parquet":
+        yield from _read_parquet(path, chunk_rows)
+        return
+    try:
+        with _open_text(path) as f:
+            yield from (_read_csv(f, path, chunk_rows) if kind == "csv" else _read_jsonl(f, path, chunk_rows))
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise BaselineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _open_text(path: str) -> TextIO:
+    if path.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _read_csv(f: TextIO, path: str, chunk_rows: int) -> Iterator[Chunk]:
+    reader = csv.reader(f)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise BaselineError(f"{path}: empty file (expected a header row with the column names)")
+        for i, name in enumerate(header):
+            if not name or name in header[:i]:
+                what = "an empty column name" if not name else f"duplicate column name {name!r}"
+                raise BaselineError(f"{path}:1: {what} in the header (column {i + 1})")
+        rows: list[list[str]] = []
+        for row in reader:
+            if len(row) != len(header):
+                if not row:
+                    continue  # a blank line
+                raise BaselineError(f"{path}:{reader.line_num}: expected {len(header)} fields as in the header, "
+                                    f"got {len(row)}")
+            rows.append(row)
+            if len(rows) == chunk_rows:
+                yield Chunk(dict(zip(header, zip(*rows))), len(rows))
+                rows = []
+    except csv.Error as exc:
+        raise BaselineError(f"{path}:{reader.line_num}: unreadable CSV ({exc})") from None
+    if rows:
+        yield Chunk(dict(zip(header, zip(*rows))), len(rows))
+
+
+def _read_jsonl(f: TextIO, path: str, chunk_rows: int) -> Iterator[Chunk]:
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for lineno, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BaselineError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise BaselineError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
+        rows.append(obj)
+        lines.append(lineno)
+        if len(rows) == chunk_rows:
+            yield _jsonl_chunk(rows, lines, path)
+            rows, lines = [], []
+    if rows:
+        yield _jsonl_chunk(rows, lines, path)
+
+
+def _jsonl_chunk(rows: list[dict[str, Any]], lines: list[int], path: str) -> Chunk:
+    names = dict.fromkeys(k for row in rows for k in row)
+    columns: dict[str, Sequence[Any]] = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        for i, v in enumerate(values):
+            if isinstance(v, (dict, list)):
+                raise BaselineError(f"{path}:{lines[i]}: column {name!r}: nested {type(v).__name__} values are not "
+                                    "supported (flatten it into scalar columns)")
+        columns[name] = values
+    return Chunk(columns, len(rows))
+
+
+def _pyarrow(path: str) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BaselineError(f"{path}: reading Parquet needs pyarrow, which is not installed "
+                            "(pip install pyarrow, or convert the file to CSV or JSON Lines)") from None
+    return pq
+
+
+def _read_parquet(path: str, chunk_rows: int) -> Iterator[Chunk]:
+    pq = _pyarrow(path)
+    import pyarrow as pa
+
+    try:
+        batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+        for batch in batches:
+            columns: dict[str, Sequence[Any] | np.ndarray] = {}
+            for name, arr in zip(batch.schema.names, batch.columns):
+                t = arr.type
+                if pa.types.is_integer(t) or pa.types.is_floating(t):
+                    columns[name] = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
+                elif pa.types.is_nested(t):
+                    raise BaselineError(f"{path}: column {name!r}: nested Arrow type {t} is not supported")
+                elif pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t) \
+                        or pa.types.is_dictionary(t):
+                    columns[name] = arr.to_pylist()
+                else:  # dates, timestamps, decimals, binary: their text form
+                    columns[name] = [None if v is None else str(v) for v in arr.to_pylist()]
+            yield Chunk(columns, batch.num_rows)
+    except (OSError, pa.ArrowException) as exc:
+        raise BaselineError(f"{path}: cannot read Parquet ({exc})") from None

@@ -1,0 +1,137 @@
+"""Critical values under no drift, so the exported threshold is quiet on small windows, sharp on large ones.
+
+    exported threshold = max(practical threshold, critical value(method, baseline, n rows, alpha))
+
+The critical value is the score a window of n rows drawn from the baseline itself exceeds with
+probability alpha (default 0.001 per column per window). It uses the effective rows
+n_eff = n·N/(n+N) (the baseline of N rows is a sample too), a closed form where one is accurate,
+and otherwise a seeded Monte-Carlo simulation of multinomial windows from the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from weakref import WeakKeyDictionary
+
+import numpy as np
+from scipy import stats
+
+from exporter.drift.methods import METHODS, Reference, check_method, effective_rows, stephens, values
+from exporter.drift.statistics import proportions
+
+DEFAULT_ALPHA = 0.001
+# Smallest expected count n·pᵢ (over bins with pᵢ > 0) at which each chi-square closed form keeps
+# the false-alarm rate within about 20 % of alpha (measured by simulation, tests/drift); below
+# it, or for methods without a closed form, the critical value is simulated.
+MIN_EXPECTED = {"psi": 50.0, "js": 50.0, "kl": 5.0, "chisquare": 5.0}
+STEPS_PER_DOUBLING = 4
+_BATCH = 5000
+
+
+def critical_value(method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA, *,
+                   simulations: int | None = None, seed: int = 0) -> float:
+    """The no-drift critical value of `method` for a window of `n_rows` rows at false-alarm rate `alpha`."""
+    check_method(method, ref.kind)
+    n = effective_rows(n_rows, ref.rows)
+    if n < 1:
+        return math.inf
+    closed = closed_form(method, ref, n, alpha)
+    return closed if closed is not None else simulate(method, ref, n, alpha, simulations=simulations, seed=seed)
+
+
+def closed_form(method: str, ref: Reference, n: float, alpha: float) -> float | None:
+    """The closed-form critical value for `n` effective rows, or None where there is none or it is inaccurate.
+
+    With k bins of baseline proportion pᵢ > 0, c = χ²_{k−1} quantile at 1−alpha and S = Σ 1/pᵢ:
+        PSI  c·(1 + (S − k)/(2n(k−1))) / n            n·PSI ≈ χ²_{k−1}
+        KL   c·(1 + (S − 1)/(6n(k−1))) / (2n)         2n·KL = G ≈ χ²_{k−1} (Williams 1976 correction)
+        JS   √( c·(1 + (3S − 2k − 1)/(8n(k−1))) / (8n) )   8n·JS² ≈ χ²_{k−1}
+        chi-square (Cohen's w)   √(c / n)              X² ≈ χ²_{k−1}
+        KS   K_{1−alpha} / (√n + 0.12 + 0.11/√n), K the Kolmogorov distribution (Stephens 1970;
+             within 2 % of the exact finite-n quantile for n ≥ 10): for continuous data the
+             level-alpha test, for binned D (never above the raw D) a bound, so KS alarms at
+             most at rate alpha (about half of it on 50 fine bins).
+    The (1 + …) factors are the O(1/n) terms of each statistic's expected value under no drift
+    (second-order Taylor expansion of the divergence), applied as a Williams-type scale factor.
+    """
+    if method == "ks":
+        return float(stats.kstwobign.isf(alpha)) / stephens(n)
+    if method not in MIN_EXPECTED:
+        return None
+    p = proportions(ref.expected(method))
+    pos = p[p > 0]
+    k = len(pos)
+    if k < 2:
+        return 0.0  # one bin holds everything: every window scores 0
+    if n * pos.min() < MIN_EXPECTED[method]:
+        return None
+    dof = k - 1
+    c = float(stats.chi2.isf(alpha, dof))
+    s = float(np.sum(1 / pos))
+    if method == "psi":
+        return c * (1 + (s - k) / (2 * n * dof)) / n
+    if method == "kl":
+        return c * (1 + (s - 1) / (6 * n * dof)) / (2 * n)
+    if method == "js":
+        return math.sqrt(c * (1 + (3 * s - 2 * k - 1) / (8 * n * dof)) / (8 * n))
+    return math.sqrt(c / n)
+
+
+def simulate(method: str, ref: Reference, n: float, alpha: float, *, simulations: int | None = None,
+             seed: int = 0) -> float:
+    """The no-drift critical value from seeded multinomial windows of round(n) rows from the baseline.
+
+    S = max(10000, 50/alpha) windows by default (50 000 at alpha = 0.001, about 0.3 s for 50
+    bins), drawn in batches of 5000 to bound memory. The value is the order statistic with
+    S·alpha − √(S·alpha) scores above it rather than S·alpha: a one-sigma upper confidence bound
+    on the quantile, so the simulation's own noise errs towards fewer false alarms (about 0.85·alpha).
+    """
+    rows = max(int(round(n)), 1)
+    sims = simulations or max(10_000, math.ceil(50 / alpha))
+    p = proportions(ref.expected(method))
+    rng = np.random.default_rng([seed, rows, list(METHODS).index(method)])
+    scores = []
+    for start in range(0, sims, _BATCH):
+        counts = rng.multinomial(rows, p, size=min(_BATCH, sims - start))
+        scores.append(np.asarray(values(method, ref, counts), dtype=np.float64))
+    expected = sims * alpha
+    above = max(int(expected - math.sqrt(expected)), 0)
+    return float(np.partition(np.concatenate(scores), sims - 1 - above)[sims - 1 - above])
+
+
+class CriticalValues:
+    """Critical values cached per (reference, method, alpha, n step); the drift analyzer keeps one.
+
+    Effective rows are rounded down to a grid of 4 steps per doubling and the grid point's value
+    is rescaled by (n_grid/n)^exponent (exact for the chi-square forms, asymptotically for the
+    rest; rounding down keeps it on the quiet side). A growing window thus costs one computation
+    per step, and a Reference dropped on reload takes its entries with it.
+    """
+
+    def __init__(self, *, simulations: int | None = None, seed: int = 0) -> None:
+        self.simulations = simulations
+        self.seed = seed
+        self._cache: WeakKeyDictionary[Reference, dict[tuple[Any, ...], float]] = WeakKeyDictionary()
+
+    def critical(self, method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA) -> float:
+        """critical_value, cached."""
+        m = check_method(method, ref.kind)
+        n = effective_rows(n_rows, ref.rows)
+        if n < 1:
+            return math.inf
+        grid = 2 ** (math.floor(math.log2(n) * STEPS_PER_DOUBLING) / STEPS_PER_DOUBLING)
+        table = self._cache.setdefault(ref, {})
+        key = (method, alpha, grid)
+        value = table.get(key)
+        if value is None:
+            closed = closed_form(method, ref, grid, alpha)
+            value = table[key] = closed if closed is not None else simulate(
+                method, ref, grid, alpha, simulations=self.simulations, seed=self.seed)
+        return value * (grid / n) ** m.exponent
+
+    def threshold(self, method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA,
+                  practical: float | None = None) -> float:
+        """max(practical threshold (the method's default unless given), critical value)."""
+        floor = METHODS[method].threshold if practical is None else practical
+        return max(floor, self.critical(method, ref, n_rows, alpha))
