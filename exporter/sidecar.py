@@ -52,7 +52,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         link = WorkerLink(config)  # started once the ports are up; until then events count as worker_down
         collectors.append(PipelineCollector(link))
     capture_headers = REQUEST_HEADERS | {config.capture.id_header.encode("latin-1")}
-    pool = UpstreamPool(up.host, up.port, up.max_connections, up.connect_timeout, capture_headers)
+    pool = UpstreamPool(up.host, up.port, up.max_connections, up.connect_timeout, capture_headers,
+                        config.capture.max_body_bytes)
     host_header = up.url.split("://", 1)[1].encode("latin-1")
     routes = RouteTable(config.metrics.routes)
     ctx = ProxyContext(pool=pool, stats=stats, routes=routes, read_timeout=up.read_timeout,

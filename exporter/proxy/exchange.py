@@ -210,12 +210,7 @@ class Exchange:
     # ------------------------------------------------------------ completion
 
     def _hand_off(self, response_body: list[bytes]) -> None:
-        if self.capture_size > self.ctx.capture_limit:
-            return
         body = b"".join(response_body)
-        if len(body) > self.ctx.capture_limit:
-            self.ctx.link.drop("body_too_large")  # type: ignore[union-attr]
-            return
         self.ctx.link.submit(Event(  # type: ignore[union-attr]
             time.time(), self.route, self.target, self.status, perf_counter() - self.t0,
             self.request_headers, b"".join(self.capture or ()), self.response_headers, body,

@@ -26,7 +26,7 @@ class UpstreamConnection(asyncio.Protocol):
     """One connection to the model server; carries one exchange at a time."""
 
     __slots__ = ("pool", "transport", "exchange", "reused", "closed", "parser", "reason", "headers",
-                 "chunked", "interim", "out", "capture")
+                 "chunked", "interim", "out", "capture", "capture_size")
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -41,6 +41,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.interim = False
         self.out: list[bytes] = []  # what one read produced for the client, written in one go
         self.capture: list[bytes] | None = None  # response body kept for analysis
+        self.capture_size = 0
 
     # ------------------------------------------------------------ transport events
 
@@ -96,6 +97,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers = []
         self.chunked = False
         self.capture = [] if ex.capture is not None else None
+        self.capture_size = 0
         self.transport.writelines(data)  # type: ignore[union-attr]
 
     def abort(self) -> None:
@@ -150,7 +152,13 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         ex.response_size += len(body)  # type: ignore[union-attr]
         if self.capture is not None:
-            self.capture.append(body)
+            self.capture_size += len(body)
+            if self.capture_size <= self.pool.capture_limit:
+                self.capture.append(body)
+            else:  # too large to analyse: stop keeping it, the response streams on
+                self.capture = None
+                ex.capture = None  # type: ignore[union-attr]
+                ex.ctx.link.drop("body_too_large")  # type: ignore[union-attr]
         if self.chunked and ex.client_http11:  # type: ignore[union-attr]
             self.out += (b"%x\r\n" % len(body), body, b"\r\n")
         else:
@@ -173,12 +181,13 @@ class UpstreamPool:
     """At most `max_connections` to one host:port; idle ones are reused LIFO (warmest first)."""
 
     def __init__(self, host: str, port: int, max_connections: int, connect_timeout: float,
-                 capture_headers: frozenset[bytes] = frozenset()) -> None:
+                 capture_headers: frozenset[bytes] = frozenset(), capture_limit: int = 1 << 20) -> None:
         self.host = host
         self.port = port
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.capture_headers = capture_headers
+        self.capture_limit = capture_limit
         self.idle: list[UpstreamConnection] = []
         self.open = 0  # connected + connecting
         self.waiting: deque[Exchange] = deque()
