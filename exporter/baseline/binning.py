@@ -35,6 +35,10 @@ class BinResult:
     above: int = 0       # numeric: valid values above max + tolerance·(max - min) (still binned)
     unseen: int = 0      # categorical: valid values not among the categories (binned as "other")
 
+    @property
+    def valid(self) -> int:
+        return len(self.bins)
+
     def counts(self) -> np.ndarray:
         """Count per bin (length n_bins)."""
         return np.bincount(self.bins, minlength=self.n_bins)
@@ -64,12 +68,11 @@ def parse_floats(values: Values, *, stop_at_invalid: bool = False) -> Floats:
             arr = as_floats([None if isinstance(v, str) and v == "" else v for v in values])
     if arr is None:
         return _parse_slowly(values, stop_at_invalid)
-    nan = np.isnan(arr)
     finite = np.isfinite(arr)
-    n_nan = int(nan.sum())
-    n_finite = int(finite.sum())
+    n_finite = int(np.count_nonzero(finite))
     if n_finite == len(arr):
         return Floats(arr, 0, 0, 0)
+    n_nan = int(np.count_nonzero(np.isnan(arr)))
     return Floats(arr[finite], n_nan, len(arr) - n_finite - n_nan, 0)
 
 

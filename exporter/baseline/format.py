@@ -119,19 +119,23 @@ class Baseline:
 def derive_psi_groups(counts: Sequence[int] | np.ndarray, bins: int = DEFAULT_PSI_BINS) -> tuple[int, ...]:
     """Coarse PSI bins from fine counts: consecutive fine bins, each group about 1/bins of the rows.
 
-    Walking the fine bins in order, a group ends at the first fine bin where the cumulative count
-    reaches the next multiple of total/bins; a trailing group with no rows joins the one before.
+    For each target j·total/bins (j = 1 … bins−1) a group ends at the fine bin whose cumulative
+    count is nearest the target; a boundary that would leave a group without rows is dropped.
     """
     c = np.asarray(counts, dtype=np.float64)
     total = float(c.sum())
     if total <= 0 or len(c) == 1:
         return (0,)
     cum = np.cumsum(c)
-    ends = np.searchsorted(cum, total * np.arange(1, bins) / bins, side="left")
-    starts = [int(s) for s in np.unique(ends + 1) if 0 < s < len(c)]
-    if starts and cum[starts[-1] - 1] >= total:
-        starts.pop()
-    return (0, *starts)
+    targets = total * np.arange(1, bins) / bins
+    ends = np.searchsorted(cum, targets, side="left")
+    nearer = (ends > 0) & (targets - cum[np.maximum(ends - 1, 0)] < cum[ends] - targets)
+    groups = [0]
+    for start in np.unique(np.where(nearer, ends - 1, ends) + 1).tolist():
+        before = cum[start - 1] if 0 < start < len(c) else None
+        if before is not None and before > (cum[groups[-1] - 1] if groups[-1] else 0.0) and before < total:
+            groups.append(int(start))
+    return tuple(groups)
 
 
 def column_to_dict(col: Column) -> dict[str, Any]:

@@ -105,7 +105,8 @@ def _column(fail: Any, c: Mapping[str, Any], i: int, rows: int) -> Column:
             fail((*at, key), f"expected a finite number, got {show(c[key])}")
     for j in range(1, len(edges)):
         if not edges[j] > edges[j - 1]:
-            fail((*at, "edges", j), f"expected values in increasing order, got {show(edges[j])} after {show(edges[j - 1])}")
+            fail((*at, "edges", j),
+                 f"expected values in increasing order, got {show(edges[j])} after {show(edges[j - 1])}")
     if c["min"] > c["max"]:
         fail((*at, "max"), f"expected at least min = {show(c['min'])}, got {show(c['max'])}")
     if len(c["counts"]) != len(edges) + 1:

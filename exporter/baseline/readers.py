@@ -129,7 +129,7 @@ def _read_jsonl(f: TextIO, path: str, chunk_rows: int) -> Iterator[Chunk]:
 
 def _jsonl_chunk(rows: list[dict[str, Any]], lines: list[int], path: str) -> Chunk:
     names = dict.fromkeys(k for row in rows for k in row)
-    columns: dict[str, Sequence[Any]] = {}
+    columns: dict[str, Sequence[Any] | np.ndarray] = {}
     for name in names:
         values = [row.get(name) for row in rows]
         for i, v in enumerate(values):

@@ -1,4 +1,4 @@
-"""Drift of live traffic from the baseline: statistics over bin counts, methods, and their thresholds."""
+"""Drift: statistics over binned counts, the methods and thresholds built on them, and the windows feeding them."""
 
 from exporter.drift.methods import DEFAULT_METHOD, METHODS, Method, Reference, Score, effective_rows, score
 from exporter.drift.thresholds import DEFAULT_ALPHA, CriticalValues, critical_value

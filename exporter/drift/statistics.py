@@ -26,7 +26,8 @@ def proportions(counts: ArrayLike) -> NDArray[np.float64]:
     """Counts → proportions along the last axis (NaN where a window is empty)."""
     c = np.asarray(counts, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return c / c.sum(axis=-1, keepdims=True)
+        out: NDArray[np.float64] = c / c.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _pq(expected: ArrayLike, observed: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -119,7 +120,9 @@ def wasserstein(expected: ArrayLike, observed: ArrayLike, points: ArrayLike, sca
     with each bin's mass placed at its representative point xⱼ (non-decreasing). For the
     baseline's fine bins the exporter uses the bin midpoints, and the baseline min and max for
     the underflow and overflow bins, so mass beyond the training range counts as if at its edge.
-    A value of 0.1 reads "the distribution moved by a tenth of a standard deviation".
+    A value of 0.1 reads "the distribution moved by a tenth of a standard deviation". On 50
+    quantile bins it is within about 10 % of W₁ of the raw values for light-tailed data (the
+    wide outermost bins add a little); heavy tails make the binned value larger.
     References: Vallender (1973), "Calculation of the Wasserstein distance between probability
     distributions on the line", Theory Probab. Appl. 18. Equals
     scipy.stats.wasserstein_distance(x, x, p, q) / scale.

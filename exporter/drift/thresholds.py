@@ -56,7 +56,7 @@ def closed_form(method: str, ref: Reference, n: float, alpha: float) -> float | 
     (second-order Taylor expansion of the divergence), applied as a Williams-type scale factor.
     """
     if method == "ks":
-        return float(stats.kstwobign.isf(alpha)) / stephens(n)
+        return float(stats.kstwobign.isf(alpha) / stephens(n))
     if method not in MIN_EXPECTED:
         return None
     p = proportions(ref.expected(method))
@@ -128,7 +128,7 @@ class CriticalValues:
             closed = closed_form(method, ref, grid, alpha)
             value = table[key] = closed if closed is not None else simulate(
                 method, ref, grid, alpha, simulations=self.simulations, seed=self.seed)
-        return value * (grid / n) ** m.exponent
+        return float(value * (grid / n) ** m.exponent)
 
     def threshold(self, method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA,
                   practical: float | None = None) -> float:

@@ -1,0 +1,103 @@
+"""Critical values: every method's false-alarm rate checked by simulation, the baseline-size correction, the cache."""
+
+from __future__ import annotations
+
+import gc
+import math
+
+import numpy as np
+import pytest
+
+from exporter.baseline import Baseline
+from exporter.drift import METHODS, CriticalValues, Reference, critical_value, score, thresholds
+from exporter.drift.statistics import proportions
+
+ALPHA = 0.01  # large enough to measure with a few thousand windows
+WINDOWS = 8000
+
+
+def exact(baseline: Baseline, name: str) -> Reference:
+    """The column's reference with the baseline taken as exact (the windows below come from it)."""
+    ref = Reference.from_column(baseline.column(name))
+    return Reference(ref.fine, groups=ref.groups, points=ref.points, scale=ref.scale, kind=ref.kind, rows=math.inf)
+
+
+CASES = [(name, method) for name, kind in (("x", "numeric"), ("c", "categorical"))
+         for method, m in METHODS.items() if kind in m.column_types]
+
+
+@pytest.mark.parametrize("n", [200, 2000])
+@pytest.mark.parametrize(("column", "method"), CASES)
+def test_false_alarm_rate_is_alpha(baseline: Baseline, column: str, method: str, n: int) -> None:
+    ref = exact(baseline, column)
+    limit = critical_value(method, ref, n, ALPHA)
+    rng = np.random.default_rng([n, len(method), len(column)])
+    windows = rng.multinomial(n, proportions(ref.fine), size=WINDOWS)
+    rate = float(np.mean(np.asarray(score(method, ref, windows).value) > limit))
+    # KS uses Kolmogorov's bound, which binned data never reach: it is conservative by design. On
+    # small windows the others are discrete (permutations of equal bins tie), so "> limit" errs low.
+    low, high = (0.2, 1.25) if method == "ks" else (0.4, 1.45)
+    assert low * ALPHA <= rate <= high * ALPHA, f"{method} on {column} at n={n}: {rate:.4f} vs {ALPHA}"
+
+
+@pytest.mark.parametrize(("column", "method"), [("x", "psi"), ("x", "kl"), ("x", "js"), ("c", "chisquare"),
+                                                ("c", "psi")])
+def test_closed_forms_agree_with_the_simulation(baseline: Baseline, column: str, method: str) -> None:
+    ref = exact(baseline, column)
+    closed = thresholds.closed_form(method, ref, 3000, ALPHA)
+    assert closed is not None
+    assert closed == pytest.approx(thresholds.simulate(method, ref, 3000, ALPHA), rel=0.08)
+
+
+def test_closed_forms_give_way_to_simulation_on_small_expected_counts(baseline: Baseline) -> None:
+    ref = exact(baseline, "x")  # ~10 % per coarse bin: PSI needs n·p >= 50
+    assert thresholds.closed_form("psi", ref, 300, ALPHA) is None
+    assert thresholds.closed_form("psi", ref, 600, ALPHA) is not None
+    assert thresholds.closed_form("wasserstein", ref, 10**6, ALPHA) is None
+
+
+def test_the_baseline_sample_is_noise_too() -> None:
+    """A baseline of N rows and a window of n rows, both fresh from one distribution: PSI alarms at alpha."""
+    rng = np.random.default_rng(5)
+    p = np.full(10, 0.1)
+    n = n_base = 3000
+    corrected = naive = 0
+    trials = 2000
+    base = rng.multinomial(n_base, p, size=trials)
+    windows = rng.multinomial(n, p, size=trials)
+    for counts, window in zip(base, windows):
+        value = score("psi", Reference(counts, kind="categorical"), window).value
+        corrected += int(value > critical_value("psi", Reference(counts, kind="categorical"), n, ALPHA))
+        naive += int(value > critical_value("psi", Reference(counts, kind="categorical", rows=math.inf), n, ALPHA))
+    assert 0.6 * ALPHA <= corrected / trials <= 1.45 * ALPHA
+    assert naive / trials > 5 * ALPHA  # n_eff = n·N/(n+N) is what keeps it quiet
+
+
+def test_cache_steps_and_rescales(baseline: Baseline, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = Reference.from_column(baseline.column("x"))
+    calls: list[float] = []
+    real = thresholds.simulate
+
+    def counting(*args: object, **kwargs: object) -> float:
+        calls.append(float(args[2]))  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(thresholds, "simulate", counting)
+    cache = CriticalValues()
+    first = cache.critical("wasserstein", ref, 1000, ALPHA)
+    again = cache.critical("wasserstein", ref, 1010, ALPHA)  # same step of the grid: no new simulation
+    assert len(calls) == 1 and calls[0] == 2 ** (math.floor(math.log2(1000 * 50_000 / 51_000) * 4) / 4)
+    assert again == pytest.approx(first * math.sqrt(1000 * 50_000 / 51_000 / (1010 * 50_000 / 51_010)))
+    assert first == pytest.approx(critical_value("wasserstein", ref, 1000, ALPHA), rel=0.05)
+    assert cache.threshold("wasserstein", ref, 1000, ALPHA) == max(0.1, first)
+    assert cache.threshold("wasserstein", ref, 1000, ALPHA, practical=0.0) == first
+    assert cache.critical("wasserstein", ref, 0, ALPHA) == math.inf
+    del ref
+    gc.collect()
+    assert len(cache._cache) == 0  # a reference dropped on reload takes its entries with it
+
+
+def test_methods_refuse_the_wrong_column_type(baseline: Baseline) -> None:
+    with pytest.raises(ValueError, match=r"drift method 'chisquare' does not apply to numeric columns \(expected "
+                                         "one of: psi, kl, js, ks, wasserstein\\)"):
+        critical_value("chisquare", Reference.from_column(baseline.column("x")), 100)
