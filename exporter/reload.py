@@ -11,21 +11,38 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.config import Config, ConfigError
 from exporter.metrics.definitions import BY_NAME
+from exporter.health import UpstreamProbe
+from exporter.pipeline.event import REQUEST_HEADERS
 from exporter.pipeline.link import WorkerLink
+from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ProxyContext
 
 log = logging.getLogger(__name__)
 
-# Settings bound to sockets at start: a reload that changes them is refused, not half-applied.
-RESTART_ONLY = ("listen", "metrics_listen")
+# Settings fixed at start (sockets, the upstream, histogram layouts, the worker's
+# existence, the resource collectors): a reload that changes one is refused as a whole,
+# never half-applied. Everything else is applied.
+RESTART_ONLY = (
+    "listen", "metrics_listen", "upstream.url", "metrics.duration_buckets", "metrics.size_buckets",
+    "capture.enabled", "resources",
+)
+
+
+def _get(config: Config, dotted: str) -> object:
+    value: object = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
 class Reloader:
     """Holds the config in force and the outcome of the last reload."""
 
     def __init__(self, config: Config, load: Callable[[], Config] | None, ctx: ProxyContext,
-                 link: WorkerLink | None, clock: Callable[[], float] = time.time) -> None:
+                 link: WorkerLink | None, probe: UpstreamProbe | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.probe = probe
         self.load = load
         self.ctx = ctx
         self.link = link
@@ -54,10 +71,9 @@ class Reloader:
         except ConfigError as exc:
             return str(exc)
         for key in RESTART_ONLY:
-            if getattr(new, key) != getattr(self.config, key):
-                return f"{key}: changed from {getattr(self.config, key)} to {getattr(new, key)}; this needs a restart"
-        if new.upstream.url != self.config.upstream.url:
-            return f"upstream.url: changed from {self.config.upstream.url} to {new.upstream.url}; this needs a restart"
+            old_value, new_value = _get(self.config, key), _get(new, key)
+            if old_value != new_value:
+                return f"{key}: changed from {old_value} to {new_value}; this needs a restart"
         if self.link is not None:
             try:
                 error = await self.link.reload(new)
@@ -65,11 +81,29 @@ class Reloader:
                 return f"analysis worker did not take the new configuration: {exc or type(exc).__name__}"
             if error is not None:
                 return error
-        stats = self.ctx.stats
-        stats.model, stats.version = new.model.name, new.model.version
-        self.ctx.read_timeout = new.upstream.read_timeout
+        self._apply(new)
         self.config = new
         return None
+
+    def _apply(self, new: Config) -> None:
+        """Swap the proxy-side settings (the worker already has its part)."""
+        ctx, up = self.ctx, new.upstream
+        ctx.stats.model, ctx.stats.version = new.model.name, new.model.version
+        ctx.read_timeout = up.read_timeout
+        ctx.pool.connect_timeout = up.connect_timeout
+        ctx.pool.max_connections = up.max_connections
+        routes = RouteTable(new.metrics.routes)
+        ctx.routes = routes
+        if ctx.link is not None:
+            ctx.capture_routes = routes.inference
+            ctx.capture_limit = new.capture.max_body_bytes
+            ctx.capture_headers = REQUEST_HEADERS | {new.capture.id_header.encode("latin-1")}
+            ctx.pool.capture_headers = ctx.capture_headers
+            ctx.pool.capture_limit = ctx.capture_limit
+        if self.probe is not None:
+            self.probe.url = up.url + new.health_path
+            self.probe.interval = up.health.interval
+            self.probe.timeout = up.health.timeout
 
     def collect(self) -> Iterator[Metric]:
         m = BY_NAME["model_exporter_config_last_reload_successful"]

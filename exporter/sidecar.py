@@ -65,7 +65,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     if link is not None:
         sources.insert(0, PipelineHealth(link))
     collectors.append(Isolated(sources))
-    reloader = Reloader(config, load, ctx, link)
+    reloader = Reloader(config, load, ctx, link, probe)
     collectors.append(reloader)
     registry = build_registry(collectors)
     try:

@@ -8,7 +8,9 @@ state, and no value a client sends becomes a label.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -32,18 +34,21 @@ NUMERIC_DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "I
                                "FP16", "FP32", "FP64", "BF16"})
 
 
-def _interval(lo: float, hi: float) -> str:
-    return f"[{lo:.6g}, {hi:.6g})"
-
-
 def coarse_bin_labels(col: Column) -> list[str]:
-    """Label values of the PSI bins: intervals for numeric columns, categories (+ other) for categorical."""
+    """Label values of the PSI bins: intervals for numeric columns, categories (+ other) for categorical.
+
+    Bounds get 6 significant digits, more where 6 would print two bounds alike (1.7e9 and 1.7e9 + 10),
+    so that no two bins of a column share a label.
+    """
     if isinstance(col, CategoricalColumn):
         return [*col.categories, OTHER_BIN]
     edges = [-math.inf, *col.edges, math.inf]
-    starts = list(col.psi_groups)
-    ends = starts[1:] + [len(col.counts)]
-    return [_interval(edges[s], edges[e]) for s, e in zip(starts, ends)]
+    bounds = [edges[s] for s in col.psi_groups] + [math.inf]
+    for digits in (6, 9, 12, 17):  # 17 digits tell any two doubles apart
+        text = [f"{b:.{digits}g}" for b in bounds]
+        if len(set(text)) == len(text):
+            break
+    return [f"[{lo}, {hi})" for lo, hi in zip(text, text[1:])]
 
 
 @dataclass
@@ -74,12 +79,41 @@ class Tracked:
 def _gather(chunks: list[Any]) -> Sequence[Any] | np.ndarray:
     if len(chunks) == 1:
         return chunks[0]  # type: ignore[no-any-return]
-    if all(isinstance(c, np.ndarray) for c in chunks):
-        return np.concatenate(chunks)
+    kinds = {c.dtype.kind if c.__class__ is np.ndarray else "" for c in chunks}
+    if len(kinds) == 1:
+        # arrays of one kind concatenate losslessly; across kinds numpy would turn True into "True" or 1.0
+        return np.concatenate(chunks) if "" not in kinds else list(chain.from_iterable(chunks))
     out: list[Any] = []
     for c in chunks:
         out.extend(c.tolist() if isinstance(c, np.ndarray) else c)
     return out
+
+
+def _bin_categorical(col: CategoricalColumn, values: Sequence[Any] | np.ndarray) -> BinResult:
+    """bin_categorical, called once per distinct value when the values are strings that repeat (the usual case).
+
+    Only all-string batches take this path: a Counter would merge values that are equal but spell
+    different categories (True == 1, 10**20 == 1e20).
+    """
+    items = values.tolist() if isinstance(values, np.ndarray) else values
+    try:
+        counts = Counter(items)
+    except TypeError:  # a nested list or object
+        return bin_categorical(col, items)
+    if 4 * len(counts) > len(items) or any(k.__class__ is not str for k in counts):
+        return bin_categorical(col, items)
+    index: list[int] = []
+    repeats: list[int] = []
+    missing = unseen = 0
+    for key, n in counts.items():
+        one = bin_categorical(col, [key])
+        missing += one.missing * n
+        unseen += one.unseen * n
+        if len(one.bins):
+            index.append(int(one.bins[0]))
+            repeats.append(n)
+    return BinResult(bins=np.repeat(np.asarray(index, dtype=np.intp), repeats), n_bins=len(col.categories) + 1,
+                     missing=missing, unseen=unseen)
 
 
 class ColumnMonitor:
@@ -93,6 +127,7 @@ class ColumnMonitor:
         bounds = dict(config.quality.bounds)
         self.columns: dict[str, list[Tracked]] = {role: [] for role in ROLES}
         offset = 0
+        layout: list[tuple[str, str, tuple[Any, ...]]] = []  # what each window slot means
         for col in baseline.columns:
             if col.role not in ROLES:
                 continue  # labels are joined by the performance work, not monitored here
@@ -111,20 +146,25 @@ class ColumnMonitor:
                               np.zeros(len(labels), dtype=np.int64))
             if previous is not None:  # counters never go backwards across a reload
                 old = previous.find(col.role, col.name)
-                if old is not None and old.labels == labels:
-                    tracked.coarse_total = old.coarse_total
+                if old is not None:
                     tracked.quality = old.quality
+                    if old.labels == labels:  # new bins are new series
+                        tracked.coarse_total = old.coarse_total
             self.columns[col.role].append(tracked)
+            layout.append((col.role, col.name, col.edges if isinstance(col, NumericColumn) else col.categories))
             offset += tracked.n_bins + len(QUALITY)
         self.size = offset + 1  # the last slot counts rows
         self.windows = {name: SlidingCounts(width, 12 if width >= 3600 else 10, self.size)
                         for name, width in self.drift.windows}
-        if previous is not None and previous.size == self.size and previous.window_spec == self.drift.windows:
-            self.windows = previous.windows
+        self.layout = tuple(layout)
+        if previous is not None and previous.layout == self.layout and previous.window_spec == self.drift.windows:
+            self.windows = previous.windows  # the same slots with the same bins: windows carry over
         self.window_spec = self.drift.windows
         self.schema_errors = dict.fromkeys(SCHEMA_KINDS, 0) if previous is None else previous.schema_errors
         self.critical = CriticalValues()
         self.by_name = {(t.col.role, t.col.name): t for role in ROLES for t in self.columns[role]}
+        self.names = {role: {t.col.name for t in self.columns[role]} for role in ROLES}
+        self.numeric_names = {role: {t.col.name for t in self.columns[role] if t.col.type == "numeric"} for role in ROLES}
 
     def find(self, role: str, name: str) -> Tracked | None:
         return self.by_name.get((role, name))
@@ -134,24 +174,41 @@ class ColumnMonitor:
     def update(self, extractions: list[Extraction], now: float) -> None:
         """Bin a micro-batch: values are gathered per column first, then binned once each."""
         rows = 0
+        whole: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
         for ex in extractions:
             if ex.features is not None:
                 rows += ex.features.n
-                self._assign(ex.features, self.columns["feature"], strict=True)
+                self._assign(ex.features, "feature", whole["feature"])
             if ex.predictions is not None:
-                self._assign(ex.predictions, self.columns["prediction"], strict=False)
+                self._assign(ex.predictions, "prediction", whole["prediction"])
         vector = np.zeros(self.size, dtype=np.int64)
         vector[-1] = rows
         for role in ROLES:
             for t in self.columns[role]:
+                if whole[role]:
+                    name = t.col.name
+                    t.chunks.extend([columns[name] for columns in whole[role]])
                 self._bin(t, vector)
         if vector.any():
             for window in self.windows.values():
                 window.add(now, vector)
 
-    def _assign(self, rows: Rows, tracked: list[Tracked], strict: bool) -> None:
+    def _assign(self, rows: Rows, role: str, whole: list[dict[str, Any]]) -> None:
+        """Hand each baseline column its values from one payload, counting schema errors.
+
+        A payload with exactly the baseline's column names (the usual case) goes to `whole`, whose
+        columns are picked per column in one pass.
+        """
+        tracked = self.columns[role]
         if not tracked or rows.n == 0:
             return
+        if not rows.positional and rows.columns.keys() == self.names[role]:
+            whole.append(rows.columns)
+            if rows.datatypes and any(declared not in NUMERIC_DATATYPES for name, declared in rows.datatypes.items()
+                                      if name in self.numeric_names[role]):
+                self.schema_errors["datatype"] += 1
+            return
+        strict = role == "feature"
         names = list(rows.columns)
         if rows.positional:
             if len(names) != len(tracked):
@@ -160,8 +217,7 @@ class ColumnMonitor:
             for t in tracked[len(names):]:
                 t.absent += rows.n
         else:
-            known = {t.col.name for t in tracked}
-            if strict and any(name not in known for name in names):
+            if strict and any(name not in self.names[role] for name in names):
                 self.schema_errors["unexpected_column"] += 1
             pairs = []
             missing = False
@@ -195,7 +251,7 @@ class ColumnMonitor:
             if isinstance(t.col, NumericColumn):
                 result = bin_numeric(t.col, values, self.tolerance)
             else:
-                result = bin_categorical(t.col, values)
+                result = _bin_categorical(t.col, values)
             fine = result.counts()
             vector[t.offset:t.offset + t.n_bins] += fine
             t.coarse_total += np.add.reduceat(fine, t.ref.groups)

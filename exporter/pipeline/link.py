@@ -157,11 +157,14 @@ class WorkerLink(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            self.families = await self._request(COLLECT, None, timeout)
-            self.last_collect_ok = True
+            families = await self._request(COLLECT, None, timeout)
         except (ConnectionError, asyncio.TimeoutError) as exc:
             log.warning("analysis worker did not answer the scrape: %s", exc or type(exc).__name__)
             self.last_collect_ok = False
+        else:
+            self.last_collect_ok = families is not None  # None: still starting
+            if families is not None:
+                self.families = families
         self.last_collect_seconds = loop.time() - started
         return self.families
 

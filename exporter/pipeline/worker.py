@@ -15,6 +15,8 @@ from exporter.pipeline.framing import ACK, COLLECT, EVENTS, RELOAD, FrameReader,
 
 log = logging.getLogger("exporter.pipeline.worker")
 
+FRAME_ORDER = {RELOAD: 0, COLLECT: 1}
+
 
 def serve(sock: socket.socket) -> int:
     reader = FrameReader()
@@ -24,8 +26,8 @@ def serve(sock: socket.socket) -> int:
         if not data:
             return 0  # the proxy closed its end: we are done
         frames = reader.feed(data)
-        # answer scrapes before working through a backlog of events
-        frames.sort(key=lambda frame: frame[0] != COLLECT)
+        # a new config first, then scrapes, then the backlog of events
+        frames.sort(key=lambda frame: FRAME_ORDER.get(frame[0], 2))
         for kind, payload in frames:
             if kind == EVENTS:
                 if analysis is not None:
@@ -33,7 +35,8 @@ def serve(sock: socket.socket) -> int:
                 sock.sendall(encode(ACK, len(payload)))
             elif kind == COLLECT:
                 request_id, _ = payload
-                families = list(analysis.collect()) if analysis is not None else []
+                # None tells the proxy there is nothing to report yet (not "nothing happened")
+                families = list(analysis.collect()) if analysis is not None else None
                 sock.sendall(encode(COLLECT, (request_id, families)))
             elif kind == RELOAD:
                 request_id, config = payload
@@ -48,15 +51,14 @@ def serve(sock: socket.socket) -> int:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # analysis is best effort: with SCHED_IDLE the worker runs only on CPU time the proxy
-    # leaves unused, so at saturation it falls behind and drops (counted), the proxy does not
+    # analysis is best effort: at nice 19 the worker gets about 1.5 % of a CPU that the
+    # proxy (nice 0) keeps busy, so at saturation it falls behind and drops (counted) while
+    # the proxy keeps its CPU. (SCHED_IDLE would starve it outright whenever anything else
+    # on the machine is busy, the model server included.)
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        try:
-            os.nice(19)
-        except OSError:
-            pass
+        os.nice(19)
+    except OSError:
+        pass
     sock = socket.socket(fileno=int(argv[0]))
     sock.setblocking(True)
     try:

@@ -153,7 +153,9 @@ class UpstreamConnection(asyncio.Protocol):
         ex.response_size += len(body)  # type: ignore[union-attr]
         if self.capture is not None:
             self.capture_size += len(body)
-            if self.capture_size <= self.pool.capture_limit:
+            if ex.capture is None:  # the request was left out of analysis already (and counted)
+                self.capture = None
+            elif self.capture_size <= self.pool.capture_limit:
                 self.capture.append(body)
             else:  # too large to analyse: stop keeping it, the response streams on
                 self.capture = None

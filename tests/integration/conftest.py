@@ -24,11 +24,12 @@ def stand_in() -> Iterator[StandIn]:
 
 @pytest.fixture
 def sidecar_factory(tmp_path_factory: pytest.TempPathFactory, stand_in: StandIn) -> Iterator[SidecarFactory]:
-    """`sidecar_factory(upstream=stand_in.url, config=None, args=())` starts a sidecar for this test."""
+    """`sidecar_factory(upstream=stand_in.url, config=None, args=(), ports_in_config=False)` starts a sidecar for this test."""
     started: list[Sidecar] = []
 
-    def start(upstream: str | None = stand_in.url, config: dict[str, Any] | None = None, args: tuple[str, ...] = ()) -> Sidecar:
-        sidecar = start_sidecar(tmp_path_factory.mktemp("sidecar"), upstream, config, args)
+    def start(upstream: str | None = stand_in.url, config: dict[str, Any] | None = None, args: tuple[str, ...] = (),
+              ports_in_config: bool = False) -> Sidecar:
+        sidecar = start_sidecar(tmp_path_factory.mktemp("sidecar"), upstream, config, args, ports_in_config)
         started.append(sidecar)
         return sidecar
 

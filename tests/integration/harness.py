@@ -131,6 +131,11 @@ class Sidecar:
     log_dir: Path
     argv: list[str] = field(default_factory=list)
 
+    @property
+    def config_path(self) -> Path:
+        """The YAML file the sidecar was started with (rewrite it, then reload)."""
+        return self.log_dir / "config.yml"
+
     def stderr(self) -> str:
         return (self.log_dir / "stderr.log").read_text(errors="replace")
 
@@ -161,6 +166,22 @@ class Sidecar:
                 raise AssertionError(f"{name}{labels} = {value}, check failed for {timeout}s; samples: {seen}")
             time.sleep(0.05)
 
+    def wait_analysis(self, timeout: float = 20.0) -> None:
+        """Poll /metrics until the analysis worker has its configuration and answers scrapes.
+
+        It starts after /-/healthy, and may answer a scrape before it has loaded its configuration
+        (with no families at all); `model_rows_total` is there once it has.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            samples = self.metrics()
+            if any(s.name == "model_rows_total" for s in samples) and sum_samples(
+                    samples, "model_exporter_collector_success", collector="pipeline") == 1:
+                return
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"the analysis worker did not answer a scrape with its metrics within {timeout}s")
+            time.sleep(0.05)
+
     def running(self) -> bool:
         return self.proc.poll() is None
 
@@ -186,11 +207,16 @@ def start_sidecar(
     upstream: str | None,
     config: dict[str, Any] | None = None,
     args: Sequence[str] = (),
+    ports_in_config: bool = False,
 ) -> Sidecar:
-    """Start the sidecar from its CLI on free loopback ports; return once /-/healthy is 200."""
+    """Start the sidecar from its CLI on free loopback ports; return once /-/healthy is 200.
+
+    The ports go to --listen/--metrics-listen, or with `ports_in_config` into the config file's
+    `listen`/`metrics_listen` (so a reload sees a change to them: flags override the file).
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):  # a free port can be taken between free_port() and bind()
-        sidecar = _spawn(log_dir, upstream, config, args)
+        sidecar = _spawn(log_dir, upstream, config, args, ports_in_config)
         healthy = wait_until(lambda: not sidecar.running() or _healthy(sidecar), STARTUP_TIMEOUT_S)
         if healthy and sidecar.running():
             return sidecar
@@ -206,10 +232,14 @@ def start_sidecar(
     raise AssertionError("unreachable")
 
 
-def _spawn(log_dir: Path, upstream: str | None, config: dict[str, Any] | None, args: Sequence[str]) -> Sidecar:
+def _spawn(log_dir: Path, upstream: str | None, config: dict[str, Any] | None, args: Sequence[str],
+           ports_in_config: bool = False) -> Sidecar:
     proxy, metrics = free_port(), free_port()
-    argv = [sys.executable, "-m", "exporter", "run",
-            "--listen", f"127.0.0.1:{proxy}", "--metrics-listen", f"127.0.0.1:{metrics}"]
+    argv = [sys.executable, "-m", "exporter", "run"]
+    if ports_in_config:
+        config = {**(config or {}), "listen": f"127.0.0.1:{proxy}", "metrics_listen": f"127.0.0.1:{metrics}"}
+    else:
+        argv += ["--listen", f"127.0.0.1:{proxy}", "--metrics-listen", f"127.0.0.1:{metrics}"]
     if upstream is not None:
         argv += ["--upstream", upstream]
     if config is not None:
@@ -217,11 +247,40 @@ def _spawn(log_dir: Path, upstream: str | None, config: dict[str, Any] | None, a
         config_path.write_text(yaml.safe_dump(config))
         argv += ["--config", str(config_path)]
     argv += list(args)
+    with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=cli_env())
+    return Sidecar(proc, f"http://127.0.0.1:{proxy}", f"http://127.0.0.1:{metrics}", log_dir, argv)
+
+
+def cli_env() -> dict[str, str]:
+    """Environment for `python -m exporter ...`: this checkout first on the path, unbuffered output."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    with open(log_dir / "stdout.log", "wb") as out, open(log_dir / "stderr.log", "wb") as err:
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
-    return Sidecar(proc, f"http://127.0.0.1:{proxy}", f"http://127.0.0.1:{metrics}", log_dir, argv)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run `python -m exporter ARGS...` (the `model-exporter` console script) to completion."""
+    return subprocess.run([sys.executable, "-m", "exporter", *args], cwd=REPO_ROOT, env=cli_env(),
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+def promtool_check_metrics(promtool: str, text: str) -> tuple[int, str]:
+    """`promtool check metrics` on an exposition: (exit status, everything it printed)."""
+    result = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30,
+                            check=False)
+    return result.returncode, (result.stdout + result.stderr).decode(errors="replace")
+
+
+def metric_snapshot(samples: Iterable[Sample], prefixes: tuple[str, ...]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(name, sorted labels): value} of the samples whose name starts with one of `prefixes`."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in samples if s.name.startswith(prefixes)}
+
+
+def snapshot_diff(before: dict[Any, float], after: dict[Any, float]) -> dict[Any, float]:
+    """Samples whose value changed (a sample absent on one side counts as 0 there)."""
+    return {key: after.get(key, 0.0) - before.get(key, 0.0) for key in before.keys() | after.keys()
+            if after.get(key, 0.0) != before.get(key, 0.0)}
 
 
 def _healthy(sidecar: Sidecar) -> bool:

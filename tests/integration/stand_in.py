@@ -270,3 +270,59 @@ class StandIn:
 
     async def _ready(self, request: web.Request) -> web.Response:
         return web.Response(text="ready\n")
+
+
+class AppServer:
+    """Any aiohttp application on 127.0.0.1, served from a background thread.
+
+    For upstreams with their own handlers: a protocol-correct model server written in a test
+    module, or the demo model server (`exporter.demo.model_server.make_app`). `runner_kwargs`
+    go to `web.AppRunner` (e.g. `auto_decompress=False` to see request bodies as sent).
+    """
+
+    def __init__(self, app: web.Application, **runner_kwargs: object) -> None:
+        self.app = app
+        self.errors: list[str] = []  # what aiohttp logged; no tracebacks formatted (see _RecordingHandler)
+        self._runner_kwargs = runner_kwargs
+        self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(lambda _, ctx: self.errors.append(f"{ctx['message']}: {ctx.get('exception')!r}"))
+        self._thread = threading.Thread(target=self._loop.run_forever, name="app-server", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> AppServer:
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+            self._runner = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        logger = logging.getLogger(f"app_server.{id(self)}")
+        logger.propagate = False
+        logger.addHandler(_RecordingHandler(self.errors))
+        self._runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None, logger=logger,
+                                     **self._runner_kwargs)  # type: ignore[arg-type]
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", 0))
+            await web.SockSite(self._runner, sock, backlog=512).start()
+        except BaseException:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
