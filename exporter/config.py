@@ -424,7 +424,11 @@ def _mapping(path: str, value: Any, allowed: set[str]) -> dict[str, Any]:
 
 
 def _section(raw: dict[str, Any], key: str, path: str, parsers: dict[str, Callable[[str, Any], Any]]) -> dict[str, Any]:
-    fields = _mapping(path, raw.get(key), set(parsers))
+    """Parse the mapping `raw[key]` (at YAML path `path`) field by field; unknown keys are errors."""
+    return _fields(_mapping(path, raw.get(key), set(parsers)), path, parsers)
+
+
+def _fields(fields: dict[str, Any], path: str, parsers: dict[str, Callable[[str, Any], Any]]) -> dict[str, Any]:
     return {name: parsers[name](f"{path}.{name}", val) for name, val in fields.items()}
 
 
@@ -437,7 +441,7 @@ def from_dict(raw: Any) -> Config:
         "path": _url_path, "interval": parse_duration, "timeout": parse_duration,
     }))
     upstream_fields = {k: v for k, v in upstream_raw.items() if k != "health"}
-    upstream = UpstreamConfig(health=health, **_section({"u": upstream_fields}, "u", "upstream", {
+    upstream = UpstreamConfig(health=health, **_fields(upstream_fields, "upstream", {
         "url": parse_url, "connect_timeout": parse_duration, "read_timeout": parse_duration,
         "max_connections": _positive_int,
     }))
