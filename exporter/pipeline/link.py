@@ -27,6 +27,8 @@ BATCH_EVENTS = 256       # flush at this many events...
 BATCH_SECONDS = 0.01     # ...or this long after the first one
 RESTART_SECONDS = 1.0
 MAX_BUFFERED_BYTES = 64 << 20  # socket write buffer cap, whatever the event count
+SCRAPE_WAIT_SECONDS = 1.0  # a scrape waits this long for fresh analysis metrics
+STALE_SECONDS = 30.0  # older than this, the analysis metrics count as failed
 
 
 class WorkerLink(asyncio.Protocol):
@@ -50,6 +52,8 @@ class WorkerLink(asyncio.Protocol):
         self._ids = itertools.count(1)
         self._closing = False
         self._restart: asyncio.TimerHandle | None = None
+        self._collecting: asyncio.Task[Any] | None = None
+        self._families_at: float | None = None
 
     # ------------------------------------------------------------ hot path
 
@@ -152,21 +156,36 @@ class WorkerLink(asyncio.Protocol):
         finally:
             self._waiters.pop(request_id, None)
 
-    async def collect(self, timeout: float = 2.0) -> list[Metric]:
-        """Fetch the worker's metric families; keep the last good ones if it does not answer."""
+    async def collect(self, timeout: float = SCRAPE_WAIT_SECONDS) -> list[Metric]:
+        """The worker's metric families, waiting at most `timeout`; else the last ones it sent.
+
+        One request is in flight at a time and a late answer still lands, so a busy worker
+        costs a scrape some staleness (up to STALE_SECONDS, then collector_success 0), not
+        a timeout.
+        """
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if self._collecting is None or self._collecting.done():
+            if self.transport is None:
+                self.last_collect_ok = False
+                return self.families
+            self._collecting = loop.create_task(self._request(COLLECT, None, STALE_SECONDS))
+            self._collecting.add_done_callback(self._collected)
         try:
-            families = await self._request(COLLECT, None, timeout)
-        except (ConnectionError, asyncio.TimeoutError) as exc:
-            log.warning("analysis worker did not answer the scrape: %s", exc or type(exc).__name__)
-            self.last_collect_ok = False
-        else:
-            self.last_collect_ok = families is not None  # None: still starting
-            if families is not None:
-                self.families = families
+            await asyncio.wait_for(asyncio.shield(self._collecting), timeout)
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
+        self.last_collect_ok = self._families_at is not None and loop.time() - self._families_at <= STALE_SECONDS
         self.last_collect_seconds = loop.time() - started
         return self.families
+
+    def _collected(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        families = task.result()
+        if families is not None:  # None: the worker has no config yet
+            self.families = families
+            self._families_at = asyncio.get_running_loop().time()
 
     async def reload(self, config: Config, timeout: float = 30.0) -> str | None:
         """Send a new config to the worker; None on success, else its error message."""
@@ -180,6 +199,8 @@ class WorkerLink(asyncio.Protocol):
         self._closing = True
         if self._restart is not None:
             self._restart.cancel()
+        if self._collecting is not None:
+            self._collecting.cancel()
         self.flush()
         if self.transport is not None:
             self.transport.close()
