@@ -8,9 +8,9 @@ state, and no value a client sends becomes a label.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import attrgetter
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -79,10 +79,12 @@ class Tracked:
 def _gather(chunks: list[Any]) -> Sequence[Any] | np.ndarray:
     if len(chunks) == 1:
         return chunks[0]  # type: ignore[no-any-return]
-    kinds = {c.dtype.kind if c.__class__ is np.ndarray else "" for c in chunks}
-    if len(kinds) == 1:
-        # arrays of one kind concatenate losslessly; across kinds numpy would turn True into "True" or 1.0
-        return np.concatenate(chunks) if "" not in kinds else list(chain.from_iterable(chunks))
+    types = set(map(type, chunks))
+    if types == {list}:
+        return list(chain.from_iterable(chunks))
+    # arrays of one kind concatenate losslessly; across kinds numpy would turn True into "True" or 1.0
+    if types == {np.ndarray} and len({dtype.kind for dtype in set(map(attrgetter("dtype"), chunks))}) == 1:
+        return np.concatenate(chunks)
     out: list[Any] = []
     for c in chunks:
         out.extend(c.tolist() if isinstance(c, np.ndarray) else c)
@@ -90,30 +92,22 @@ def _gather(chunks: list[Any]) -> Sequence[Any] | np.ndarray:
 
 
 def _bin_categorical(col: CategoricalColumn, values: Sequence[Any] | np.ndarray) -> BinResult:
-    """bin_categorical, called once per distinct value when the values are strings that repeat (the usual case).
+    """bin_categorical, with the strings that are categories verbatim (the usual case) looked up in one C-level pass.
 
-    Only all-string batches take this path: a Counter would merge values that are equal but spell
-    different categories (True == 1, 10**20 == 1e20).
+    Everything else (missing, unseen, numbers, nested values) goes through bin_categorical itself.
     """
     items = values.tolist() if isinstance(values, np.ndarray) else values
     try:
-        counts = Counter(items)
-    except TypeError:  # a nested list or object
+        found = list(map(col.index.get, items))
+    except TypeError:  # an unhashable value (a nested list or object)
         return bin_categorical(col, items)
-    if 4 * len(counts) > len(items) or any(k.__class__ is not str for k in counts):
-        return bin_categorical(col, items)
-    index: list[int] = []
-    repeats: list[int] = []
-    missing = unseen = 0
-    for key, n in counts.items():
-        one = bin_categorical(col, [key])
-        missing += one.missing * n
-        unseen += one.unseen * n
-        if len(one.bins):
-            index.append(int(one.bins[0]))
-            repeats.append(n)
-    return BinResult(bins=np.repeat(np.asarray(index, dtype=np.intp), repeats), n_bins=len(col.categories) + 1,
-                     missing=missing, unseen=unseen)
+    n_bins = len(col.categories) + 1
+    if None not in found:
+        return BinResult(bins=np.asarray(found, dtype=np.intp), n_bins=n_bins)
+    rest = bin_categorical(col, [v for v, i in zip(items, found) if i is None])
+    known = np.asarray([i for i in found if i is not None], dtype=np.intp)
+    return BinResult(bins=np.concatenate([known, rest.bins]), n_bins=n_bins, missing=rest.missing,
+                     type_errors=rest.type_errors, unseen=rest.unseen)
 
 
 class ColumnMonitor:
