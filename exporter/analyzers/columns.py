@@ -253,10 +253,13 @@ class ColumnMonitor:
             q["missing"] = result.missing
             q["type_errors"] = result.type_errors
             q["unseen"] = result.unseen
-            if t.bounds is not None:
-                q["low"], q["high"] = self._outside(values, t.bounds)
-            else:
-                q["low"], q["high"] = result.below, result.above
+            q["low"], q["high"] = result.below, result.above
+            if t.bounds is not None:  # a configured side replaces the baseline's; an unset side keeps it
+                low, high = self._outside(values, t.bounds)
+                if t.bounds[0] is not None:
+                    q["low"] = low
+                if t.bounds[1] is not None:
+                    q["high"] = high
         q["values"] += t.absent
         q["missing"] += t.absent
         t.absent = 0

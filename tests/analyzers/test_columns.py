@@ -101,6 +101,13 @@ def test_explicit_bounds_replace_the_baseline_range() -> None:
     assert quality(s, "z")["low"] == 0  # -1 within z's baseline range widened by 50 %
 
 
+def test_a_one_sided_bound_keeps_the_baseline_range_on_the_other_side() -> None:
+    m = monitor(bounds={"x": (None, 5.0)})  # baseline range of x is [0, 10]
+    m.update([ex(features(4, x=[-3.0, 1.0, 6.0, 12.0]))], 0.0)
+    q = quality(Scrape(m, 0.0), "x")
+    assert (q["low"], q["high"]) == (1, 2)
+
+
 def test_out_of_range_values_are_still_binned() -> None:
     m = monitor()
     m.update([ex(features(3, x=[-5.0, 50.0, 3.0]))], 0.0)
