@@ -75,22 +75,35 @@ def test_the_baseline_sample_is_noise_too() -> None:
 
 def test_cache_steps_and_rescales(baseline: Baseline, monkeypatch: pytest.MonkeyPatch) -> None:
     ref = Reference.from_column(baseline.column("x"))
-    calls: list[float] = []
+    calls: list[tuple[str, float]] = []
     real = thresholds.simulate
 
     def counting(*args: object, **kwargs: object) -> float:
-        calls.append(float(args[2]))  # type: ignore[arg-type]
+        calls.append((str(args[0]), float(args[2])))  # type: ignore[arg-type]
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(thresholds, "simulate", counting)
     cache = CriticalValues()
-    first = cache.critical("wasserstein", ref, 1000, ALPHA)
-    again = cache.critical("wasserstein", ref, 1010, ALPHA)  # same step of the grid: no new simulation
-    assert len(calls) == 1 and calls[0] == 2 ** (math.floor(math.log2(1000 * 50_000 / 51_000) * 4) / 4)
-    assert again == pytest.approx(first * math.sqrt(1000 * 50_000 / 51_000 / (1010 * 50_000 / 51_010)))
-    assert first == pytest.approx(critical_value("wasserstein", ref, 1000, ALPHA), rel=0.05)
-    assert cache.threshold("wasserstein", ref, 1000, ALPHA) == max(0.1, first)
-    assert cache.threshold("wasserstein", ref, 1000, ALPHA, practical=0.0) == first
+    n_eff = lambda n: n * 50_000 / (n + 50_000)  # noqa: E731  (the baseline has 50,000 rows)
+
+    # a method with a closed form is computed per grid step (4 per doubling) and rescaled within it
+    first = cache.critical("ks", ref, 1000, ALPHA)
+    again = cache.critical("ks", ref, 1010, ALPHA)
+    grid = 2 ** (math.floor(math.log2(n_eff(1000)) * 4) / 4)
+    assert again == pytest.approx(first * math.sqrt(n_eff(1000) / n_eff(1010)))
+    assert first == pytest.approx(thresholds.closed_form("ks", ref, grid, ALPHA) * math.sqrt(grid / n_eff(1000)))
+
+    # one without is simulated once, at REFERENCE_ROWS, and scaled by n^-exponent for every n
+    w1000 = cache.critical("wasserstein", ref, 1000, ALPHA)
+    w5000 = cache.critical("wasserstein", ref, 5000, ALPHA)
+    assert calls == [("wasserstein", thresholds.REFERENCE_ROWS)]
+    assert w5000 == pytest.approx(w1000 * math.sqrt(n_eff(1000) / n_eff(5000)))
+    for n in (200, 1000, 5000):  # the scaling agrees with a simulation at n itself
+        assert cache.critical("wasserstein", ref, n, ALPHA) == pytest.approx(
+            critical_value("wasserstein", ref, n, ALPHA), rel=0.08)
+
+    assert cache.threshold("wasserstein", ref, 1000, ALPHA) == max(0.1, w1000)
+    assert cache.threshold("wasserstein", ref, 1000, ALPHA, practical=0.0) == w1000
     assert cache.critical("wasserstein", ref, 0, ALPHA) == math.inf
     del ref
     gc.collect()
