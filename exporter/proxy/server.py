@@ -216,6 +216,8 @@ class ClientConnection(asyncio.Protocol):
         if self.active is not ex:
             return
         self.active = None
+        if self.paused_for & 1:  # its upstream connection will never say resume_writing now
+            self._resume(1)
         if not ex.keep_client:
             self.closing = True
             self.queue.clear()

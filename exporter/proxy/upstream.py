@@ -240,6 +240,9 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection) -> None:
         """Return a healthy keep-alive connection: hand it to a waiter or park it idle."""
         conn.exchange = None
+        if conn.transport is not None:
+            # a slow client may have paused it with the response's last write
+            conn.transport.resume_reading()
         while self.waiting:
             exchange = self.waiting.popleft()
             if not exchange.finished:
