@@ -29,6 +29,7 @@ import random
 import socket
 import struct
 import threading
+from typing import Self
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -96,17 +97,21 @@ class RecordedRequest:
         return [v for k, v in self.headers if k.lower() == name.lower()]
 
 
-class StandIn:
-    """Owns the server thread; `url` is ready once `start()` returns."""
+class AppServer:
+    """Any aiohttp application on 127.0.0.1, served from a background thread.
 
-    def __init__(self) -> None:
-        self.requests: list[RecordedRequest] = []
-        self.sse_log: dict[str, list[str]] = {}  # gate name -> events started: ["first", "last"]
-        self.errors: list[str] = []  # what aiohttp logged (e.g. a client that went away mid-write)
-        self._gates: dict[str, asyncio.Event] = {}
+    For upstreams with their own handlers: a protocol-correct model server written in a test
+    module, or the demo model server (`exporter.demo.model_server.make_app`). `runner_kwargs`
+    go to `web.AppRunner` (e.g. `auto_decompress=False` to see request bodies as sent).
+    """
+
+    def __init__(self, app: web.Application, **runner_kwargs: object) -> None:
+        self.app = app
+        self.errors: list[str] = []  # what aiohttp logged; no tracebacks formatted (see _RecordingHandler)
+        self._runner_kwargs = runner_kwargs
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(lambda _, ctx: self.errors.append(f"{ctx['message']}: {ctx.get('exception')!r}"))
-        self._thread = threading.Thread(target=self._loop.run_forever, name="stand-in", daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="app-server", daemon=True)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -114,9 +119,7 @@ class StandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    # lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> StandIn:
+    def start(self) -> Self:
         self._thread.start()
         try:
             asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
@@ -128,11 +131,35 @@ class StandIn:
     def stop(self) -> None:
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+            self._runner = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
 
     async def _start(self) -> None:
+        logger = logging.getLogger(f"app_server.{id(self)}")
+        logger.propagate = False
+        logger.addHandler(_RecordingHandler(self.errors))
+        self._runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None, logger=logger,
+                                     **self._runner_kwargs)  # type: ignore[arg-type]
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", 0))
+            await web.SockSite(self._runner, sock, backlog=512).start()
+        except BaseException:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+
+
+class StandIn(AppServer):
+    """The stand-in model server; `url` is ready once `start()` returns."""
+
+    def __init__(self) -> None:
+        self.requests: list[RecordedRequest] = []
+        self.sse_log: dict[str, list[str]] = {}  # gate name -> events started: ["first", "last"]
+        self._gates: dict[str, asyncio.Event] = {}
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/status/{code:[0-9]{3}}", self._status)
         app.router.add_get("/binary", self._binary)
@@ -145,20 +172,7 @@ class StandIn:
         app.router.add_get("/v2/health/ready", self._ready)
         app.router.add_route("*", "/{tail:.*}", self._echo)
         # handler_cancellation: a handler whose client (the proxy) went away stops at once.
-        logger = logging.getLogger(f"stand_in.{id(self)}")
-        logger.propagate = False
-        logger.addHandler(_RecordingHandler(self.errors))
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, handler_cancellation=True, access_log=None,
-                                     logger=logger)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-            await web.SockSite(self._runner, sock, backlog=512).start()
-        except BaseException:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
+        super().__init__(app, handler_cancellation=True)
 
     # test controls ---------------------------------------------------------------------
 
@@ -270,59 +284,3 @@ class StandIn:
 
     async def _ready(self, request: web.Request) -> web.Response:
         return web.Response(text="ready\n")
-
-
-class AppServer:
-    """Any aiohttp application on 127.0.0.1, served from a background thread.
-
-    For upstreams with their own handlers: a protocol-correct model server written in a test
-    module, or the demo model server (`exporter.demo.model_server.make_app`). `runner_kwargs`
-    go to `web.AppRunner` (e.g. `auto_decompress=False` to see request bodies as sent).
-    """
-
-    def __init__(self, app: web.Application, **runner_kwargs: object) -> None:
-        self.app = app
-        self.errors: list[str] = []  # what aiohttp logged; no tracebacks formatted (see _RecordingHandler)
-        self._runner_kwargs = runner_kwargs
-        self._loop = asyncio.new_event_loop()
-        self._loop.set_exception_handler(lambda _, ctx: self.errors.append(f"{ctx['message']}: {ctx.get('exception')!r}"))
-        self._thread = threading.Thread(target=self._loop.run_forever, name="app-server", daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> AppServer:
-        self._thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-            self._runner = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-    async def _start(self) -> None:
-        logger = logging.getLogger(f"app_server.{id(self)}")
-        logger.propagate = False
-        logger.addHandler(_RecordingHandler(self.errors))
-        self._runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None, logger=logger,
-                                     **self._runner_kwargs)  # type: ignore[arg-type]
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-            await web.SockSite(self._runner, sock, backlog=512).start()
-        except BaseException:
-            sock.close()
-            raise
-        self.port = sock.getsockname()[1]
