@@ -8,12 +8,10 @@ transformation and why).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import operator
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -30,17 +28,17 @@ import numpy as np
 import yaml
 from aiohttp import web
 from bundle_support import ALERTMANAGER, PROMETHEUS
-from harness import Sidecar, cli_env, fetch, free_port, start_sidecar, wait_until
+from harness import Sidecar, cli_env, fetch, free_port, start_sidecar, stop_process, wait_until
+from stand_in import AppServer
 
 from exporter.demo.model_server import FEATURES_BY_NAME, MODEL_NAME, MODEL_VERSION, NumericFeature
 from exporter.demo.traffic import Columns, build_infer_request, sample_rows
 
 STARTUP_TIMEOUT_S = 30.0
-ANALYSIS_TIMEOUT_S = 180.0  # the SCHED_IDLE analysis worker, starved on a busy machine
-STOP_TIMEOUT_S = 10.0
+ANALYSIS_TIMEOUT_S = 180.0  # the nice-19 analysis worker gets little CPU on a busy machine
 # Scrapes every 3 s, rules every 1 s. Not a 1 s scrape: Prometheus caps scrape_timeout at the
-# interval, and a sidecar's /metrics waits up to 2 s for its analysis worker (SCHED_IDLE, so
-# starved while the test's traffic keeps a small machine busy); a 1 s timeout fails some scrapes,
+# interval, and a sidecar's /metrics waits up to 1 s for its analysis worker (nice 19, so slow
+# while the test's traffic keeps a small machine busy); a 1 s timeout fails some scrapes,
 # which marks every series stale (the drift alerts flap) and fires ModelExporterDown.
 SCRAPE_INTERVAL = "3s"
 EVALUATION_INTERVAL = "1s"
@@ -166,13 +164,7 @@ class Process:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT_S)
+        stop_process(self.proc)
 
 
 def spawn(name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Process:
@@ -241,45 +233,21 @@ class Notification:
     body: dict[str, Any]
 
 
-class WebhookReceiver:
+class WebhookReceiver(AppServer):
     """Records Alertmanager's webhook POSTs; aiohttp on 127.0.0.1 in a background thread."""
 
     def __init__(self) -> None:
         self.notifications: list[Notification] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="webhook", daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    def start(self) -> WebhookReceiver:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/{receiver}", self._receive)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(app)
 
     async def _receive(self, request: web.Request) -> web.Response:
         body = await request.json()
         with self._lock:
             self.notifications.append(Notification(request.match_info["receiver"], time.monotonic(), body))
         return web.Response(text="ok\n")
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-            self._runner = None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
 
     def alerts(self, alertname: str | None = None, status: str | None = "firing") -> list[tuple[str, dict[str, Any]]]:
         """(receiver, alert) for every alert in every notification received so far."""
@@ -443,7 +411,7 @@ class Stack:
                     self.rows_sent[instance] = self.rows_sent.get(instance, 0) + ROWS_PER_REQUEST
             sent += batch
             self.wait_scraped('sum by (instance) (model_requests_total{job="model-exporter", code="200"})', sent)
-        # The analysis worker bins rows off the hot path, under SCHED_IDLE: on a busy machine it
+        # The analysis worker bins rows off the hot path, at nice 19: on a busy machine it
         # runs only when nothing else wants the CPU. Wait until both windows hold every row.
         for sidecar, instance in zip(self.sidecars, self.instances):
             rows = self.rows_sent[instance]
