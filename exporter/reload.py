@@ -7,10 +7,10 @@ import logging
 import time
 from typing import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from exporter.config import Config, ConfigError
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import family
 from exporter.health import UpstreamProbe
 from exporter.pipeline.event import REQUEST_HEADERS
 from exporter.pipeline.link import WorkerLink
@@ -106,8 +106,9 @@ class Reloader:
             self.probe.timeout = up.health.timeout
 
     def collect(self) -> Iterator[Metric]:
-        m = BY_NAME["model_exporter_config_last_reload_successful"]
-        ok = GaugeMetricFamily(m.name, m.help, value=1 if self.successful else 0)
-        m = BY_NAME["model_exporter_config_last_reload_success_timestamp_seconds"]
+        ok = family("model_exporter_config_last_reload_successful")
+        ok.add_metric([], 1 if self.successful else 0)
         yield ok
-        yield GaugeMetricFamily(m.name, m.help, value=self.success_time)
+        when = family("model_exporter_config_last_reload_success_timestamp_seconds")
+        when.add_metric([], self.success_time)
+        yield when

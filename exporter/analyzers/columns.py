@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import Any, Iterator, Sequence
 
 import numpy as np
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from exporter.adapters import Rows
 from exporter.baseline.binning import BinResult, bin_categorical, bin_numeric, parse_floats
@@ -23,7 +23,7 @@ from exporter.config import Config
 from exporter.drift.methods import METHODS, Reference, check_method, score
 from exporter.drift.thresholds import CriticalValues
 from exporter.drift.windows import SlidingCounts
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import BY_NAME, family
 from exporter.pipeline.extract import Extraction
 
 SCHEMA_KINDS = ("missing_column", "unexpected_column", "column_count", "datatype")
@@ -280,16 +280,16 @@ class ColumnMonitor:
     def collect(self, now: float) -> Iterator[Metric]:
         mv = self.model
         fam = _Families()
-        fam.gauge("model_baseline_info", ["sha256", "created", "model", "version"]).add_metric(
+        fam.get("model_baseline_info").add_metric(
             [self.baseline.sha256, self.baseline.created, *mv], 1)
-        rows_family = fam.gauge("model_window_rows", ["window", "model", "version"])
+        rows_family = fam.get("model_window_rows")
         totals = {name: window.read(now).copy() for name, window in self.windows.items()}
         for name, total in totals.items():
             rows_family.add_metric([name, *mv], float(total[-1]))
         for role in ROLES:
             for t in self.columns[role]:
                 self._collect_column(fam, t, totals, mv)
-        errors = fam.counter("model_schema_errors_total", ["kind", "model", "version"])
+        errors = fam.get("model_schema_errors_total")
         for kind, n in self.schema_errors.items():
             errors.add_metric([kind, *mv], n)
         yield from fam.all()
@@ -297,41 +297,41 @@ class ColumnMonitor:
     def _collect_column(self, fam: _Families, t: Tracked, totals: dict[str, np.ndarray], mv: list[str]) -> None:
         role, name = t.col.role, t.col.name
         base = t.ref.coarse / t.ref.coarse.sum() if t.ref.coarse.sum() else t.ref.coarse
-        ratio = fam.gauge("model_column_baseline_ratio", ["role", "column", "bin", "model", "version"])
-        bins = fam.counter("model_column_bin_total", ["role", "column", "bin", "model", "version"])
+        ratio = fam.get("model_column_baseline_ratio")
+        bins = fam.get("model_column_bin_total")
         for label, share, count in zip(t.labels, base, t.coarse_total):
             ratio.add_metric([role, name, label, *mv], float(share))
             bins.add_metric([role, name, label, *mv], int(count))
         q = t.quality
         labels = [role, name, *mv]
-        fam.counter("model_column_values_total", ["role", "column", "model", "version"]).add_metric(labels, q["values"])
-        fam.counter("model_column_missing_total", ["role", "column", "model", "version"]).add_metric(labels, q["missing"])
-        oor = fam.counter("model_column_out_of_range_total", ["role", "column", "side", "model", "version"])
+        fam.get("model_column_values_total").add_metric(labels, q["values"])
+        fam.get("model_column_missing_total").add_metric(labels, q["missing"])
+        oor = fam.get("model_column_out_of_range_total")
         oor.add_metric([role, name, "low", *mv], q["low"])
         oor.add_metric([role, name, "high", *mv], q["high"])
-        fam.counter("model_column_type_errors_total", ["role", "column", "model", "version"]).add_metric(labels, q["type_errors"])
+        fam.get("model_column_type_errors_total").add_metric(labels, q["type_errors"])
         if isinstance(t.col, CategoricalColumn):
-            fam.counter("model_column_unseen_total", ["role", "column", "model", "version"]).add_metric(labels, q["unseen"])
+            fam.get("model_column_unseen_total").add_metric(labels, q["unseen"])
         for window, total in totals.items():
             slots = total[t.qoffset:t.qoffset + len(QUALITY)]
             seen = int(slots[0])
             if seen:
                 wl = [role, name, window, *mv]
-                fam.gauge("model_missing_ratio", ["role", "column", "window", "model", "version"]).add_metric(wl, slots[1] / seen)
-                fam.gauge("model_out_of_range_ratio", ["role", "column", "window", "model", "version"]).add_metric(wl, (slots[2] + slots[3]) / seen)
+                fam.get("model_missing_ratio").add_metric(wl, slots[1] / seen)
+                fam.get("model_out_of_range_ratio").add_metric(wl, (slots[2] + slots[3]) / seen)
             fine = total[t.offset:t.offset + t.n_bins]
             n = int(fine.sum())
             for method in t.methods:
                 ml = [role, name, method, window, *mv]
                 practical = t.practical[method]
                 threshold = self.critical.threshold(method, t.ref, n, self.drift.false_alarm_rate, practical) if n else practical
-                fam.gauge("model_drift_threshold", ["role", "column", "method", "window", "model", "version"]).add_metric(ml, threshold)
+                fam.get("model_drift_threshold").add_metric(ml, threshold)
                 if n < self.drift.min_rows:
                     continue  # too few rows for a score that means anything
                 result = score(method, t.ref, fine)
-                fam.gauge("model_drift_score", ["role", "column", "method", "window", "model", "version"]).add_metric(ml, float(result.value))
+                fam.get("model_drift_score").add_metric(ml, float(result.value))
                 if result.pvalue is not None:
-                    fam.gauge("model_drift_pvalue", ["role", "column", "method", "window", "model", "version"]).add_metric(ml, float(result.pvalue))
+                    fam.get("model_drift_pvalue").add_metric(ml, float(result.pvalue))
 
 
 class _Families:
@@ -340,17 +340,11 @@ class _Families:
     def __init__(self) -> None:
         self.families: dict[str, Metric] = {}
 
-    def _get(self, name: str, cls: type, labels: list[str]) -> Metric:
-        family = self.families.get(name)
-        if family is None:
-            family = self.families[name] = cls(name, BY_NAME[name].help, labels=labels)
-        return family
-
-    def gauge(self, name: str, labels: list[str]) -> Metric:
-        return self._get(name, GaugeMetricFamily, labels)
-
-    def counter(self, name: str, labels: list[str]) -> Metric:
-        return self._get(name, CounterMetricFamily, labels)
+    def get(self, name: str) -> Metric:
+        metric = self.families.get(name)
+        if metric is None:
+            metric = self.families[name] = family(name)
+        return metric
 
     def all(self) -> Iterator[Metric]:
         order = list(BY_NAME)

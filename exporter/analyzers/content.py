@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from exporter.adapters import PAYLOAD_ERROR_REASONS
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import family
 from exporter.pipeline.extract import Extraction
 
 TOKEN_KINDS = ("prompt", "completion")
@@ -43,13 +43,11 @@ class ContentStats:
 
     def collect(self, model: str, version: str) -> Iterator[Metric]:
         for name, table in (("model_rows_total", self.rows), ("model_prediction_rows_total", self.prediction_rows)):
-            m = BY_NAME[name]
-            family = CounterMetricFamily(m.name, m.help, labels=["model", "version"])
+            counter = family(name)
             for mv in sorted(table.keys() | {(model, version)}):
-                family.add_metric(list(mv), table.get(mv, 0))
-            yield family
-        m = BY_NAME["model_payload_errors_total"]
-        errors = CounterMetricFamily(m.name, m.help, labels=["side", "reason", "model", "version"])
+                counter.add_metric(list(mv), table.get(mv, 0))
+            yield counter
+        errors = family("model_payload_errors_total")
         models = {(mdl, ver) for mdl, ver, _, _ in self.errors} | {(model, version)}
         for mdl, ver in sorted(models):
             for side in SIDES:
@@ -57,8 +55,7 @@ class ContentStats:
                     errors.add_metric([side, reason, mdl, ver], self.errors.get((mdl, ver, side, reason), 0))
         yield errors
         if self.tokens:
-            m = BY_NAME["model_tokens_total"]
-            tokens = CounterMetricFamily(m.name, m.help, labels=["kind", "model", "version"])
+            tokens = family("model_tokens_total")
             for (mdl, ver, kind), n in sorted(self.tokens.items()):
                 tokens.add_metric([kind, mdl, ver], n)
             yield tokens

@@ -6,9 +6,9 @@ import logging
 import time
 from typing import Iterable, Iterator, Protocol
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import family
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ class Isolated:
         self._failing: set[str] = set()
 
     def collect(self) -> Iterator[Metric]:
-        success = _gauge("model_exporter_collector_success")
-        duration = _gauge("model_exporter_collector_duration_seconds")
+        success = family("model_exporter_collector_success")
+        duration = family("model_exporter_collector_duration_seconds")
         for source in self.sources:
             started = self.clock()
             try:
@@ -50,7 +50,3 @@ class Isolated:
         yield success
         yield duration
 
-
-def _gauge(name: str) -> GaugeMetricFamily:
-    m = BY_NAME[name]
-    return GaugeMetricFamily(m.name, m.help, labels=list(m.labels))

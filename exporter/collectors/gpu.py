@@ -6,9 +6,9 @@ import logging
 from types import ModuleType
 from typing import Any, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import family
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ class GPUCollector:
         if not self._init():
             return
         nvml = self.nvml
-        families = {name: GaugeMetricFamily(name, BY_NAME[name].help, labels=["gpu", "model", "version"])
-                    for name in GPU_METRICS}
+        families = {name: family(name) for name in GPU_METRICS}
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             gpu = [str(index), *self.model_version]

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import psutil
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import family
 
 
 def find_listener(port: int) -> int | None:
@@ -86,19 +86,18 @@ class ProcessCollector:
             cpu = proc.cpu_times()
             rss = proc.memory_info().rss
             fds = proc.num_fds()
-        yield self._metric("model_server_cpu_seconds_total", CounterMetricFamily, cpu.user + cpu.system)
-        yield self._metric("model_server_resident_memory_bytes", GaugeMetricFamily, rss)
-        yield self._metric("model_server_open_fds", GaugeMetricFamily, fds)
+        yield self._metric("model_server_cpu_seconds_total", cpu.user + cpu.system)
+        yield self._metric("model_server_resident_memory_bytes", rss)
+        yield self._metric("model_server_open_fds", fds)
         try:
             cgroup = (self.proc_root / str(proc.pid) / "cgroup").read_text()
         except OSError:
             return
         limit = parse_cgroup_memory_limit(cgroup, self.cgroup_root)
         if limit is not None:
-            yield self._metric("model_server_memory_limit_bytes", GaugeMetricFamily, limit)
+            yield self._metric("model_server_memory_limit_bytes", limit)
 
-    def _metric(self, name: str, cls: type, value: float) -> Metric:
-        m = BY_NAME[name]
-        family = cls(m.name, m.help, labels=["model", "version"])
-        family.add_metric(self.labels, value)
-        return family
+    def _metric(self, name: str, value: float) -> Metric:
+        metric = family(name)
+        metric.add_metric(self.labels, value)
+        return metric

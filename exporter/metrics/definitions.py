@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
 # Model serving spans 1 ms (a tiny tabular model) to a minute (an LLM generation).
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -94,3 +96,18 @@ def exposed_names(metric: MetricDef) -> tuple[str, ...]:
     if metric.type == "histogram":
         return (f"{metric.name}_bucket", f"{metric.name}_sum", f"{metric.name}_count")
     return (metric.name,)
+
+
+_FAMILY_TYPES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily,
+                 "info": GaugeMetricFamily}
+
+
+def label_names(metric: MetricDef) -> list[str]:
+    """The family's labels in exposition order: its own, then model and version if model-level."""
+    return [*metric.labels, *(MODEL_LABELS if metric.model_level else ())]
+
+
+def family(name: str) -> Metric:
+    """An empty metric family for a defined metric: type, help and labels from this table."""
+    m = BY_NAME[name]
+    return _FAMILY_TYPES[m.type](m.name, m.help, labels=label_names(m))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Iterable, Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
 import exporter
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import family
 
 
 class Collector(Protocol):
@@ -18,10 +18,9 @@ class Collector(Protocol):
 
 class BuildInfo:
     def collect(self) -> Iterable[Metric]:
-        m = BY_NAME["model_exporter_build_info"]
-        family = GaugeMetricFamily(m.name, m.help, labels=list(m.labels))
-        family.add_metric([exporter.__version__], 1)
-        yield family
+        info = family("model_exporter_build_info")
+        info.add_metric([exporter.__version__], 1)
+        yield info
 
 
 def build_registry(collectors: Iterable[Collector]) -> CollectorRegistry:

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import family
 from exporter.pipeline.link import WorkerLink
-
-
-def _family(name: str, cls: type = GaugeMetricFamily, labels: tuple[str, ...] = ()) -> Metric:
-    m = BY_NAME[name]
-    return cls(m.name, m.help, labels=list(labels))
 
 
 class PipelineCollector:
@@ -24,14 +19,14 @@ class PipelineCollector:
     def collect(self) -> Iterator[Metric]:
         link = self.link
         yield from link.families
-        dropped = _family("model_exporter_events_dropped_total", CounterMetricFamily, ("reason",))
+        dropped = family("model_exporter_events_dropped_total")
         for reason, n in link.dropped.items():
             dropped.add_metric([reason], n)
         yield dropped
-        depth = _family("model_exporter_queue_depth")
+        depth = family("model_exporter_queue_depth")
         depth.add_metric([], link.queue_depth)
         yield depth
-        capacity = _family("model_exporter_queue_capacity")
+        capacity = family("model_exporter_queue_capacity")
         capacity.add_metric([], link.max_queue)
         yield capacity
 

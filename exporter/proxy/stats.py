@@ -11,10 +11,10 @@ import time
 from bisect import bisect_left
 from typing import Iterator, Sequence
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.samples import Exemplar
 
-from exporter.metrics.definitions import BY_NAME
+from exporter.metrics.definitions import family
 
 # Request methods become label values only from this fixed set; anything else is "other".
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
@@ -57,11 +57,10 @@ class _Histogram:
         return out
 
 
-def _gauge(name: str, model_version: list[str], value: float) -> GaugeMetricFamily:
-    m = BY_NAME[name]
-    family = GaugeMetricFamily(m.name, m.help, labels=["model", "version"])
-    family.add_metric(model_version, value)
-    return family
+def _gauge(name: str, model_version: list[str], value: float) -> Metric:
+    gauge = family(name)
+    gauge.add_metric(model_version, value)
+    return gauge
 
 
 def _fmt(value: float) -> str:
@@ -118,14 +117,12 @@ class TrafficStats:
     def collect(self) -> Iterator[Metric]:
         """Build the metric families from the counters (scrape time)."""
         mv = [self.model, self.version]
-        m = BY_NAME["model_requests_total"]
-        requests = CounterMetricFamily(m.name, m.help, labels=[*m.labels, "model", "version"])
+        requests = family("model_requests_total")
         for (route, method, code), n in sorted(self.requests.items()):
             requests.add_metric([route, method, code, *mv], n)
         yield requests
 
-        m = BY_NAME["model_request_duration_seconds"]
-        durations = HistogramMetricFamily(m.name, m.help, labels=[*m.labels, "model", "version"])
+        durations = family("model_request_duration_seconds")
         for (route, method, code), hist in sorted(self.durations.items()):
             durations.add_metric([route, method, code, *mv], hist.buckets(self.duration_bounds), hist.sum)
         yield durations
@@ -135,16 +132,14 @@ class TrafficStats:
             ("model_request_size_bytes", self.request_sizes, self.size_bounds),
             ("model_response_size_bytes", self.response_sizes, self.size_bounds),
         ):
-            m = BY_NAME[name]
-            family = HistogramMetricFamily(m.name, m.help, labels=[*m.labels, "model", "version"])
+            histogram = family(name)
             for route, hist in sorted(table.items()):
-                family.add_metric([route, *mv], hist.buckets(bounds), hist.sum)
-            yield family
+                histogram.add_metric([route, *mv], hist.buckets(bounds), hist.sum)
+            yield histogram
 
         yield _gauge("model_requests_in_flight", mv, self.in_flight)
 
-        m = BY_NAME["model_upstream_errors_total"]
-        errors = CounterMetricFamily(m.name, m.help, labels=[*m.labels, "model", "version"])
+        errors = family("model_upstream_errors_total")
         for reason, n in self.upstream_errors.items():
             errors.add_metric([reason, *mv], n)
         yield errors
