@@ -9,7 +9,17 @@ from typing import Sequence
 
 import exporter
 from exporter.baseline.cli import add_baseline_parser, run_baseline
-from exporter.config import Config, ConfigError, apply_flags, check_baseline, load_file, validate_complete
+from exporter.config import Config, ConfigError, apply_flags, load_file, validate_complete
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that override the config file; `run` and `check-config` take the same ones."""
+    parser.add_argument("--upstream", metavar="URL", help="model server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--listen", metavar="HOST:PORT", help="proxy port for client traffic (default 0.0.0.0:8000)")
+    parser.add_argument("--metrics-listen", metavar="HOST:PORT", help="metrics/admin port (default 0.0.0.0:9110)")
+    parser.add_argument("--baseline", metavar="FILE", help="baseline file built by `model-exporter baseline build`")
+    parser.add_argument("--model", metavar="NAME", help="model label value")
+    parser.add_argument("--model-version", metavar="V", help="version label value")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,18 +29,14 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the sidecar (proxy + metrics port)")
     run.add_argument("--config", metavar="FILE", help="YAML config file; flags override it")
-    run.add_argument("--upstream", metavar="URL", help="model server base URL, e.g. http://127.0.0.1:8080")
-    run.add_argument("--listen", metavar="HOST:PORT", help="proxy port for client traffic (default 0.0.0.0:8000)")
-    run.add_argument("--metrics-listen", metavar="HOST:PORT", help="metrics/admin port (default 0.0.0.0:9110)")
-    run.add_argument("--baseline", metavar="FILE", help="baseline file built by `model-exporter baseline build`")
-    run.add_argument("--model", metavar="NAME", help="model label value")
-    run.add_argument("--model-version", metavar="V", help="version label value")
+    _add_config_flags(run)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     add_baseline_parser(sub)
 
-    check = sub.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("file", metavar="FILE")
+    check = sub.add_parser("check-config", help="validate a config file (and the flags `run` would get) as `run` does, and exit")
+    check.add_argument("config", metavar="FILE")
+    _add_config_flags(check)
 
     demo = sub.add_parser("demo", help="demo model server + sidecar + traffic, in one command")
     demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until Ctrl-C)")
@@ -43,11 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> Config:
+    """File, then flags, then every cross-field and baseline check: what `run` and `check-config` share."""
     config = load_file(args.config) if args.config else Config()
     config = apply_flags(config, upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen,
                          model=args.model, model_version=args.model_version, baseline=args.baseline)
     return validate_complete(config)
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,10 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(config, (lambda: load_config(args)) if args.config else None)
             return 0
         if args.command == "check-config":
-            config = load_file(args.file)
-            check_baseline(config)
-            print(f"{args.file}: OK (upstream {config.upstream.url or 'set by --upstream'}, "
-                  f"proxy {config.listen}, metrics {config.metrics_listen})")
+            config = load_config(args)
+            print(f"{args.config}: OK (upstream {config.upstream.url}, proxy {config.listen}, "
+                  f"metrics {config.metrics_listen}, baseline {config.baseline or 'none'})")
             return 0
         if args.command == "baseline":
             return run_baseline(args)

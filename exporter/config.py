@@ -304,7 +304,7 @@ def _probability(path: str, value: Any) -> float:
 
 def _fraction(path: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 10:
-        raise _fail(path, value, "expected a non-negative number (a fraction of the baseline range)")
+        raise _fail(path, value, "expected a number from 0 to 10 (a fraction of the baseline range)")
     return float(value)
 
 

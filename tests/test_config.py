@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.config import (
     Config, ConfigError, HostPort, apply_flags, from_dict, load_file, parse_duration, validate_complete,
@@ -72,7 +73,8 @@ BAD_CONFIGS = [
     ({"drift": {"columns": {"age": {"method": "ks", "threshold": -1}}}}, "drift.columns.age.threshold.ks: expected a positive number, got -1"),
     ({"drift": {"columns": {"age": {"method": ["ks", "psi"], "threshold": 0.2}}}}, "drift.columns.age.threshold: expected a mapping of method to threshold when the column has not exactly one method, got 0.2"),
     ({"drift": {"columns": {"age": {"weight": 1}}}}, "drift.columns.age.weight: unknown key (allowed: method, threshold)"),
-    ({"quality": {"range_tolerance": -0.1}}, "quality.range_tolerance: expected a non-negative number (a fraction of the baseline range), got -0.1"),
+    ({"quality": {"range_tolerance": -0.1}}, "quality.range_tolerance: expected a number from 0 to 10 (a fraction of the baseline range), got -0.1"),
+    ({"quality": {"range_tolerance": 11}}, "quality.range_tolerance: expected a number from 0 to 10 (a fraction of the baseline range), got 11"),
     ({"quality": {"bounds": {"age": {"min": 10, "max": 5}}}}, "quality.bounds.age.max: expected max >= min (10), got 5"),
     ({"model": {"known": "iris"}}, "model.known: expected a list of strings, got 'iris'"),
     ({"model": {"protocol": "custom"}}, "model.custom: required when model.protocol is custom (JSON paths: features, predictions, id)"),
@@ -146,3 +148,41 @@ def test_file_errors_carry_the_file_name(tmp_path: Path) -> None:
 def test_shipped_example_config_is_valid() -> None:
     config = load_file(Path(__file__).parent.parent / "examples" / "config.yml")
     assert config.upstream.url
+
+
+CROSS_FIELD = [
+    ({"upstream": {"url": "http://m:1"}, "listen": "0.0.0.0:9110"},
+     "metrics_listen: must differ from listen (both 0.0.0.0:9110); admin endpoints never share the proxy port"),
+    ({"listen": ":8000"}, "upstream.url: required (set it in the config or pass --upstream http://HOST:PORT)"),
+]
+
+
+@pytest.mark.parametrize("raw,message", CROSS_FIELD + BAD_CONFIGS[:3],
+                         ids=[m.split(":")[0] for _, m in CROSS_FIELD + BAD_CONFIGS[:3]])
+def test_check_config_gives_the_verdict_run_gives(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   raw: object, message: str) -> None:
+    """`check-config FILE` runs every check `run --config FILE` runs, with the same message."""
+    from exporter.cli import main
+
+    path = tmp_path / "cfg.yml"
+    path.write_text(yaml.safe_dump(raw))
+    verdicts = []
+    for argv in (["check-config", str(path)], ["run", "--config", str(path)]):
+        code = main(argv)
+        verdicts.append((code, capsys.readouterr().err))
+    assert verdicts[0] == verdicts[1]
+    assert verdicts[0][0] == 2
+    assert message in verdicts[0][1]
+
+
+def test_check_config_takes_the_flags_run_takes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from exporter.cli import main
+
+    path = tmp_path / "cfg.yml"
+    path.write_text("listen: 127.0.0.1:18000\n")  # the upstream comes from the flag, as it would for run
+    assert main(["check-config", str(path)]) == 2
+    assert "upstream.url: required" in capsys.readouterr().err
+    assert main(["check-config", str(path), "--upstream", "http://127.0.0.1:8080"]) == 0
+    assert "OK (upstream http://127.0.0.1:8080" in capsys.readouterr().out
+    assert main(["check-config", str(path), "--upstream", "http://127.0.0.1:8080", "--metrics-listen", "127.0.0.1:18000"]) == 2
+    assert "metrics_listen: must differ from listen" in capsys.readouterr().err
