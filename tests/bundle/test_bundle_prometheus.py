@@ -19,16 +19,16 @@ from metric_names import recorded_references
 
 # The floor of issue 6, plus the availability-SLO burn alert.
 REQUIRED_ALERTS = {
-    "ModelExporterDown", "ModelUpstreamDown", "ModelHighErrorRate", "ModelLatencyBudgetBurn",
-    "ModelAvailabilityBudgetBurn", "ModelFeatureDrift", "ModelPredictionDrift", "ModelMissingValues",
-    "ModelOutOfRangeValues", "ModelSchemaMismatch", "ModelTrafficDrop", "ModelTrafficSpike",
+    "ModelExporterDown", "ModelUpstreamDown", "ModelUpstreamNeverReady", "ModelHighErrorRate",
+    "ModelLatencyBudgetBurn", "ModelAvailabilityBudgetBurn", "ModelFeatureDrift", "ModelPredictionDrift",
+    "ModelMissingValues", "ModelOutOfRangeValues", "ModelSchemaMismatch", "ModelTrafficDrop", "ModelTrafficSpike",
     "ModelPerformanceDrop", "ModelGPUMemoryNearFull", "ModelServerMemoryNearLimit",
     "ModelExporterDroppingEvents", "ModelExporterConfigReloadFailed",
 }
 # Alerts about the sidecar process rather than a model: no `model` in their description.
 NOT_MODEL_LEVEL = {"ModelExporterDroppingEvents", "ModelExporterConfigReloadFailed"}
 # Alerts on a state (down, failed) rather than a measured value: no $value in the description.
-STATE_ALERTS = {"ModelExporterDown", "ModelUpstreamDown", "ModelExporterConfigReloadFailed"}
+STATE_ALERTS = {"ModelExporterDown", "ModelUpstreamDown", "ModelUpstreamNeverReady", "ModelExporterConfigReloadFailed"}
 # Alerts per column: the description names it.
 COLUMN_ALERTS = {"ModelFeatureDrift", "ModelPredictionDrift", "ModelMissingValues", "ModelOutOfRangeValues"}
 WINDOW_ROWS_ALERTS = COLUMN_ALERTS
