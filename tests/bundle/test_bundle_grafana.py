@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 import yaml
+from exporter.adapters.openai import _ROUTE as OPENAI_ROUTE
+from exporter.metrics.definitions import METRICS, exposed_names
+from exporter.proxy.routes import BUILTIN_ROUTES
 
 from bundle_support import (
-    GRAFANA, PROMETHEUS, RUNBOOKS, dashboard_queries, dashboards, load_yaml, panels, require_tool,
+    GRAFANA, PROMETHEUS, RUNBOOKS, alert_rules, dashboard_queries, dashboards, load_yaml, panels, require_tool,
 )
 
 # File stem → uid. Stable: links, bookmarks and GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH use them.
@@ -28,6 +31,15 @@ VERSIONED = re.compile(r"\bmodel_(requests_total|request_duration_seconds|rows_t
                        r"time_to_first_byte_seconds|drift_score|drift_threshold|column_bin_total)\b|model:column_")
 RUNBOOK_DASHBOARDS = {"Overview": "overview", "Drift & data quality": "drift", "Performance & fairness": "performance",
                       "Resources": "resources", "Streaming & LLM": "streaming"}
+
+# Every dashboard starts with these variables, in this order (each query filters by those before it).
+COMMON_VARIABLES = ["datasource", "job", "model", "version", "instance"]
+# Series names that are scraped from targets (job and instance labels), as opposed to
+# recording-rule outputs (level:metric:operations), which sum over targets.
+ROUTED = {name for metric in METRICS if "route" in metric.labels for name in exposed_names(metric)}
+_STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:\\.|[^"\\])*)"\s*,?')
 
 BOARDS = dashboards()
 ALL_PANELS = [(stem, panel) for stem, board in BOARDS.items() for panel in panels(board)]
@@ -68,7 +80,7 @@ def test_dashboard_shape_and_variables(stem: str) -> None:
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    for name in ("model", "version", "instance"):
+    for name in ("job", "model", "version", "instance"):
         assert variables[name]["type"] == "query"
         query = variables[name]["query"]
         query = query["query"] if isinstance(query, dict) else query
@@ -111,6 +123,134 @@ def test_panel_queries_use_rate_interval_and_the_model_variables(item: tuple[str
         ranges = re.findall(r"\b(?:rate|irate|increase)\s*\([^\[]*\[([^\]]+)\]", expr)
         assert all(r == "$__rate_interval" for r in ranges), f"{expr}: ranges {ranges}"
         assert "$model" in expr or "$instance" in expr, f"{expr} ignores the dashboard's variables"
+
+
+# -- job and instance (grafana/dashboard-linter: template-job/instance-rule, target-job/instance-rule) --
+
+@pytest.mark.parametrize("stem", sorted(EXPECTED_UIDS))
+def test_job_and_instance_variables(stem: str) -> None:
+    variables = BOARDS[stem]["templating"]["list"]
+    assert [v["name"] for v in variables][: len(COMMON_VARIABLES)] == COMMON_VARIABLES
+    by_name = {v["name"]: v for v in variables}
+    for name in ("job", "instance"):
+        variable = by_name[name]
+        # "All" must not match series without the label: `.+`, not `.*`
+        assert (variable["multi"], variable["includeAll"], variable.get("allValue")) == (True, True, ".+"), name
+    # a variable's query uses only the variables defined before it, and always $job
+    defined: set[str] = set()
+    for variable in variables:
+        if variable["type"] == "query":
+            query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
+            used = set(re.findall(r"\$\{?(\w+)", query))
+            assert used <= defined, f"${variable['name']} uses {sorted(used - defined)} before they are defined"
+            if variable["name"] != "job":
+                assert 'job=~"$job"' in query, f"${variable['name']}: {query}"
+        defined.add(variable["name"])
+
+
+def _selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]] | None]]:
+    """(series name, {label: (op, value)} or None without braces) of every series a query selects."""
+    out: list[tuple[str, dict[str, tuple[str, str]] | None]] = []
+    i = 0
+    while i < len(expr):
+        char = expr[i]
+        if char == '"':
+            i = _STRING.match(expr, i).end()  # type: ignore[union-attr]
+            continue
+        if (char.isalpha() or char in "_:") and (i == 0 or not (expr[i - 1].isalnum() or expr[i - 1] in "_:$")):
+            name = _NAME.match(expr, i).group(0)  # type: ignore[union-attr]
+            i += len(name)
+            if name.startswith("model_") or ":" in name or name == "ALERTS":
+                if i < len(expr) and expr[i] == "{":
+                    end = i + 1
+                    while expr[end] != "}":  # the closing brace, outside the matchers' strings
+                        end = _STRING.match(expr, end).end() if expr[end] == '"' else end + 1  # type: ignore[union-attr]
+                    matchers = {label: (op, value) for label, op, value in _MATCHER.findall(expr[i + 1:end])}
+                    out.append((name, matchers))
+                    i = end + 1
+                else:
+                    out.append((name, None))
+            continue
+        i += 1
+    return out
+
+
+def test_the_selector_parser() -> None:
+    expr = ('sum(rate(model_requests_total{job=~"$job", route="/x{y}"}[5m])) / on (route) '
+            'model:rows:rate5m{model=~"$model"} + ALERTS{alertname=~"A|B"} + model_rows_total')
+    assert _selectors(expr) == [
+        ("model_requests_total", {"job": ("=~", "$job"), "route": ("=", "/x{y}")}),
+        ("model:rows:rate5m", {"model": ("=~", "$model")}),
+        ("ALERTS", {"alertname": ("=~", "A|B")}),
+        ("model_rows_total", None),
+    ]
+
+
+@pytest.mark.parametrize("item", ALL_PANELS, ids=_panel_id)
+def test_every_target_selects_the_job_and_instance_variables(item: tuple[str, dict[str, Any]]) -> None:
+    """Scraped series match $job and $instance; recording-rule outputs (summed over targets) cannot."""
+    _, panel = item
+    for target in panel["targets"]:
+        selectors = _selectors(target["expr"])
+        assert selectors, target["expr"]
+        for name, matchers in selectors:
+            assert matchers is not None, f"{name} without label matchers in {target['expr']}"
+            if ":" in name:
+                assert not {"job", "instance"} & set(matchers), f"{name} has no job/instance label: {target['expr']}"
+            elif name == "ALERTS":  # alerts summed over targets carry neither label
+                assert (matchers.get("job"), matchers.get("instance")) == (("=~", "$job|"), ("=~", "$instance|")), \
+                    target["expr"]
+            else:
+                assert matchers.get("job") == ("=~", "$job"), f"{name} without job=~\"$job\": {target['expr']}"
+                assert matchers.get("instance") == ("=~", "$instance"), \
+                    f"{name} without instance=~\"$instance\": {target['expr']}"
+
+
+def test_alert_panels_show_this_projects_alerts_only() -> None:
+    names = {rule["alert"] for rule in alert_rules()}
+    found = 0
+    for stem, panel in ALL_PANELS:
+        for target in panel["targets"]:
+            for name, matchers in _selectors(target["expr"]):
+                if name == "ALERTS":
+                    found += 1
+                    assert matchers is not None and matchers.get("alertname", ("", ""))[0] == "=~", target["expr"]
+                    assert set(matchers["alertname"][1].split("|")) == names, \
+                        f"{stem} / {panel['title']}: alertname=~ must list exactly the alerts of prometheus/rules"
+    assert found >= 2  # Overview: Firing alerts, Active alerts
+
+
+def test_dashboards_are_as_editable_as_their_provisioning_allows() -> None:
+    (provider,) = load_yaml(GRAFANA / "provisioning" / "dashboards" / "model-exporter.yml")["providers"]
+    for stem, board in BOARDS.items():
+        assert board["editable"] is provider["allowUiUpdates"], \
+            f"{stem}: editable={board['editable']} but the provisioning's allowUiUpdates={provider['allowUiUpdates']}"
+
+
+# -- ratios over routes -------------------------------------------------------------------
+
+# model_tokens_total has no route label: a per-request token panel divides by the requests
+# of the routes whose payloads report tokens (the OpenAI adapter's), named literally.
+TOKEN_ROUTES = {route for route in BUILTIN_ROUTES if OPENAI_ROUTE.search(route)}
+
+
+@pytest.mark.parametrize("item", ALL_PANELS, ids=_panel_id)
+def test_ratios_count_the_same_routes_above_and_below(item: tuple[str, dict[str, Any]]) -> None:
+    _, panel = item
+    for target in panel["targets"]:
+        selectors = _selectors(target["expr"])
+        routes = {matchers.get("route") for name, matchers in selectors if name in ROUTED and matchers is not None}
+        assert len(routes) <= 1, f"series of different routes in one query: {target['expr']}"
+        names = {name for name, _ in selectors}
+        if "model_tokens_total" in names and names & ROUTED:
+            (route,) = routes
+            assert route is not None and route[0] == "=~", f"tokens divided by requests of every route: {target['expr']}"
+            matched = {r for r in BUILTIN_ROUTES if re.fullmatch(route[1], r)}
+            assert matched == TOKEN_ROUTES, f"route=~{route[1]!r} selects {sorted(matched)}, tokens come from {sorted(TOKEN_ROUTES)}"
+
+
+def test_token_routes_are_known() -> None:
+    assert TOKEN_ROUTES == {"/v1/chat/completions", "/v1/completions"}
 
 
 @pytest.mark.parametrize("item", ALL_PANELS, ids=_panel_id)
