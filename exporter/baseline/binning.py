@@ -6,9 +6,13 @@ Value rules (the same when building the baseline and when binning live traffic):
   and strings that parse as numbers; ±inf and anything else (a word, a list, an object) is a
   type error;
 - categorical columns compare canonical keys: a string is itself, except that a string which
-  parses as a finite number is spelled like that number; integral numbers are written without
-  a decimal point (1, 1.0 and "1.0" are all "1"), others by their shortest repr; bools are
-  "true"/"false". A nested list/object or a non-finite number is a type error.
+  parses as a finite number is spelled like that number (an integer literal exactly, every
+  digit kept: "9007199254740993" stays itself, as a JSON integer does); integral numbers are
+  written without a decimal point (1, 1.0 and "1.0" are all "1"), others by their shortest
+  repr; booleans are "true"/"false", and so are the strings true/false in any case ("True",
+  "FALSE": pandas writes booleans to CSV as True/False). A boolean column (categories only
+  "true"/"false", nothing else seen in training) also takes the numbers 1 and 0 as true and
+  false. A nested list/object or a non-finite number is a type error.
 """
 
 from __future__ import annotations
@@ -157,7 +161,7 @@ def category_keys(values: Values) -> tuple[list[str], int]:
     skipped = 0
     for v in values.tolist() if isinstance(values, np.ndarray) else values:
         if v.__class__ is str and v:
-            append(v if v[0] not in _NUMERIC_START else _string_key(v))
+            append(v if v[0] not in _SPECIAL_START else _string_key(v))
             continue
         try:
             key = category_key(v)
@@ -171,22 +175,68 @@ def category_keys(values: Values) -> tuple[list[str], int]:
 
 
 _NUMERIC_START = frozenset("0123456789+-.")
+_BOOLEAN_START = frozenset("tTfF")
+_SPECIAL_START = _NUMERIC_START | _BOOLEAN_START  # strings whose key may differ from the string
+_BOOLEAN_WORDS = {"true": True, "false": False}
+_MAX_EXACT_DIGITS = 4000  # longer integer literals go through float (Python caps int(str) at 4300 digits)
 
 
 def _string_key(s: str) -> str:
-    if s[0] in _NUMERIC_START:
+    first = s[0]
+    if first in _NUMERIC_START:
+        body = s[1:] if first in "+-" else s
+        if body.isdigit() and body.isascii() and len(body) <= _MAX_EXACT_DIGITS:
+            return str(int(s))  # an integer literal: exact, whatever its size
         try:
             f = float(s)
         except ValueError:
             return s
         if f - f == 0.0:  # finite
             return number_key(f)
+    elif first in _BOOLEAN_START and len(s) in (4, 5):
+        lower = s.lower()
+        if lower in _BOOLEAN_WORDS:
+            return lower
     return s
+
+
+def boolean_counts(values: Values) -> tuple[int, int] | None:
+    """(trues, falses) when every non-missing value is a boolean, None as soon as one is not.
+
+    Booleans: True/False (Python, numpy) and the strings true/false in any case; missing values
+    (None, NaN, the empty string) are skipped. Numbers are not booleans: a 0/1 column stays numeric.
+    """
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind == "b":
+            trues = int(np.count_nonzero(values))
+            return trues, values.size - trues
+        if values.dtype.kind not in "OUS":
+            return None
+    trues = falses = 0
+    for v in values.tolist() if isinstance(values, np.ndarray) else values:
+        if v is True or v is False or isinstance(v, np.bool_):
+            flag = bool(v)
+        elif v.__class__ is str or isinstance(v, str):
+            if not v:
+                continue
+            found = _BOOLEAN_WORDS.get(v.lower()) if len(v) in (4, 5) else None
+            if found is None:
+                return None
+            flag = found
+        elif v is None or (isinstance(v, float) and v != v):
+            continue
+        else:
+            return None
+        if flag:
+            trues += 1
+        else:
+            falses += 1
+    return trues, falses
 
 
 def bin_categorical(col: CategoricalColumn, values: Values) -> BinResult:
     """Category index of each valid value ("other", the last bin, for unseen ones), plus quality counts."""
-    index = col.index
+    index = col.lookup
     other = len(col.categories)
     items = values.tolist() if isinstance(values, np.ndarray) else values
     out: list[int] = []

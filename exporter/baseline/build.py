@@ -13,7 +13,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from exporter.baseline.binning import Values, bin_categorical, bin_numeric, category_keys, number_key, parse_floats
+from exporter.baseline.binning import (
+    Values,
+    bin_categorical,
+    bin_numeric,
+    boolean_counts,
+    category_keys,
+    number_key,
+    parse_floats,
+)
 from exporter.baseline.format import (
     DEFAULT_PSI_BINS,
     Baseline,
@@ -31,6 +39,7 @@ from exporter.baseline.schema import show
 from exporter.baseline.sketches import Moments, PrioritySample, TopCounts
 
 SMALL_DISTINCT = 1000  # distinct numbers kept per numeric column in case a later value is not a number
+EXACT_FLOATS = 2.0**53  # from here on float64 skips integers: 2**53 + 1 reads as 2**53
 
 
 @dataclass(frozen=True)
@@ -79,9 +88,23 @@ class _Scan:
         self.small: dict[float, int] | None = {} if kind is None else None
         self.top = TopCounts(max(10_000, 20 * options.top_k))
         self.rescan = False
+        # [trues, falses] while every value so far is a boolean (True/False, "true"/"TRUE"/…); None after
+        # the first value that is not. A boolean column is categorical "true"/"false" whatever the file format.
+        self.booleans: list[int] | None = [0, 0] if kind is None else None
+
+    @property
+    def boolean(self) -> bool:
+        return self.booleans is not None and sum(self.booleans) > 0
 
     def add(self, values: Values) -> None:
         self.present += len(values)
+        if self.booleans is not None:
+            counts = boolean_counts(values)
+            if counts is None:
+                self.booleans = None
+            else:
+                self.booleans[0] += counts[0]
+                self.booleans[1] += counts[1]
         if self.numeric:
             parsed = parse_floats(values, stop_at_invalid=True)
             if parsed.invalid == 0:
@@ -96,6 +119,8 @@ class _Scan:
         self.missing += missing
         self.moments.add(x)
         self.sample.add(x)
+        if self.small is not None and len(x) and max(-float(x.min()), float(x.max())) >= EXACT_FLOATS:
+            self.small = None  # a float no longer tells these integers apart: count the values again if need be
         if self.small is not None:
             distinct, counts = np.unique(x, return_counts=True)
             for value, n in zip(distinct.tolist(), counts.tolist()):
@@ -226,6 +251,12 @@ def _plan(name: str, scan: _Scan | None, rows: int, options: BuildOptions, like:
             raise BaselineError(f"--{role}: column {name!r} has no values (all {rows} rows are null)")
         warnings.append(f"column {name!r}: all {rows} rows are null; left out of the baseline")
         return None
+    if scan.boolean:
+        assert scan.booleans is not None
+        scan.why = "true/false values"
+        keys = [key for key, n in sorted(zip(("true", "false"), scan.booleans), key=lambda kv: -kv[1]) if n]
+        categories = tuple(keys[:options.top_k])
+        return CategoricalColumn(name, role, rows, rows - valid, categories, (0,) * len(categories), 0)
     if scan.numeric:
         m = scan.moments
         edges = _edges(scan.sample.result(), m.min, m.max, options.bins)

@@ -17,6 +17,7 @@ FORMAT_VERSION = 1
 ROLES = ("feature", "prediction", "label")
 TYPES = ("numeric", "categorical")
 DEFAULT_PSI_BINS = 10
+BOOLEAN_KEYS = frozenset({"true", "false"})  # the canonical keys of booleans in every training file and payload
 
 
 class BaselineError(ValueError):
@@ -78,6 +79,21 @@ class CategoricalColumn:
     @cached_property
     def index(self) -> dict[str, int]:
         return {name: i for i, name in enumerate(self.categories)}
+
+    @property
+    def boolean(self) -> bool:
+        """True for a column of booleans: categories "true"/"false" only, and nothing else in training."""
+        return bool(self.categories) and self.other_count == 0 and set(self.categories) <= BOOLEAN_KEYS
+
+    @cached_property
+    def lookup(self) -> dict[str, int]:
+        """Canonical key → bin: the index, plus the keys "1" and "0" for true and false in a boolean column."""
+        table = dict(self.index)
+        if self.boolean:
+            for number, key in (("1", "true"), ("0", "false")):
+                if key in table:
+                    table[number] = table[key]
+        return table
 
     @cached_property
     def counts_array(self) -> np.ndarray:

@@ -159,7 +159,9 @@ def _read_parquet(path: str, chunk_rows: int) -> Iterator[Chunk]:
             columns: dict[str, Sequence[Any] | np.ndarray] = {}
             for name, arr in zip(batch.schema.names, batch.columns):
                 t = arr.type
-                if pa.types.is_integer(t) or pa.types.is_floating(t):
+                if pa.types.is_integer(t):  # exact: an id of 2**53 + 1 must not read as 2**53
+                    columns[name] = arr.to_numpy(zero_copy_only=False) if arr.null_count == 0 else arr.to_pylist()
+                elif pa.types.is_floating(t):
                     columns[name] = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
                 elif pa.types.is_nested(t):
                     raise BaselineError(f"{path}: column {name!r}: nested Arrow type {t} is not supported")

@@ -133,9 +133,9 @@ def test_unseen_categories_are_counted_and_never_a_label() -> None:
 def test_numbers_match_categories_by_canonical_spelling() -> None:
     m = ColumnMonitor(baseline(numeric("x"), numeric("z"), categorical("c", categories=("1", "2.5", "true"),
                                                                        counts=(40, 30, 20))), config())
-    m.update([ex(features(6, c=[1, 1.0, "1.0", 2.5, True, "TRUE"]))], 0.0)
+    m.update([ex(features(7, c=[1, 1.0, "1.0", 2.5, True, "TRUE", "yes"]))], 0.0)
     q = quality(Scrape(m, 0.0), "c")
-    assert (q["unseen"], q["type_errors"]) == (1, 0)  # only "TRUE" is not a known category
+    assert (q["unseen"], q["type_errors"]) == (1, 0)  # only "yes" is not a known category ("TRUE" is true)
 
 
 # ---------------------------------------------------------------- types

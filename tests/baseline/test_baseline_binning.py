@@ -58,10 +58,23 @@ def test_categorical_canonical_keys_and_counts() -> None:
     assert r.counts().tolist() == [2, 5, 1, 2, 2]
 
 
+def test_a_boolean_column_takes_1_and_0_as_true_and_false() -> None:
+    flags = CategoricalColumn(name="b", role="feature", count=10, null_count=0, categories=("true", "false"),
+                              counts=(6, 4), other_count=0)
+    r = bin_categorical(flags, [True, "False", 1, 0.0, "1", np.int64(0), 2, "yes", np.True_])
+    assert r.bins.tolist() == [0, 1, 0, 1, 0, 1, 2, 2, 0] and r.unseen == 2
+    assert bin_categorical(CAT, [1, True]).bins.tolist() == [1, 2]  # not a boolean column: 1 is "1"
+    assert not CategoricalColumn("b", "feature", 10, 0, ("true", "false"), (5, 4), 1).boolean
+
+
 @pytest.mark.parametrize(("value", "key"), [
     ("abc", "abc"), ("", None), (None, None), (math.nan, None), (True, "true"), (False, "false"), (3, "3"),
     (3.0, "3"), (-0.0, "0"), ("3.0", "3"), ("+3", "3"), ("1e3", "1000"), (0.1, "0.1"), (1e20, "1e+20"),
     ("inf", "inf"), ("-", "-"), (" 3", " 3"), (np.float32(0.5), "0.5"), (2**60, str(2**60)),
+    ("True", "true"), ("FALSE", "false"), ("tRuE", "true"), ("t", "t"), ("truth", "truth"), ("yes", "yes"),
+    (np.True_, "true"), ("9007199254740993", "9007199254740993"), ("+9007199254740993", "9007199254740993"),
+    ("-0009007199254740993", "-9007199254740993"), ("9007199254740993.0", "9007199254740992.0"),
+    ("١٢", "١٢"), ("1" * 5000, "1" * 5000),
 ])
 def test_category_key(value: Any, key: str | None) -> None:
     assert category_key(value) == key

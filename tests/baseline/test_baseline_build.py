@@ -69,13 +69,32 @@ def test_numeric_edges_counts_and_groups(tmp_path: Path) -> None:
     assert isinstance(d, NumericColumn) and set(d.edges) <= set(range(10)) and d.edges[:4] == (0.0, 1.0, 2.0, 3.0)
 
 
-def test_jsonl_missing_keys_are_nulls_and_bools_are_numbers(tmp_path: Path) -> None:
-    lines = [{"a": 1.5, "b": True, "c": "x"}, {"a": 2, "c": None}, {"a": None, "b": False, "d": 7}]
+def test_jsonl_missing_keys_are_nulls_and_bools_are_true_false(tmp_path: Path) -> None:
+    lines = [{"a": 1.5, "b": True, "c": "x", "e": True}, {"a": 2, "c": None, "e": 0},
+             {"a": None, "b": False, "d": 7, "e": 1}]
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     b = build([path]).baseline
     assert [(c.name, c.type, c.count, c.null_count) for c in b.columns] == [
-        ("a", "numeric", 3, 1), ("b", "numeric", 3, 1), ("c", "categorical", 3, 2), ("d", "numeric", 3, 2)]
+        ("a", "numeric", 3, 1), ("b", "categorical", 3, 1), ("c", "categorical", 3, 2),
+        ("e", "numeric", 3, 0), ("d", "numeric", 3, 2)]  # e mixes booleans with numbers: numbers, true as 1
+    flags = b.column("b")
+    assert isinstance(flags, CategoricalColumn) and flags.boolean and flags.counts_array.tolist() == [1, 1, 0]
+
+
+@pytest.mark.parametrize("spelling", [("True", "False"), ("true", "false"), ("TRUE", "FALSE")])
+def test_csv_booleans_in_any_case_are_true_false(tmp_path: Path, spelling: tuple[str, str]) -> None:
+    rows = [[i, spelling[i % 3 == 0]] for i in range(9)] + [[9, ""]]
+    col = build([write_csv(tmp_path / "t.csv", ["i", "flag"], rows)]).baseline.column("flag")
+    assert isinstance(col, CategoricalColumn)
+    assert (col.categories, col.counts, col.other_count, col.null_count) == (("true", "false"), (6, 3), 0, 1)
+
+
+def test_booleans_with_top_k_1_keep_the_most_frequent(tmp_path: Path) -> None:
+    col = build([write_csv(tmp_path / "t.csv", ["flag"], [["False"], ["True"], ["False"]])], top_k=1).baseline
+    flag = col.column("flag")
+    assert isinstance(flag, CategoricalColumn) and (flag.categories, flag.other_count) == (("false",), 1)
+    assert not flag.boolean  # "true" went to other: 1 is not known to be true here
 
 
 def test_numbers_then_a_word_after_many_distinct_values(tmp_path: Path) -> None:
