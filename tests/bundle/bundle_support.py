@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -83,3 +83,33 @@ def dashboard_queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
         if variable.get("type") == "query":
             query = variable["query"]
             yield f"{dashboard['uid']} / ${variable['name']}", query["query"] if isinstance(query, dict) else query
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_RUN_FLAGS = {"--upstream": "upstream", "--listen": "listen", "--metrics-listen": "metrics_listen",
+              "--model": "model", "--model-version": "model_version"}
+
+
+def sidecar_sources(args: Sequence[str]) -> list[Any]:
+    """What the sidecar's scrape-time collectors would watch, given `model-exporter run` flags as a manifest passes them.
+
+    Built the way `run` builds its configuration (defaults, then flags); --baseline is left
+    out (its file is the container's). A process collector is there when the model server's
+    process can be found: resources.pid/match, or an upstream on loopback (the listener).
+    """
+    from exporter.config import Config, apply_flags
+    from exporter.sidecar import resource_sources
+
+    assert args[0] == "run", args
+    flags = {}
+    for flag, value in zip(args[1::2], args[2::2], strict=True):
+        assert flag in _RUN_FLAGS or flag == "--baseline", f"flag {flag} not understood here"
+        if flag in _RUN_FLAGS:
+            flags[_RUN_FLAGS[flag]] = str(value)
+    return resource_sources(apply_flags(Config(), **flags))
+
+
+def watches_a_process(sources: list[Any]) -> bool:
+    from exporter.collectors.process import ProcessCollector
+
+    return any(isinstance(source, ProcessCollector) for source in sources)

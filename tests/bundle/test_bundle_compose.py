@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bundle_support import ALERTMANAGER, GRAFANA, PROMETHEUS, REPO, load_yaml
+from bundle_support import (
+    ALERTMANAGER, GRAFANA, LOOPBACK, PROMETHEUS, REPO, load_yaml, sidecar_sources, watches_a_process,
+)
 
 COMPOSE = load_yaml(REPO / "docker-compose.yml")
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -95,7 +97,7 @@ def test_healthchecks() -> None:
 
 def test_demo_services_run_the_demo_modules() -> None:
     assert SERVICES["model"]["entrypoint"] == ["python", "-m", "exporter.demo.model_server"]
-    assert _flag("model", "--host") == "0.0.0.0"
+    assert _flag("model", "--host") == "127.0.0.1"
     assert SERVICES["traffic"]["entrypoint"] == ["python", "-m", "exporter.demo.traffic"]
     assert _command("model-exporter")[0] == "run"
     assert (_flag("model-exporter", "--model"), _flag("model-exporter", "--model-version")) == ("demo-model", "1")
@@ -103,9 +105,9 @@ def test_demo_services_run_the_demo_modules() -> None:
 
 
 def test_ports_agree_between_services_and_configs() -> None:
-    # sidecar → model server
+    # sidecar → model server, on the loopback of the network namespace they share
     upstream = urlsplit(_flag("model-exporter", "--upstream"))
-    assert (upstream.hostname, upstream.port) == ("model", int(_flag("model", "--port")))
+    assert (upstream.hostname, upstream.port) == ("127.0.0.1", int(_flag("model", "--port")))
     # traffic → sidecar proxy port
     target = urlsplit(_flag("traffic", "--target"))
     assert (target.hostname, target.port) == ("model-exporter", _port(_flag("model-exporter", "--listen")))
@@ -124,6 +126,48 @@ def test_ports_agree_between_services_and_configs() -> None:
     # the sidecar's two ports are published
     assert {"8000:8000", "9110:9110"} <= set(SERVICES["model-exporter"]["ports"])
 
+
+
+# -- the sidecar sees the model server (the Resources dashboard) --------------------------
+
+def test_model_server_runs_in_the_sidecars_network_and_pid_namespaces() -> None:
+    model = SERVICES["model"]
+    assert model["network_mode"] == "service:model-exporter"
+    # the sidecar's process collector reads the model server's /proc entries
+    assert model["pid"] == "service:model-exporter"
+    # ports are the namespace owner's to publish; the model listens on loopback only
+    assert "ports" not in model
+    assert _flag("model", "--host") in LOOPBACK
+    # reading another process's open files needs the same user: same image, no override
+    assert model["image"] == SERVICES["model-exporter"]["image"]
+    assert model.get("user") == SERVICES["model-exporter"].get("user")
+
+
+def test_sidecar_finds_the_model_server_process() -> None:
+    """The sidecar's flags give it a process collector, and it looks where the model server listens."""
+    upstream = urlsplit(_flag("model-exporter", "--upstream"))
+    assert upstream.hostname in LOOPBACK and upstream.port == int(_flag("model", "--port"))
+    assert watches_a_process(sidecar_sources(_command("model-exporter"))), \
+        "no process collector: the upstream is not on loopback and no resources.pid/match is set"
+
+
+def test_services_do_not_depend_on_each_other_in_a_cycle() -> None:
+    def dependencies(name: str) -> set[str]:
+        service = SERVICES[name]
+        found = set(service.get("depends_on", []))
+        for key in ("network_mode", "pid", "ipc"):
+            if str(service.get(key, "")).startswith("service:"):
+                found.add(service[key].removeprefix("service:"))
+        return found
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, f"dependency cycle: {' → '.join((*path, name))}"
+        for dependency in dependencies(name):
+            assert dependency in SERVICES, f"{name} depends on unknown service {dependency}"
+            visit(dependency, (*path, name))
+
+    for name in SERVICES:
+        visit(name, ())
 
 def test_prometheus_and_alertmanager_read_the_shipped_configs() -> None:
     config = _repo_path("prometheus", _flag("prometheus", "--config.file"))

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from bundle_support import PROMETHEUS, REPO, load_yaml
+from bundle_support import LOOPBACK, PROMETHEUS, REPO, load_yaml, sidecar_sources, watches_a_process
 
 DEPLOY = REPO / "deploy" / "kubernetes"
 
@@ -52,10 +52,24 @@ def test_model_server_and_sidecar_share_the_pod() -> None:
     assert set(CONTAINERS) == {"model", "model-exporter"}
     assert SIDECAR["args"][0] == "run"
     upstream = urlsplit(_arg("--upstream"))
-    assert upstream.hostname in {"127.0.0.1", "localhost"}
+    assert upstream.hostname in LOOPBACK
     assert upstream.port == _port(MODEL, "model-http")
     assert int(_arg("--listen").rsplit(":", 1)[1]) == _port(SIDECAR, "http")
     assert int(_arg("--metrics-listen").rsplit(":", 1)[1]) == _port(SIDECAR, "metrics")
+
+
+
+def test_sidecar_sees_the_model_server_process() -> None:
+    """Resource metrics: a shared PID namespace, a process collector, and one user for both containers."""
+    spec = POD["spec"]
+    assert spec.get("shareProcessNamespace") is True
+    assert watches_a_process(sidecar_sources(SIDECAR["args"])), \
+        "no process collector: the upstream is not on loopback and no resources.pid/match is set"
+    # /proc/PID/fd of another process: the same user (set once for the pod, overridden by neither)
+    assert spec["securityContext"].get("runAsUser") is not None
+    for container in CONTAINERS.values():
+        overrides = container.get("securityContext", {}).keys() & {"runAsUser", "runAsGroup"}
+        assert not overrides, f"{container['name']} overrides {sorted(overrides)}"
 
 
 def test_sidecar_probes() -> None:
