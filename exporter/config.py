@@ -75,12 +75,15 @@ class CustomPaths:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "unknown"
-    version: str = "unknown"
+    # None: not configured; the label policy (exporter/labels.py) takes the name and version
+    # from the request path, capped at max_names values, else "unknown"
+    name: str | None = None
+    version: str | None = None
     protocol: str = "auto"
-    # model names a payload may report (V2 model_name, OpenAI model, …) that become label
-    # values when `name` is not set; any other is counted as "other"
+    # model names that are always kept as label values when `name` is not set (on top of the
+    # first max_names distinct names seen in request paths; any further name is "other")
     known: tuple[str, ...] = ()
+    max_names: int = 10
     custom: CustomPaths | None = None
 
 
@@ -447,7 +450,7 @@ def from_dict(raw: Any) -> Config:
     }))
     model = ModelConfig(**_section(top, "model", "model", {
         "name": _string, "version": lambda p, v: _string(p, str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v),
-        "protocol": _choice(PROTOCOLS), "known": _string_list, "custom": _custom,
+        "protocol": _choice(PROTOCOLS), "known": _string_list, "max_names": _positive_int, "custom": _custom,
     }))
     if model.protocol == "custom" and model.custom is None:
         raise ConfigError("model.custom: required when model.protocol is custom (JSON paths: features, predictions, id)")

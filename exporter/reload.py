@@ -12,6 +12,7 @@ from prometheus_client.core import Metric
 from exporter.config import Config, ConfigError
 from exporter.metrics.definitions import family
 from exporter.health import UpstreamProbe
+from exporter.labels import LabelPolicy
 from exporter.pipeline.event import REQUEST_HEADERS
 from exporter.pipeline.link import WorkerLink
 from exporter.proxy.routes import RouteTable
@@ -88,7 +89,8 @@ class Reloader:
     def _apply(self, new: Config) -> None:
         """Swap the proxy-side settings (the worker already has its part)."""
         ctx, up = self.ctx, new.upstream
-        ctx.stats.model, ctx.stats.version = new.model.name, new.model.version
+        # new exchanges get the new model name/version; names kept so far stay kept
+        ctx.stats.labels = LabelPolicy.from_config(new.model, previous=ctx.stats.labels)
         ctx.read_timeout = up.read_timeout
         ctx.pool.connect_timeout = up.connect_timeout
         ctx.pool.max_connections = up.max_connections

@@ -17,6 +17,7 @@ from exporter.collectors.gpu import GPUCollector, load_nvml
 from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_listener
 from exporter.config import Config
 from exporter.health import UpstreamProbe
+from exporter.labels import LabelPolicy, default_labels
 from exporter.metrics.exposition import build_registry
 from exporter.pipeline.collector import PipelineCollector, PipelineHealth
 from exporter.pipeline.event import REQUEST_HEADERS
@@ -46,7 +47,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
 
     up = config.upstream
     stats = TrafficStats(config.metrics.duration_buckets, config.metrics.size_buckets,
-                         config.model.name, config.model.version)
+                         labels=LabelPolicy.from_config(config.model))
     link: WorkerLink | None = None
     collectors: list = [stats]
     if config.capture.enabled:
@@ -112,24 +113,25 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 def resource_sources(config: Config) -> list[Source]:
     """The model server's process (when it is on this host) and its GPUs."""
-    res, model = config.resources, config.model
+    res = config.resources
+    name, version = default_labels(config.model)  # resources belong to no one exchange
     sources: list[Source] = []
     if res.pid is not None:
         pid = res.pid
-        sources.append(ProcessCollector(lambda: pid, model.name, model.version))
+        sources.append(ProcessCollector(lambda: pid, name, version))
     elif res.match is not None:
         pattern = res.match
-        sources.append(ProcessCollector(lambda: find_by_cmdline(pattern), model.name, model.version))
+        sources.append(ProcessCollector(lambda: find_by_cmdline(pattern), name, version))
     elif config.upstream.host in LOOPBACK:
         port = config.upstream.port
-        sources.append(ProcessCollector(lambda: find_listener(port), model.name, model.version))
+        sources.append(ProcessCollector(lambda: find_listener(port), name, version))
     if res.gpu != "off":
         try:
             nvml = load_nvml()
         except ImportError:
             log.warning("nvidia-ml-py is not installed: GPU metrics off")
         else:
-            sources.append(GPUCollector(nvml, model.name, model.version, mode=res.gpu))
+            sources.append(GPUCollector(nvml, name, version, mode=res.gpu))
     return sources
 
 

@@ -23,6 +23,7 @@ from exporter.config import Config
 from exporter.drift.methods import METHODS, Reference, check_method, score
 from exporter.drift.thresholds import CriticalValues
 from exporter.drift.windows import SlidingCounts
+from exporter.labels import default_labels
 from exporter.metrics.definitions import BY_NAME, family
 from exporter.pipeline.extract import Extraction
 
@@ -117,7 +118,8 @@ class ColumnMonitor:
         self.baseline = baseline
         self.drift = config.drift
         self.tolerance = config.quality.range_tolerance
-        self.model = [config.model.name, config.model.version]
+        # label values: configured ones, else "unknown" until Analysis binds the monitor to its exchanges' labels
+        self.model = list(default_labels(config.model))
         bounds = dict(config.quality.bounds)
         self.columns: dict[str, list[Tracked]] = {role: [] for role in ROLES}
         offset = 0

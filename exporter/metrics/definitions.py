@@ -57,6 +57,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d("model_window_rows", "gauge", "Rows in the rolling window.", ("window",), family="drift"),
     _d("model_column_bin_total", "counter", "Values per baseline PSI bin (numeric: interval; categorical: category or __other__); aggregate across replicas for fleet drift.", ("role", "column", "bin"), family="drift"),
     _d("model_column_baseline_ratio", "gauge", "Share of the baseline's values in each PSI bin (the reference for model_column_bin_total).", ("role", "column", "bin"), family="drift"),
+    _d("model_baseline_skipped_rows_total", "counter", "Rows (as counted by model_rows_total) left out of drift and quality, with their predictions, because their model or version is not the one the baseline's series are labelled with (the configured one, else the first one seen).", family="drift"),
     _d("model_baseline_info", "gauge", "The baseline in force; always 1.", ("sha256", "created"), family="drift"),
     # data quality (counters aggregate across replicas; ratios over the rolling windows)
     _d("model_column_values_total", "counter", "Values seen per baseline column (one per row, present or not).", ("role", "column"), family="quality"),
@@ -84,6 +85,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d("model_exporter_events_dropped_total", "counter", "Exchanges left out of payload analysis (never out of the proxied traffic), by reason.", ("reason",), model_level=False, family="exporter"),
     _d("model_exporter_queue_depth", "gauge", "Exchanges waiting for the analysis worker.", model_level=False, family="exporter"),
     _d("model_exporter_queue_capacity", "gauge", "Exchanges the analysis queue holds before it drops (capture.queue_size).", model_level=False, family="exporter"),
+    _d("model_exporter_label_overflow_total", "counter", "Exchanges whose model name (label=model) or version (label=version) from the request path became the label value other because model.max_names values were already kept (README: Model and version labels).", ("label",), model_level=False, family="exporter"),
     _d("model_exporter_collector_success", "gauge", "1 if the collector produced its metrics at the last scrape, else 0.", ("collector",), model_level=False, family="exporter"),
     _d("model_exporter_collector_duration_seconds", "gauge", "Seconds the collector took at the last scrape.", ("collector",), model_level=False, family="exporter"),
 )

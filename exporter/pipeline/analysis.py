@@ -2,29 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+import time
+from collections.abc import Iterator
 
 from prometheus_client.core import Metric
-
-import time
 
 from exporter.analyzers.columns import ColumnMonitor
 from exporter.analyzers.content import ContentStats
 from exporter.baseline.format import BaselineError
 from exporter.baseline.load import load_baseline
 from exporter.config import Config
+from exporter.labels import default_labels
+from exporter.metrics.definitions import family
 from exporter.pipeline.event import Event
-from exporter.pipeline.extract import Extractor
+from exporter.pipeline.extract import Extraction, Extractor
 
 
 class Analysis:
-    """Extraction plus the analyzers; state carries over a reload where the config allows."""
+    """Extraction plus the analyzers; state carries over a reload where the config allows.
+
+    Labels: every series of an exchange carries the (model, version) the proxy decided for it.
+    The baseline describes one model, so drift and quality are labelled with one pair: the
+    configured name and version when both are set, else the pair of the first exchange with rows
+    (until then the configured values or "unknown"). Exchanges of any other pair are left out of
+    drift and quality and counted in model_baseline_skipped_rows_total under their own labels.
+    """
 
     def __init__(self, config: Config, previous: Analysis | None = None) -> None:
         self.config = config
+        self.default = default_labels(config.model)
         self.extractor = Extractor(config)
         # counters never go backwards across a reload
-        self.content = previous.content if previous is not None else ContentStats()
+        self.content: ContentStats = previous.content if previous is not None else ContentStats()
+        self.skipped: dict[tuple[str, str], int] = previous.skipped if previous is not None else {}
+        # the pair drift and quality are labelled with: fixed when configured; else the first seen,
+        # kept over a reload that leaves model.name and model.version as they were
+        self.bound: tuple[str, str] | None = None
+        if config.model.name is not None and config.model.version is not None:
+            self.bound = self.default
+        elif previous is not None and (previous.config.model.name, previous.config.model.version) == (
+                config.model.name, config.model.version):
+            self.bound = previous.bound
         self.columns: ColumnMonitor | None = None
         if config.baseline is not None:
             try:
@@ -32,6 +50,8 @@ class Analysis:
             except BaselineError as exc:
                 raise ValueError(str(exc)) from None
             self.columns = ColumnMonitor(baseline, config, previous.columns if previous is not None else None)
+            if self.bound is not None:
+                self.columns.model = list(self.bound)
 
     def process(self, events: list[Event]) -> None:
         extract = self.extractor.extract
@@ -40,9 +60,35 @@ class Analysis:
         for ex in extractions:
             content.update(ex)
         if self.columns is not None:
-            self.columns.update(extractions, time.time())
+            self.columns.update(self._bound(extractions), time.time())
+
+    def _bound(self, extractions: list[Extraction]) -> list[Extraction]:
+        """The extractions of the monitor's (model, version); the others are counted as skipped."""
+        bound = self.bound
+        if bound is None:
+            first = next((ex for ex in extractions if ex.features is not None or ex.predictions is not None), None)
+            if first is None:
+                return extractions  # nothing to bin (payload errors at most): stay unbound
+            bound = self.bound = (first.model, first.version)
+            self.columns.model = list(bound)  # type: ignore[union-attr]
+        model, version = bound
+        if all(ex.model == model and ex.version == version for ex in extractions):
+            return extractions  # the usual case: one model behind the sidecar
+        kept = []
+        for ex in extractions:
+            if ex.model == model and ex.version == version:
+                kept.append(ex)
+            elif ex.features is not None or ex.predictions is not None:
+                mv = (ex.model, ex.version)
+                self.skipped[mv] = self.skipped.get(mv, 0) + (ex.features.n if ex.features is not None else 0)
+        return kept
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.content.collect(self.config.model.name, self.config.model.version)
+        yield from self.content.collect(*self.default)
         if self.columns is not None:
             yield from self.columns.collect(time.time())
+            if self.skipped:
+                skipped = family("model_baseline_skipped_rows_total")
+                for mv, n in sorted(self.skipped.items()):
+                    skipped.add_metric(list(mv), n)
+                yield skipped

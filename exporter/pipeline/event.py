@@ -23,3 +23,7 @@ class Event(NamedTuple):
     request_body: bytes
     response_headers: dict[bytes, bytes]
     response_body: bytes
+    # the exchange's label values, decided once by the proxy's label policy (exporter/labels.py):
+    # every series the worker derives from this exchange carries them
+    model: str
+    version: str

@@ -11,12 +11,10 @@ from exporter.pipeline.event import Event
 
 log = logging.getLogger(__name__)
 
-OTHER = "other"
-
 
 @dataclass(slots=True)
 class Extraction:
-    model: str
+    model: str  # the exchange's label values, as the proxy decided them (Event.model/.version)
     version: str
     features: Rows | None = None
     predictions: Rows | None = None
@@ -31,7 +29,12 @@ def _headers(raw: dict[bytes, bytes], id_header: bytes) -> dict[str, str]:
 
 
 class Extractor:
-    """Holds what extraction needs from the config: the adapter choice and the label policy."""
+    """Holds what extraction needs from the config: the adapter choice and the body limits.
+
+    The labels are not decided here: every Extraction carries the (model, version) the proxy
+    decided for its exchange, whatever model name the payload reports, so the two processes
+    never disagree (exporter/labels.py).
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -43,20 +46,10 @@ class Extractor:
             self.fixed = CustomAdapter(model.custom.features, model.custom.predictions, model.custom.id)
         elif model.protocol != "auto":
             self.fixed = BY_NAME[model.protocol]
-        self.known = frozenset(model.known)
         self._internal_logged = False
 
-    def label(self, configured: str, reported: str | None) -> str:
-        """Label value: the configured one, else a known reported one, else a fixed word."""
-        if configured != "unknown":
-            return configured
-        if reported is None:
-            return "unknown"
-        return reported if reported in self.known else OTHER
-
     def extract(self, event: Event) -> Extraction:
-        config = self.config
-        out = Extraction(config.model.name, config.model.version)
+        out = Extraction(event.model, event.version)
         path = event.target.split(b"?", 1)[0].decode("latin-1")
         try:
             request = Message(path, event.route, _headers(event.request_headers, self.id_header),
@@ -77,10 +70,6 @@ class Extractor:
                 out.errors.append(("response", exc.reason))
             else:
                 out.predictions = self._call(out, "response", adapter.parse_response, request, response)
-        reported = out.predictions or out.features
-        if reported is not None:
-            out.model = self.label(config.model.name, reported.model)
-            out.version = self.label(config.model.version, reported.version) if out.model != OTHER else OTHER
         return out
 
     def _call(self, out: Extraction, side: str, fn, *args) -> Rows | None:  # type: ignore[no-untyped-def]

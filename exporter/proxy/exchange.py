@@ -34,7 +34,8 @@ RETRY_BODY_LIMIT = 1 << 20
 
 class Exchange:
     __slots__ = (
-        "client", "ctx", "t0", "method", "target", "route", "trace_id", "head", "chunked_request",
+        "client", "ctx", "t0", "method", "target", "route", "model", "version", "labels", "trace_id", "head",
+        "chunked_request",
         "pending", "retry_body", "retry_size", "request_done", "request_size", "upstream", "status",
         "close_delimited", "head_sent", "response_size", "ttfb", "finished", "keep_client",
         "client_http11", "last_activity", "timer", "retried", "capture", "capture_size",
@@ -48,6 +49,9 @@ class Exchange:
         self.method = b""
         self.target = b""
         self.route = "other"
+        self.model: str | None = None  # the path's {model} and {version} segments, raw
+        self.version: str | None = None
+        self.labels: tuple[str, str] | None = None  # (model, version) label values, decided at the end
         self.trace_id: str | None = None
         self.head = b""
         self.chunked_request = False
@@ -164,7 +168,7 @@ class Exchange:
     def upstream_failed(self, reason: str) -> None:
         if self.finished:
             return
-        self.ctx.stats.upstream_error(reason)
+        self.ctx.stats.upstream_error(reason, self.decide_labels(self.status if self.head_sent else ERROR_STATUS[reason][0]))
         if self.upstream is not None:
             self.upstream.abort()
             self.upstream = None
@@ -209,11 +213,19 @@ class Exchange:
 
     # ------------------------------------------------------------ completion
 
+    def decide_labels(self, code: int) -> tuple[str, str]:
+        """The exchange's (model, version), decided once; only a 2xx answer may admit a new name."""
+        labels = self.labels
+        if labels is None:
+            labels = self.labels = self.ctx.stats.labels.decide(self.model, self.version, 200 <= code < 300)
+        return labels
+
     def _hand_off(self, response_body: list[bytes]) -> None:
         body = b"".join(response_body)
+        model, version = self.decide_labels(self.status)
         self.ctx.link.submit(Event(  # type: ignore[union-attr]
             time.time(), self.route, self.target, self.status, perf_counter() - self.t0,
-            self.request_headers, b"".join(self.capture or ()), self.response_headers, body,
+            self.request_headers, b"".join(self.capture or ()), self.response_headers, body, model, version,
         ))
 
     def _finish(self, code: int) -> None:
@@ -224,5 +236,5 @@ class Exchange:
         stats = self.ctx.stats
         stats.in_flight -= 1
         stats.record(self.route, self.method, code, perf_counter() - self.t0, self.ttfb,
-                     self.request_size, self.response_size, self.trace_id)
+                     self.request_size, self.response_size, self.trace_id, self.decide_labels(code))
         self.client.exchange_finished(self)

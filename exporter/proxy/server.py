@@ -185,7 +185,7 @@ class ClientConnection(asyncio.Protocol):
         method = parser.get_method()
         ex.method = method
         ex.target = self.url
-        ex.route = self.ctx.routes.route(self.url)
+        ex.route, ex.model, ex.version = self.ctx.routes.match(self.url)
         ex.client_http11 = parser.get_http_version() == "1.1"
         ex.keep_client = parser.should_keep_alive()
         if not self.has_host:

@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 from prometheus_client.core import Metric
 from prometheus_client.samples import Exemplar
 
+from exporter.labels import LabelPolicy
 from exporter.metrics.definitions import family
 
 # Request methods become label values only from this fixed set; anything else is "other".
@@ -67,43 +68,67 @@ def _fmt(value: float) -> str:
     return repr(float(value))
 
 
-class TrafficStats:
-    """Counters and histograms of proxied exchanges, keyed by their bounded label tuples."""
+class _Traffic:
+    """The series of one (model, version) label pair."""
 
-    def __init__(self, duration_buckets: Sequence[float], size_buckets: Sequence[float],
-                 model: str, version: str, clock=time.time) -> None:
-        self.duration_bounds = tuple(duration_buckets)
-        self.size_bounds = tuple(size_buckets)
-        self.model = model
-        self.version = version
-        self._clock = clock
+    __slots__ = ("requests", "durations", "ttfb", "request_sizes", "response_sizes", "upstream_errors")
+
+    def __init__(self) -> None:
         self.requests: dict[tuple[str, str, str], int] = {}
         self.durations: dict[tuple[str, str, str], _Histogram] = {}
         self.ttfb: dict[str, _Histogram] = {}
         self.request_sizes: dict[str, _Histogram] = {}
         self.response_sizes: dict[str, _Histogram] = {}
         self.upstream_errors: dict[str, int] = dict.fromkeys(UPSTREAM_ERROR_REASONS, 0)
+
+
+class TrafficStats:
+    """Counters and histograms of proxied exchanges, keyed by their bounded label tuples.
+
+    Every series of an exchange carries the (model, version) the label policy decided for it
+    (exporter/labels.py); the gauges that belong to no exchange (in flight, upstream up, load
+    duration) carry the policy's default: the configured name and version, else "unknown".
+    """
+
+    def __init__(self, duration_buckets: Sequence[float], size_buckets: Sequence[float],
+                 model: str | None = None, version: str | None = None, clock=time.time,
+                 labels: LabelPolicy | None = None) -> None:
+        self.duration_bounds = tuple(duration_buckets)
+        self.size_bounds = tuple(size_buckets)
+        self.labels = labels if labels is not None else LabelPolicy(model, version)
+        self._clock = clock
+        self.series: dict[tuple[str, str], _Traffic] = {}  # by (model, version): capped by the policy
         self.in_flight = 0
         self.upstream_up = 0
         self.load_duration: float | None = None
 
+    def _series(self, labels: tuple[str, str] | None) -> _Traffic:
+        if labels is None:  # no exchange to decide from (a request rejected before it had one)
+            labels = self.labels.default
+        series = self.series.get(labels)
+        if series is None:
+            series = self.series[labels] = _Traffic()
+        return series
+
     def record(self, route: str, method: bytes, code: int, duration: float, ttfb: float | None,
-               request_size: int, response_size: int, trace_id: str | None) -> None:
-        """Account one finished exchange (the only call on the hot path)."""
+               request_size: int, response_size: int, trace_id: str | None,
+               labels: tuple[str, str] | None = None) -> None:
+        """Account one finished exchange (the only call on the hot path); `labels`: its (model, version)."""
+        series = self._series(labels)
         key = (route, METHODS.get(method, "other"), str(code))
-        self.requests[key] = self.requests.get(key, 0) + 1
-        hist = self.durations.get(key)
+        series.requests[key] = series.requests.get(key, 0) + 1
+        hist = series.durations.get(key)
         if hist is None:
-            hist = self.durations[key] = _Histogram(len(self.duration_bounds))
+            hist = series.durations[key] = _Histogram(len(self.duration_bounds))
         i = hist.observe(self.duration_bounds, duration)
         if trace_id is not None:
             if hist.exemplars is None:
                 hist.exemplars = {}
             hist.exemplars[i] = Exemplar({"trace_id": trace_id}, duration, self._clock())
         if ttfb is not None:
-            self._observe(self.ttfb, route, self.duration_bounds, ttfb)
-        self._observe(self.request_sizes, route, self.size_bounds, request_size)
-        self._observe(self.response_sizes, route, self.size_bounds, response_size)
+            self._observe(series.ttfb, route, self.duration_bounds, ttfb)
+        self._observe(series.request_sizes, route, self.size_bounds, request_size)
+        self._observe(series.response_sizes, route, self.size_bounds, response_size)
 
     def _observe(self, table: dict[str, _Histogram], route: str, bounds: tuple[float, ...], value: float) -> None:
         hist = table.get(route)
@@ -111,40 +136,49 @@ class TrafficStats:
             hist = table[route] = _Histogram(len(bounds))
         hist.observe(bounds, value)
 
-    def upstream_error(self, reason: str) -> None:
-        self.upstream_errors[reason] += 1
+    def upstream_error(self, reason: str, labels: tuple[str, str] | None = None) -> None:
+        self._series(labels).upstream_errors[reason] += 1
 
     def collect(self) -> Iterator[Metric]:
         """Build the metric families from the counters (scrape time)."""
-        mv = [self.model, self.version]
+        default = list(self.labels.default)
+        pairs = sorted(self.series.items())
         requests = family("model_requests_total")
-        for (route, method, code), n in sorted(self.requests.items()):
-            requests.add_metric([route, method, code, *mv], n)
-        yield requests
-
         durations = family("model_request_duration_seconds")
-        for (route, method, code), hist in sorted(self.durations.items()):
-            durations.add_metric([route, method, code, *mv], hist.buckets(self.duration_bounds), hist.sum)
+        for mv, series in pairs:
+            for (route, method, code), n in sorted(series.requests.items()):
+                requests.add_metric([route, method, code, *mv], n)
+            for (route, method, code), hist in sorted(series.durations.items()):
+                durations.add_metric([route, method, code, *mv], hist.buckets(self.duration_bounds), hist.sum)
+        yield requests
         yield durations
 
-        for name, table, bounds in (
-            ("model_time_to_first_byte_seconds", self.ttfb, self.duration_bounds),
-            ("model_request_size_bytes", self.request_sizes, self.size_bounds),
-            ("model_response_size_bytes", self.response_sizes, self.size_bounds),
+        for name, attr, bounds in (
+            ("model_time_to_first_byte_seconds", "ttfb", self.duration_bounds),
+            ("model_request_size_bytes", "request_sizes", self.size_bounds),
+            ("model_response_size_bytes", "response_sizes", self.size_bounds),
         ):
             histogram = family(name)
-            for route, hist in sorted(table.items()):
-                histogram.add_metric([route, *mv], hist.buckets(bounds), hist.sum)
+            for mv, series in pairs:
+                for route, hist in sorted(getattr(series, attr).items()):
+                    histogram.add_metric([route, *mv], hist.buckets(bounds), hist.sum)
             yield histogram
 
-        yield _gauge("model_requests_in_flight", mv, self.in_flight)
+        yield _gauge("model_requests_in_flight", default, self.in_flight)
 
+        # every reason at 0 for each label pair that has traffic (the default one before any)
         errors = family("model_upstream_errors_total")
-        for reason, n in self.upstream_errors.items():
-            errors.add_metric([reason, *mv], n)
+        for mv, counts in [(mv, s.upstream_errors) for mv, s in pairs] or [(self.labels.default, {})]:
+            for reason in UPSTREAM_ERROR_REASONS:
+                errors.add_metric([reason, *mv], counts.get(reason, 0))
         yield errors
 
-        yield _gauge("model_upstream_up", mv, self.upstream_up)
+        yield _gauge("model_upstream_up", default, self.upstream_up)
 
         if self.load_duration is not None:
-            yield _gauge("model_load_duration_seconds", mv, self.load_duration)
+            yield _gauge("model_load_duration_seconds", default, self.load_duration)
+
+        overflow = family("model_exporter_label_overflow_total")
+        for label, n in self.labels.overflow.items():
+            overflow.add_metric([label], n)
+        yield overflow

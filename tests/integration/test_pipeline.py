@@ -434,3 +434,93 @@ def test_queue_full_drops_analysis_never_requests(sidecar_factory: SidecarFactor
     # every exchange was either analysed (one row each) or dropped and counted: none lost, none twice
     assert by_labels(diff, ROWS).get((), 0) + dropped[("queue_full",)] == sent
     assert by_labels(diff, PAYLOAD_ERRORS, "side", "reason") == {}
+
+
+# -- one exchange, one model and version ----------------------------------------------------
+
+# Series that belong to no exchange: the configured model and version, else "unknown" (README).
+NO_EXCHANGE = ("model_requests_in_flight", "model_upstream_up", "model_load_duration_seconds", "model_server_",
+               "model_gpu_")
+
+
+def label_pairs(samples: list[Any], exchange_series: bool = True) -> dict[tuple[str, str], set[str]]:
+    """{(model, version): names of the samples carrying it}, over the exchange series (or the others)."""
+    out: dict[tuple[str, str], set[str]] = {}
+    for s in samples:
+        if s.name.startswith("model_") and "model" in s.labels and s.name.startswith(NO_EXCHANGE) != exchange_series:
+            out.setdefault((s.labels["model"], s.labels["version"]), set()).add(s.name)
+    return out
+
+
+def wait_analysed(sidecar: Sidecar, done: Any, timeout: float = 20.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = sidecar.metrics()
+        if sum(s.value for s in samples if s.name == "model_exporter_queue_depth") == 0 and done(samples):
+            return samples
+        assert time.monotonic() < deadline, "the analysis did not catch up: " + str(
+            [s for s in samples if s.name in (ROWS, "model_window_rows")])
+        time.sleep(0.05)
+
+
+def test_without_model_flag_every_series_of_an_exchange_has_the_same_model_and_version(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No --model, no config (the README's baseline example): traffic, content, drift and quality agree."""
+    import numpy as np
+
+    from exporter.demo.model_server import MODEL_NAME, make_app
+    from exporter.demo.traffic import build_infer_request, sample_rows
+    from exporter.demo.training import build_demo_baseline
+
+    baseline = build_demo_baseline(tmp_path_factory.mktemp("labels-baseline"))
+    server = AppServer(make_app(load_seconds=0)).start()
+    sidecar = start_sidecar(tmp_path_factory.mktemp("sidecar-labels"), server.url, None, ("--baseline", str(baseline)))
+    try:
+        sidecar.wait_analysis()
+        infer = f"/v2/models/{MODEL_NAME}/infer"
+        columns = sample_rows(np.random.default_rng(7), 250, drifted=False)
+        for start in range(0, 250, 50):
+            part = {name: values[start:start + 50] for name, values in columns.items()}
+            resp = fetch(sidecar.proxy_url + infer, "POST", dumps(build_infer_request(part, f"r{start}")),
+                         [("Content-Type", JSON)])
+            assert resp.status == 200, resp.body[:300]
+        # a payload the exporter cannot parse: its error is counted under the same labels
+        assert fetch(sidecar.proxy_url + infer, "POST", b"{not json", [("Content-Type", JSON)]).status == 400
+        samples = wait_analysed(sidecar, lambda ss: sum(s.value for s in ss if s.name == ROWS) == 250
+                                and any(s.name == "model_drift_score" for s in ss)
+                                and sum(s.value for s in ss if s.name == PAYLOAD_ERRORS) == 1)
+        pairs = label_pairs(samples)
+        assert set(pairs) == {(MODEL_NAME, "unknown")}, {pair: sorted(names) for pair, names in pairs.items()}
+        for name in ("model_requests_total", "model_request_duration_seconds_count", ROWS, PREDICTION_ROWS,
+                     PAYLOAD_ERRORS, "model_upstream_errors_total", "model_drift_score", "model_window_rows",
+                     "model_column_values_total", "model_baseline_info"):
+            assert name in pairs[(MODEL_NAME, "unknown")], name
+        # the series without an exchange say what is configured: nothing, so "unknown"
+        assert set(label_pairs(samples, exchange_series=False)) == {("unknown", "unknown")}
+        assert sum_label(samples, "model_exporter_label_overflow_total") == 0
+
+        # another version of the model: its own labels everywhere; the baseline stays with the first pair
+        part = {name: values[:50] for name, values in columns.items()}
+        resp = fetch(sidecar.proxy_url + f"/v2/models/{MODEL_NAME}/versions/1/infer", "POST",
+                     dumps(build_infer_request(part, "v1")), [("Content-Type", JSON)])
+        assert resp.status == 200
+        # a name the model server does not serve (404) takes no label value of its own
+        assert fetch(sidecar.proxy_url + "/v2/models/nosuch/infer", "POST", dumps(build_infer_request(part, "x")),
+                     [("Content-Type", JSON)]).status == 404
+        samples = wait_analysed(sidecar, lambda ss: sum_label(ss, ROWS, model=MODEL_NAME) == 300
+                                and sum_label(ss, "model_requests_total", code="404") == 1)
+        assert sum_label(samples, ROWS, model=MODEL_NAME, version="1") == 50
+        assert sum_label(samples, "model_baseline_skipped_rows_total", model=MODEL_NAME, version="1") == 50
+        assert sum_label(samples, "model_window_rows", window="5m", model=MODEL_NAME, version="unknown") == 250
+        assert sum_label(samples, "model_requests_total", model=MODEL_NAME, version="1") == 1
+        assert sum_label(samples, "model_requests_total", code="404", model="other", version="other") == 1
+        assert "nosuch" not in {s.labels.get("model") for s in samples}
+        drift_pairs = {(s.labels["model"], s.labels["version"]) for s in samples if s.name.startswith("model_drift_")}
+        assert drift_pairs == {(MODEL_NAME, "unknown")}
+    finally:
+        sidecar.stop()
+        server.stop()
+
+
+def sum_label(samples: list[Any], name: str, **labels: str) -> float:
+    return float(sum(s.value for s in samples if s.name == name and labels.items() <= s.labels.items()))

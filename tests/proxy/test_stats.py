@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest
 
+from exporter.labels import LabelPolicy
 from exporter.proxy.stats import TrafficStats, trace_id_from_traceparent
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -70,3 +71,60 @@ def test_upstream_errors_and_gauges() -> None:
     assert registry.get_sample_value("model_upstream_errors_total", {**mv, "reason": "reset"}) == 0
     assert registry.get_sample_value("model_requests_in_flight", mv) == 3
     assert registry.get_sample_value("model_load_duration_seconds", mv) is None  # not ready yet
+
+
+def test_every_series_of_an_exchange_carries_its_labels() -> None:
+    stats = TrafficStats((0.01, 0.1, 1.0), (100.0, 1000.0), clock=lambda: 1700000000.0)  # no model configured
+    registry = CollectorRegistry()
+    registry.register(stats)  # type: ignore[arg-type]
+    route = "/v2/models/{model}/infer"
+    iris = stats.labels.decide("iris", None)
+    wine = stats.labels.decide("wine", "2")
+    stats.record(route, b"POST", 200, 0.05, 0.04, 10, 20, None, iris)
+    stats.record(route, b"POST", 200, 0.05, 0.04, 10, 20, None, iris)
+    stats.record(route, b"POST", 500, 0.05, 0.04, 10, 20, None, wine)
+    stats.upstream_error("reset", wine)
+    stats.record("/invocations", b"POST", 200, 0.05, None, 10, 20, None, stats.labels.decide())
+    get = registry.get_sample_value
+    iris_l = {"model": "iris", "version": "unknown"}
+    wine_l = {"model": "wine", "version": "2"}
+    assert get("model_requests_total", {"route": route, "method": "POST", "code": "200", **iris_l}) == 2
+    assert get("model_requests_total", {"route": route, "method": "POST", "code": "500", **wine_l}) == 1
+    assert get("model_requests_total", {"route": route, "method": "POST", "code": "200", **wine_l}) is None
+    assert get("model_request_duration_seconds_count", {"route": route, "method": "POST", "code": "200", **iris_l}) == 2
+    assert get("model_time_to_first_byte_seconds_count", {"route": route, **iris_l}) == 2
+    assert get("model_request_size_bytes_count", {"route": route, **wine_l}) == 1
+    assert get("model_response_size_bytes_sum", {"route": route, **iris_l}) == 40
+    assert get("model_requests_total", {"route": "/invocations", "method": "POST", "code": "200",
+                                        "model": "unknown", "version": "unknown"}) == 1
+    assert get("model_upstream_errors_total", {"reason": "reset", **wine_l}) == 1
+    assert get("model_upstream_errors_total", {"reason": "reset", **iris_l}) == 0  # every pair with traffic, from 0
+    # no exchange behind these: the configured labels, here none, so "unknown"
+    unknown = {"model": "unknown", "version": "unknown"}
+    assert get("model_requests_in_flight", unknown) == 0
+    assert get("model_upstream_up", unknown) == 0
+    assert get("model_requests_in_flight", iris_l) is None
+
+
+def test_a_rejected_request_and_idle_errors_use_the_default_labels() -> None:
+    stats, registry = _stats()
+    stats.record("other", b"", 400, 0.0, None, 0, 10, None)  # rejected before it was an exchange
+    assert registry.get_sample_value("model_requests_total", {"route": "other", "method": "other", "code": "400",
+                                                              "model": "fraud", "version": "3"}) == 1
+    fresh = TrafficStats((0.1,), (100.0,))
+    reg = CollectorRegistry()
+    reg.register(fresh)  # type: ignore[arg-type]
+    assert reg.get_sample_value("model_upstream_errors_total", {"reason": "refused", "model": "unknown",
+                                                                "version": "unknown"}) == 0
+
+
+def test_label_overflow_is_counted() -> None:
+    stats = TrafficStats((0.1,), (100.0,), labels=LabelPolicy(max_names=1))
+    registry = CollectorRegistry()
+    registry.register(stats)  # type: ignore[arg-type]
+    assert stats.labels.decide("a", None) == ("a", "unknown")
+    assert stats.labels.decide("b", None) == ("other", "other")
+    assert stats.labels.decide("a", "1") == ("a", "1")
+    assert stats.labels.decide("a", "2") == ("a", "other")
+    assert registry.get_sample_value("model_exporter_label_overflow_total", {"label": "model"}) == 1
+    assert registry.get_sample_value("model_exporter_label_overflow_total", {"label": "version"}) == 1
