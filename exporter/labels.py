@@ -22,7 +22,10 @@ resources) carry the configured name and version, or "unknown" (`default_labels`
 
 from __future__ import annotations
 
-from exporter.config import ModelConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a leaf: nothing of the package at run time
+    from exporter.config import ModelConfig
 
 UNKNOWN = "unknown"
 OTHER = "other"

@@ -12,7 +12,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from exporter.baseline.format import Baseline, NumericColumn, Source, save_baseline
+from exporter.baseline.build import BuildOptions, build_baseline
+from exporter.baseline.format import save_baseline
+from exporter.baseline.readers import Chunk
 from exporter.config import Config, ModelConfig
 from exporter.labels import LabelPolicy
 from exporter.pipeline.analysis import Analysis
@@ -24,10 +26,12 @@ JSON = {b"content-type": b"application/json"}
 
 
 def _baseline(tmp_path: Path) -> str:
-    x = NumericColumn("x", "feature", 100, 0, 0.0, 10.0, 5.0, 2.5, (5.0,), (50, 50), (0, 1))
-    y = NumericColumn("y", "prediction", 100, 0, 0.0, 1.0, 0.5, 0.25, (0.5,), (50, 50), (0, 1))
+    """Feature x on [0, 10), prediction y on [0, 1), built by the baseline builder."""
+    data = {"x": [i / 10 for i in range(100)], "y": [i / 100 for i in range(100)]}
+    result = build_baseline(lambda: iter([Chunk(data, 100)]), BuildOptions(predictions=("y",)), files=("memory",),
+                            created="2024-05-01T12:00:00Z")
     path = tmp_path / "baseline.json"
-    save_baseline(Baseline("2024-05-01T12:00:00Z", Source(("train.csv",), 100), (x, y)), path)
+    save_baseline(result.baseline, path)
     return str(path)
 
 
