@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 from prometheus_client.core import Metric
 from prometheus_client.samples import Exemplar
 
-from exporter.labels import LabelPolicy
+from exporter.labels import OTHER, LabelPolicy
 from exporter.metrics.definitions import family
 
 # Request methods become label values only from this fixed set; anything else is "other".
@@ -173,10 +173,19 @@ class TrafficStats:
                 errors.add_metric([reason, *mv], counts.get(reason, 0))
         yield errors
 
-        yield _gauge("model_upstream_up", default, self.upstream_up)
-
+        # The model server's health belongs to every model it serves: one series per label pair
+        # with traffic (never "other"), so an outage alert and its inhibitions match the traffic
+        # alerts of the same model and version; the default pair before any traffic.
+        served = [list(mv) for mv, _ in pairs if mv[0] != OTHER] or [default]
+        up = family("model_upstream_up")
+        for mv in served:
+            up.add_metric(mv, self.upstream_up)
+        yield up
         if self.load_duration is not None:
-            yield _gauge("model_load_duration_seconds", default, self.load_duration)
+            load = family("model_load_duration_seconds")
+            for mv in served:
+                load.add_metric(mv, self.load_duration)
+            yield load
 
         overflow = family("model_exporter_label_overflow_total")
         for label, n in self.labels.overflow.items():

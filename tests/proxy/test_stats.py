@@ -99,11 +99,28 @@ def test_every_series_of_an_exchange_carries_its_labels() -> None:
                                         "model": "unknown", "version": "unknown"}) == 1
     assert get("model_upstream_errors_total", {"reason": "reset", **wine_l}) == 1
     assert get("model_upstream_errors_total", {"reason": "reset", **iris_l}) == 0  # every pair with traffic, from 0
-    # no exchange behind these: the configured labels, here none, so "unknown"
+    # no exchange behind in-flight: the configured labels, here none, so "unknown"
     unknown = {"model": "unknown", "version": "unknown"}
     assert get("model_requests_in_flight", unknown) == 0
-    assert get("model_upstream_up", unknown) == 0
     assert get("model_requests_in_flight", iris_l) is None
+    # the model server's health: one series per pair it served, so outage alerts match traffic alerts
+    stats.upstream_up = 1
+    stats.load_duration = 2.5
+    for labels in (iris_l, wine_l, unknown):
+        assert get("model_upstream_up", labels) == 1
+        assert get("model_load_duration_seconds", labels) == 2.5
+
+
+def test_health_gauges_before_traffic_and_never_for_other() -> None:
+    stats = TrafficStats((0.1,), (100.0,), labels=LabelPolicy(max_names=1))
+    registry = CollectorRegistry()
+    registry.register(stats)  # type: ignore[arg-type]
+    assert registry.get_sample_value("model_upstream_up", {"model": "unknown", "version": "unknown"}) == 0
+    stats.record("/v2/models/{model}/infer", b"POST", 404, 0.01, None, 1, 1, None, stats.labels.decide("x", None, False))
+    stats.record("/v2/models/{model}/infer", b"POST", 200, 0.01, None, 1, 1, None, stats.labels.decide("iris", None))
+    assert registry.get_sample_value("model_upstream_up", {"model": "iris", "version": "unknown"}) == 0
+    assert registry.get_sample_value("model_upstream_up", {"model": "other", "version": "other"}) is None
+    assert registry.get_sample_value("model_upstream_up", {"model": "unknown", "version": "unknown"}) is None
 
 
 def test_a_rejected_request_and_idle_errors_use_the_default_labels() -> None:
