@@ -30,6 +30,7 @@ from exporter.pipeline.extract import Extraction
 SCHEMA_KINDS = ("missing_column", "unexpected_column", "column_count", "datatype")
 QUALITY = ("values", "missing", "low", "high", "unseen", "type_errors")
 OTHER_BIN = "__other__"
+BELOW_BIN, ABOVE_BIN = "below", "above"  # numeric values below / above the training range
 ROLES = ("feature", "prediction")
 NUMERIC_DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
                                "FP16", "FP32", "FP64", "BF16"})
@@ -38,18 +39,31 @@ NUMERIC_DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "I
 def coarse_bin_labels(col: Column) -> list[str]:
     """Label values of the PSI bins: intervals for numeric columns, categories (+ other) for categorical.
 
-    Bounds get 6 significant digits, more where 6 would print two bounds alike (1.7e9 and 1.7e9 + 10),
-    so that no two bins of a column share a label.
+    A numeric column's bins below and above the training range are "below" and "above" (the same
+    words for every column and every rebuild); the bins between are intervals, the last one closed
+    at the training max: "[18, 30)" … "[45, 70]". Bounds get 6 significant digits, more where 6
+    would print two bounds alike (1.7e9 and 1.7e9 + 10), so that no two bins of a column share a label.
     """
     if isinstance(col, CategoricalColumn):
         return [*col.categories, OTHER_BIN]
-    edges = [-math.inf, *col.edges, math.inf]
-    bounds = [edges[s] for s in col.psi_groups] + [math.inf]
+    n = len(col.counts)
+    spans = list(zip(col.psi_groups, [*col.psi_groups[1:], n]))
+    lower = [-math.inf, *col.edges]  # lower bound of each fine bin
+    top = float(np.nextafter(col.edges[-1], -math.inf))  # the largest value of the last bin before "above"
+    labels: list[str] = []
     for digits in (6, 9, 12, 17):  # 17 digits tell any two doubles apart
-        text = [f"{b:.{digits}g}" for b in bounds]
-        if len(set(text)) == len(text):
+        labels = []
+        for start, end in spans:
+            if (start, end) == (0, 1) and n > 1:
+                labels.append(BELOW_BIN)
+            elif (start, end) == (n - 1, n) and n > 1:
+                labels.append(ABOVE_BIN)
+            else:
+                upper = "inf)" if end == n else f"{top:.{digits}g}]" if end == n - 1 else f"{lower[end]:.{digits}g})"
+                labels.append(f"[{lower[start]:.{digits}g}, {upper}")
+        if len(set(labels)) == len(labels):
             break
-    return [f"[{lo}, {hi})" for lo, hi in zip(text, text[1:])]
+    return labels
 
 
 @dataclass
@@ -99,7 +113,7 @@ def _bin_categorical(col: CategoricalColumn, values: Sequence[Any] | np.ndarray)
     """
     items = values.tolist() if isinstance(values, np.ndarray) else values
     try:
-        found = list(map(col.index.get, items))
+        found = list(map(col.lookup.get, items))
     except TypeError:  # an unhashable value (a nested list or object)
         return bin_categorical(col, items)
     n_bins = len(col.categories) + 1

@@ -30,6 +30,7 @@ from exporter.baseline.format import (
     Column,
     NumericColumn,
     Source,
+    above_edge,
     derive_psi_groups,
     seal,
 )
@@ -259,7 +260,10 @@ def _plan(name: str, scan: _Scan | None, rows: int, options: BuildOptions, like:
         return CategoricalColumn(name, role, rows, rows - valid, categories, (0,) * len(categories), 0)
     if scan.numeric:
         m = scan.moments
-        edges = _edges(scan.sample.result(), m.min, m.max, options.bins)
+        try:
+            edges = _edges(scan.sample.result(), m.min, m.max, options.bins)
+        except BaselineError as exc:
+            raise BaselineError(f"column {name!r}: {exc}") from None
         return NumericColumn(name, role, rows, rows - valid, m.min, m.max, m.mean, m.std, edges,
                              (0,) * (len(edges) + 1), (0,))
     if len(scan.top.counts) > max(1000, valid // 2):
@@ -270,10 +274,14 @@ def _plan(name: str, scan: _Scan | None, rows: int, options: BuildOptions, like:
 
 
 def _edges(sample: np.ndarray, lo: float, hi: float, bins: int) -> tuple[float, ...]:
-    """Quantile edges of the sample at 1/bins steps between the exact min and max, duplicates merged."""
+    """Quantile edges of the sample at 1/bins steps between the exact min and max, duplicates merged, and above_edge(max).
+
+    The max is an edge of its own, so its bin [max, above) holds the training max only (a 0/1
+    column keeps 0 and 1 apart), and the last bin [above, +inf) holds what lies above the range.
+    """
     inner = np.quantile(sample, np.arange(1, bins) / bins, method="inverted_cdf") if len(sample) else []
     edges = np.unique(np.concatenate([[lo], inner, [hi]]))
-    return tuple(float(e) for e in edges[(edges >= lo) & (edges <= hi)])
+    return (*(float(e) for e in edges[(edges >= lo) & (edges <= hi)]), above_edge(hi))
 
 
 def _finish(col: Column, counts: np.ndarray, options: BuildOptions, keep_order: bool) -> Column:

@@ -13,7 +13,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this version writes
+READABLE_VERSIONS = (1, 2)  # version 1 files are read as version 2 (load.upgrade_v1)
 ROLES = ("feature", "prediction", "label")
 TYPES = ("numeric", "categorical")
 DEFAULT_PSI_BINS = 10
@@ -26,11 +27,14 @@ class BaselineError(ValueError):
 
 @dataclass(frozen=True)
 class NumericColumn:
-    """A numeric column: moments, fine quantile bins with under/overflow, and the coarse PSI bins.
+    """A numeric column: moments, fine quantile bins between explicit below/above bins, and the coarse PSI bins.
 
     Fine bin 0 is (-inf, edges[0]), bin i is [edges[i-1], edges[i]), the last bin is
-    [edges[-1], +inf); so len(counts) == len(edges) + 1. `psi_groups[g]` is the first fine
-    bin of coarse bin g; coarse bin g runs up to the next group's start (the last to the end).
+    [edges[-1], +inf); so len(counts) == len(edges) + 1. The builder's edges run from the
+    training min to the next double above the max (`above_edge`), so the first and the last
+    fine bins hold exactly the values below and above the training range: empty in training,
+    and each a coarse PSI bin of its own. `psi_groups[g]` is the first fine bin of coarse bin
+    g; coarse bin g runs up to the next group's start (the last to the end).
     """
 
     name: str
@@ -132,13 +136,31 @@ class Baseline:
         return tuple(col for col in self.columns if col.role == role)
 
 
-def derive_psi_groups(counts: Sequence[int] | np.ndarray, bins: int = DEFAULT_PSI_BINS) -> tuple[int, ...]:
-    """Coarse PSI bins from fine counts: consecutive fine bins, each group about 1/bins of the rows.
+def above_edge(value: float) -> float:
+    """The last edge of a column whose largest training value is `value`: the next double above it."""
+    edge = float(np.nextafter(value, np.inf))
+    if not np.isfinite(edge):
+        raise BaselineError(f"{value!r} is the largest double: no room for a bin above the training range")
+    return edge
 
-    For each target j·total/bins (j = 1 … bins−1) a group ends at the fine bin whose cumulative
-    count is nearest the target; a boundary that would leave a group without rows is dropped.
+
+def derive_psi_groups(counts: Sequence[int] | np.ndarray, bins: int = DEFAULT_PSI_BINS) -> tuple[int, ...]:
+    """Coarse PSI bins from fine counts: the below and above bins alone, the rest about 1/bins of the rows each.
+
+    The first and the last fine bin (values below and above the training range) are coarse bins
+    of their own, so every method sees values that leave the range. Between them, for each
+    target j·total/bins (j = 1 … bins−1) a group ends at the fine bin whose cumulative count is
+    nearest the target; a boundary that would leave a group without rows is dropped.
     """
-    c = np.asarray(counts, dtype=np.float64)
+    n = len(counts)
+    if n < 3:
+        return tuple(range(n))
+    inner = _group_inner(np.asarray(counts, dtype=np.float64)[1:-1], bins)
+    return (0, *(1 + g for g in inner), n - 1)
+
+
+def _group_inner(c: np.ndarray, bins: int) -> tuple[int, ...]:
+    """Groups of consecutive bins of about 1/bins of the total each (starts, the first 0)."""
     total = float(c.sum())
     if total <= 0 or len(c) == 1:
         return (0,)

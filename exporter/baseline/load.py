@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 from typing import Any, Mapping, NoReturn
 
 from exporter.baseline.format import (
-    FORMAT_VERSION,
+    READABLE_VERSIONS,
     Baseline,
     BaselineError,
     CategoricalColumn,
     Column,
     NumericColumn,
     Source,
+    above_edge,
     content_sha256,
     derive_psi_groups,
 )
-from exporter.baseline.schema import Path, first_error, render_path, show
+from exporter.baseline.schema import SCHEMAS, Path, first_error, render_path, show
 
 
 def load_baseline(path: str | os.PathLike[str], *, require_sha: bool = True) -> Baseline:
@@ -49,9 +51,10 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
     if not isinstance(doc, dict):
         fail((), f"expected a JSON object at the top level, got {show(doc)}")
     version = doc.get("format_version")
-    if "format_version" in doc and version != FORMAT_VERSION:
-        fail(("format_version",), f"unsupported version {show(version)} (this model-exporter reads version 1)")
-    error = first_error(doc)
+    if "format_version" in doc and (version not in READABLE_VERSIONS or isinstance(version, bool)):
+        fail(("format_version",), f"unsupported version {show(version)} (this model-exporter reads versions "
+             f"{' and '.join(map(str, READABLE_VERSIONS))})")
+    error = first_error(doc, SCHEMAS[version if version in SCHEMAS else max(SCHEMAS)])
     if error is not None:
         fail(*error)
     if "sha256" in doc:
@@ -63,7 +66,8 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
     elif require_sha:
         fail(("sha256",), "required field is missing (seal a file written by another tool with "
              "`model-exporter baseline merge FILE -o FILE`)")
-    columns = tuple(_column(fail, c, i, doc["source"]["rows"]) for i, c in enumerate(doc["columns"]))
+    version = int(doc["format_version"])  # present and readable: the schema and the check above say so
+    columns = tuple(_column(fail, c, i, doc["source"]["rows"], version) for i, c in enumerate(doc["columns"]))
     seen: dict[str, int] = {}
     for i, col in enumerate(columns):
         if col.name in seen:
@@ -77,7 +81,7 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON; the format has no NaN or Infinity")
 
 
-def _column(fail: Any, c: Mapping[str, Any], i: int, rows: int) -> Column:
+def _column(fail: Any, c: Mapping[str, Any], i: int, rows: int, version: int) -> Column:
     """Semantic checks the schema cannot express, then the typed column."""
     at: Path = ("columns", i)
     if c["count"] != rows:
@@ -113,15 +117,39 @@ def _column(fail: Any, c: Mapping[str, Any], i: int, rows: int) -> Column:
         fail((*at, "counts"), f"expected {len(edges) + 1} values (len(edges) + 1), got {len(c['counts'])}")
     if sum(c["counts"]) != valid:
         fail((*at, "counts"), f"values add up to {sum(c['counts'])}, expected count - null_count = {valid}")
-    groups = c.get("psi_groups")
-    if groups is None:
-        groups = derive_psi_groups(c["counts"])
-    elif groups[0] != 0:
+    n = len(c["counts"])
+    groups: list[int] = list(c.get("psi_groups", ()))
+    if groups and groups[0] != 0:
         fail((*at, "psi_groups", 0), f"expected 0 (the first coarse bin starts at fine bin 0), got {groups[0]}")
     for j in range(1, len(groups)):
-        if not groups[j - 1] < groups[j] < len(c["counts"]):
-            fail((*at, "psi_groups", j), f"expected increasing fine-bin indexes below {len(c['counts'])}, "
+        if not groups[j - 1] < groups[j] < n:
+            fail((*at, "psi_groups", j), f"expected increasing fine-bin indexes below {n}, "
                  f"got {groups[j]} after {groups[j - 1]}")
-    return NumericColumn(name=c["name"], role=c["role"], count=c["count"], null_count=c["null_count"],
-                         min=float(c["min"]), max=float(c["max"]), mean=float(c["mean"]), std=float(c["std"]),
-                         edges=tuple(float(e) for e in edges), counts=tuple(c["counts"]), psi_groups=tuple(groups))
+    if version >= 2 and groups and (len(groups) < 3 or groups[1] != 1 or groups[-1] != n - 1):
+        fail((*at, "psi_groups"), f"expected the below and above bins (fine bins 0 and {n - 1}) to be coarse bins "
+             f"of their own: a list starting 0, 1 and ending {n - 1}, got [{', '.join(map(str, groups))}]")
+    col = NumericColumn(name=c["name"], role=c["role"], count=c["count"], null_count=c["null_count"],
+                        min=float(c["min"]), max=float(c["max"]), mean=float(c["mean"]), std=float(c["std"]),
+                        edges=tuple(float(e) for e in edges), counts=tuple(c["counts"]), psi_groups=tuple(groups))
+    if version < 2:
+        return upgrade_v1(col, fail, at)
+    return col if groups else replace(col, psi_groups=derive_psi_groups(col.counts))
+
+
+def upgrade_v1(col: NumericColumn, fail: Any = None, at: Path = ()) -> NumericColumn:
+    """A format version 1 column as version 2: an above bin after the last edge, below and above coarse bins of their own.
+
+    Version 1's last fine bin, [edges[-1], +inf), holds the values equal to the training max (the
+    last edge): it becomes [edges[-1], next double), and an empty above bin follows. A version 1
+    file merged from partitions whose values passed the reference's max counts those in the max
+    bin; they cannot be told apart any more.
+    """
+    try:
+        top = above_edge(col.edges[-1])
+    except BaselineError as exc:
+        if fail is None:
+            raise
+        fail((*at, "edges", len(col.edges) - 1), str(exc))
+    counts = (*col.counts, 0)
+    groups = sorted({*col.psi_groups, 1, len(col.counts)}) if col.psi_groups else derive_psi_groups(counts)
+    return replace(col, edges=(*col.edges, top), counts=counts, psi_groups=tuple(groups))

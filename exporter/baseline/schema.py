@@ -19,15 +19,10 @@ _COMMON = {
     "null_count": _COUNT,
 }
 
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "urn:model-exporter:baseline:1",
-    "title": "model-exporter baseline file, format_version 1",
-    "type": "object",
-    "required": ["format_version", "created", "source", "columns"],
-    "additionalProperties": False,
-    "properties": {
-        "format_version": {"const": 1},
+def _schema(version: int) -> dict[str, Any]:
+    """The schema of one format version: 2 has at least two edges per numeric column."""
+    top: dict[str, Any] = {
+        "format_version": {"const": version},
         "created": {"type": "string", "format": "date-time"},
         "source": {
             "type": "object",
@@ -38,43 +33,58 @@ SCHEMA: dict[str, Any] = {
         "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "performance": {"type": "object", "additionalProperties": {"type": "number"}},
         "columns": {"type": "array", "items": {"$ref": "#/$defs/column"}},
-    },
-    "$defs": {
-        "column": {
-            "type": "object",
-            "required": ["name", "role", "type", "count", "null_count"],
-            "properties": _COMMON,
-            "allOf": [
-                {"if": {"properties": {"type": {"const": "numeric"}}}, "then": {"$ref": "#/$defs/numeric"}},
-                {"if": {"properties": {"type": {"const": "categorical"}}}, "then": {"$ref": "#/$defs/categorical"}},
-            ],
-        },
-        "numeric": {
-            "required": ["min", "max", "mean", "std", "edges", "counts"],
-            "additionalProperties": False,
-            "properties": {
-                **_COMMON,
-                "min": {"type": "number"},
-                "max": {"type": "number"},
-                "mean": {"type": "number"},
-                "std": {"type": "number", "minimum": 0},
-                "edges": {"type": "array", "minItems": 1, "items": {"type": "number"}},
-                "counts": {"type": "array", "minItems": 2, "items": _COUNT},
-                "psi_groups": {"type": "array", "minItems": 1, "items": _COUNT},
+    }
+    defs: dict[str, Any] = {}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"urn:model-exporter:baseline:{version}",
+        "title": f"model-exporter baseline file, format_version {version}",
+        "type": "object",
+        "required": ["format_version", "created", "source", "columns"],
+        "additionalProperties": False,
+        "properties": top,
+        "$defs": {
+            "column": {
+                "type": "object",
+                "required": ["name", "role", "type", "count", "null_count"],
+                "properties": _COMMON,
+                "allOf": [
+                    {"if": {"properties": {"type": {"const": "numeric"}}}, "then": {"$ref": "#/$defs/numeric"}},
+                    {"if": {"properties": {"type": {"const": "categorical"}}},
+                     "then": {"$ref": "#/$defs/categorical"}},
+                ],
             },
-        },
-        "categorical": {
-            "required": ["categories", "counts", "other_count"],
-            "additionalProperties": False,
-            "properties": {
-                **_COMMON,
-                "categories": {"type": "array", "items": {"type": "string"}},
-                "counts": {"type": "array", "items": _COUNT},
-                "other_count": _COUNT,
+            "numeric": {
+                "required": ["min", "max", "mean", "std", "edges", "counts"],
+                "additionalProperties": False,
+                "properties": {
+                    **_COMMON,
+                    "min": {"type": "number"},
+                    "max": {"type": "number"},
+                    "mean": {"type": "number"},
+                    "std": {"type": "number", "minimum": 0},
+                    "edges": {"type": "array", "minItems": 1 if version == 1 else 2, "items": {"type": "number"}},
+                    "counts": {"type": "array", "minItems": 2 if version == 1 else 3, "items": _COUNT},
+                    "psi_groups": {"type": "array", "minItems": 1, "items": _COUNT},
+                },
             },
+            "categorical": {
+                "required": ["categories", "counts", "other_count"],
+                "additionalProperties": False,
+                "properties": {
+                    **_COMMON,
+                    "categories": {"type": "array", "items": {"type": "string"}},
+                    "counts": {"type": "array", "items": _COUNT},
+                    "other_count": _COUNT,
+                },
+            },
+            **defs,
         },
-    },
-}
+    }
+
+
+SCHEMA: dict[str, Any] = _schema(2)  # the format written; docs/baseline.md prints it
+SCHEMAS: dict[int, dict[str, Any]] = {1: _schema(1), 2: SCHEMA}  # every version read
 
 Path = tuple[str | int, ...]
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")

@@ -69,13 +69,19 @@ class Reference:
 
     @classmethod
     def from_column(cls, col: Column) -> Reference:
-        """The reference of a baseline column (fine bins, PSI groups, midpoints, std)."""
+        """The reference of a baseline column (fine bins, PSI groups, bin points, std).
+
+        A fine bin's point is its midpoint; the below and above bins sit one baseline standard
+        deviation (one unit for a constant column) outside the first and last edge, so that
+        Wasserstein counts a value outside the training range as at least that far away.
+        """
         if isinstance(col, CategoricalColumn):
             return cls(col.counts_array, kind="categorical", name=col.name)
         assert isinstance(col, NumericColumn)
         e = col.edges_array
-        points = np.concatenate([[min(col.min, e[0])], (e[:-1] + e[1:]) / 2, [max(col.max, e[-1])]])
-        return cls(col.counts_array, groups=col.psi_groups, points=points, scale=col.std,
+        scale = col.std if col.std > 0 else 1.0
+        points = np.concatenate([[e[0] - scale], (e[:-1] + e[1:]) / 2, [e[-1] + scale]])
+        return cls(col.counts_array, groups=col.psi_groups, points=points, scale=scale,
                    kind="numeric", name=col.name)
 
     def expected(self, method: str) -> NDArray[np.float64]:

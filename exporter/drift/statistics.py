@@ -118,8 +118,9 @@ def wasserstein(expected: ArrayLike, observed: ArrayLike, points: ArrayLike, sca
         W₁ = Σⱼ | Σ_{i≤j} pᵢ − Σ_{i≤j} qᵢ | · (xⱼ₊₁ − xⱼ) / scale
 
     with each bin's mass placed at its representative point xⱼ (non-decreasing). For the
-    baseline's fine bins the exporter uses the bin midpoints, and the baseline min and max for
-    the underflow and overflow bins, so mass beyond the training range counts as if at its edge.
+    baseline's fine bins the exporter uses the bin midpoints, and for the bins below and above
+    the training range one baseline std beyond its ends, so live mass outside the range adds
+    at least its share (in std units) however narrow the range: a constant column drifts too.
     A value of 0.1 reads "the distribution moved by a tenth of a standard deviation". On 50
     quantile bins it is within about 10 % of W₁ of the raw values for light-tailed data (the
     wide outermost bins add a little); heavy tails make the binned value larger.

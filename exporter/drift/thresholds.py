@@ -64,7 +64,7 @@ def closed_form(method: str, ref: Reference, n: float, alpha: float) -> float | 
     pos = p[p > 0]
     k = len(pos)
     if k < 2:
-        return 0.0  # one bin holds everything: every window scores 0
+        return 0.0  # one bin holds the whole baseline: every window drawn from it scores 0
     if n * pos.min() < MIN_EXPECTED[method]:
         return None
     dof = k - 1

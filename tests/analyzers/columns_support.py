@@ -12,7 +12,7 @@ from prometheus_client.core import Metric
 from exporter.adapters import Rows
 from exporter.analyzers.columns import ColumnMonitor
 from exporter.baseline.build import BuildOptions, build_baseline
-from exporter.baseline.format import Baseline, CategoricalColumn, Column, NumericColumn, Source
+from exporter.baseline.format import Baseline, CategoricalColumn, Column, NumericColumn, Source, above_edge
 from exporter.baseline.readers import Chunk
 from exporter.config import Config, DriftConfig, QualityConfig
 from exporter.pipeline.extract import Extraction
@@ -23,11 +23,18 @@ MODEL = {"model": "unknown", "version": "unknown"}  # Config()'s model labels
 def numeric(name: str, role: str = "feature", *, lo: float = 0.0, hi: float = 10.0,
             edges: Sequence[float] = (2.5, 5.0, 7.5), counts: Sequence[int] | None = None,
             groups: Sequence[int] | None = None) -> NumericColumn:
-    """A numeric column whose fine bins are its PSI bins unless `groups` says otherwise."""
-    counts = tuple(counts) if counts is not None else (25,) * (len(edges) + 1)
-    groups = tuple(groups) if groups is not None else tuple(range(len(counts)))
+    """A numeric column on [lo, hi] split at `edges` (inner bins with `counts`), as the builder lays it out.
+
+    The file's edges are lo, `edges` and the next double above hi; the bins below lo and above hi
+    are empty. Every fine bin is a PSI bin unless `groups` says otherwise.
+    """
+    inner = tuple(counts) if counts is not None else (25,) * (len(edges) + 1)
+    assert len(inner) == len(edges) + 1
+    full = (0, *inner, 0)
+    groups = tuple(groups) if groups is not None else tuple(range(len(full)))
     mean = (lo + hi) / 2
-    return NumericColumn(name, role, sum(counts), 0, lo, hi, mean, (hi - lo) / 4, tuple(edges), counts, groups)
+    return NumericColumn(name, role, sum(full), 0, lo, hi, mean, (hi - lo) / 4, (lo, *edges, above_edge(hi)), full,
+                         groups)
 
 
 def categorical(name: str, role: str = "feature", categories: Sequence[str] = ("a", "b"),

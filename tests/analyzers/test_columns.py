@@ -219,8 +219,9 @@ def test_single_prediction_maps_by_position_whatever_its_name() -> None:
     s = Scrape(m, 0.0)
     assert quality(s, "y", "prediction") == {"values": 3, "missing": 0, "low": 0, "high": 1, "type_errors": 0,
                                               "unseen": None}
-    assert s.value("model_column_bin_total", role="prediction", column="y", bin="[-inf, 0.5)") == 1
-    assert s.value("model_column_bin_total", role="prediction", column="y", bin="[0.5, inf)") == 2
+    assert s.value("model_column_bin_total", role="prediction", column="y", bin="[0, 0.5)") == 1
+    assert s.value("model_column_bin_total", role="prediction", column="y", bin="[0.5, 1]") == 1
+    assert s.value("model_column_bin_total", role="prediction", column="y", bin="above") == 1
     assert schema(s) == NO_SCHEMA_ERRORS
 
 

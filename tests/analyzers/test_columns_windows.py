@@ -129,10 +129,11 @@ def test_threshold_is_the_practical_one_on_large_windows_and_higher_on_small_one
 def test_bin_labels_are_unique_when_edges_agree_in_six_digits() -> None:
     col = numeric("ts", lo=1.7e9, hi=1.7e9 + 60, edges=(1.7e9 + 10, 1.7e9 + 20, 1.7e9 + 30))
     labels = coarse_bin_labels(col)
-    assert len(set(labels)) == len(labels) == 4
+    assert len(set(labels)) == len(labels) == 6
+    assert labels[0] == "below" and labels[-1] == "above" and labels[-2] == "[1.70000003e+09, 1.70000006e+09]"
     m = ColumnMonitor(baseline(col), config())
     m.update([ex(rows({"ts": [1.7e9 + 5, 1.7e9 + 15, 1.7e9 + 25, 1.7e9 + 35]}))], 0.0)
-    assert [v for _, v in Scrape(m, 0.0).samples("model_column_bin_total")] == [1, 1, 1, 1]
+    assert [v for _, v in Scrape(m, 0.0).samples("model_column_bin_total")] == [0, 1, 1, 1, 1, 0]
 
 
 # ---------------------------------------------------------------- reload
@@ -147,7 +148,7 @@ def test_counters_and_windows_survive_a_reload_with_the_same_columns() -> None:
     assert s.value("model_column_missing_total", role="feature", column="x") == 2
     assert s.value("model_column_out_of_range_total", role="feature", column="x", side="high") == 1
     assert s.value("model_column_values_total", role="prediction", column="y") == 5
-    assert s.value("model_column_bin_total", role="prediction", column="y", bin="[-inf, 0.5)") == 3
+    assert s.value("model_column_bin_total", role="prediction", column="y", bin="[0, 0.5)") == 3
     assert s.value("model_schema_errors_total", kind="unexpected_column") == 1
     assert s.value("model_window_rows", window="5m") == 5
     assert s.value("model_missing_ratio", role="feature", column="x", window="1h") == pytest.approx(2 / 5)

@@ -210,3 +210,27 @@ def test_integer_ids_that_turn_out_categorical_keep_every_digit(tmp_path: Path, 
     col = build(path, chunk_rows=4, top_k=4).column("account")
     assert isinstance(col, CategoricalColumn)
     assert col.categories == tuple(map(str, IDS)) and col.counts == tuple(TIMES) and col.other_count == 1
+
+
+# ---------------------------------------------------------------- constant and two-valued columns
+
+
+def test_constant_and_0_1_columns_drift_when_live_values_leave_them(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "t.csv", "version,churned\n" + "".join(f"3,{int(i % 4 == 0)}\n" for i in range(400)))
+    b = build(path)
+    methods = ("psi", "kl", "js", "ks", "wasserstein")
+    m = ColumnMonitor(b, config(min_rows=1, numeric_methods=methods))
+    m.update([ex(v1_rows([{"version": 4, "churned": 7} if i % 2 else {"version": 3, "churned": 0}
+                          for i in range(400)]))], 0.0)
+    s = Scrape(m, 0.0)
+    for column in ("version", "churned"):
+        lab = {"role": "feature", "column": column}
+        bins = {x["bin"]: v for x, v in s.samples("model_column_bin_total") if x["column"] == column}
+        ratios = {x["bin"]: v for x, v in s.samples("model_column_baseline_ratio") if x["column"] == column}
+        assert bins["above"] == 200 and bins["below"] == 0 and ratios["above"] == ratios["below"] == 0
+        for method in methods:
+            score = s.value("model_drift_score", **lab, method=method, window="5m")
+            threshold = s.value("model_drift_threshold", **lab, method=method, window="5m")
+            assert score is not None and threshold is not None and score > threshold, (column, method)
+    labels = [x["bin"] for x, _ in s.samples("model_column_bin_total") if x["column"] == "version"]
+    assert labels == ["below", "[3, 3]", "above"]

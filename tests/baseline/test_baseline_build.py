@@ -59,14 +59,26 @@ def test_numeric_edges_counts_and_groups(tmp_path: Path) -> None:
     b = build([path], bins=50).baseline
     col = b.column("x")
     assert isinstance(col, NumericColumn)
-    assert col.edges[0] == col.min == float(x.min()) and col.edges[-1] == col.max == float(x.max())
-    assert len(col.edges) == 51 and np.all(np.diff(col.edges) > 0)
-    assert col.counts[0] == 0 and col.counts[-1] == 1 and sum(col.counts) == 5000
-    assert all(95 <= n <= 105 for n in col.counts[1:-1])
-    assert len(col.psi_groups) == 10
+    assert col.edges[0] == col.min == float(x.min()) and col.edges[-2] == col.max == float(x.max())
+    assert col.edges[-1] == np.nextafter(col.max, np.inf)  # the above bin starts right after the max
+    assert len(col.edges) == 52 and np.all(np.diff(col.edges) > 0)
+    assert col.counts[0] == 0 and col.counts[-2] == 1 and col.counts[-1] == 0 and sum(col.counts) == 5000
+    assert all(95 <= n <= 105 for n in col.counts[1:-2])
+    assert len(col.psi_groups) == 12 and col.psi_groups[:2] == (0, 1) and col.psi_groups[-1] == len(col.counts) - 1
     assert col.mean == pytest.approx(x.mean(), rel=1e-12) and col.std == pytest.approx(x.std(), rel=1e-12)
     d = b.column("d")  # discrete: the edges are its values (those the quantiles hit)
-    assert isinstance(d, NumericColumn) and set(d.edges) <= set(range(10)) and d.edges[:4] == (0.0, 1.0, 2.0, 3.0)
+    assert isinstance(d, NumericColumn) and set(d.edges[:-1]) <= set(range(10)) and d.edges[:4] == (0.0, 1.0, 2.0, 3.0)
+
+
+def test_constant_and_two_valued_columns_get_a_bin_per_value_and_empty_outside_bins(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "t.csv", ["const", "bit"], [[5, i % 2] for i in range(10)])
+    b = build([path]).baseline
+    const, bit = b.column("const"), b.column("bit")
+    assert isinstance(const, NumericColumn) and isinstance(bit, NumericColumn)
+    assert const.edges == (5.0, np.nextafter(5.0, 6.0)) and const.counts == (0, 10, 0)
+    assert const.psi_groups == (0, 1, 2)
+    assert bit.edges == (0.0, 1.0, np.nextafter(1.0, 2.0)) and bit.counts == (0, 5, 5, 0)
+    assert bit.psi_groups == (0, 1, 2, 3)  # below | 0 | 1 | above
 
 
 def test_jsonl_missing_keys_are_nulls_and_bools_are_true_false(tmp_path: Path) -> None:
@@ -192,7 +204,7 @@ def test_partitions_built_on_the_same_edges_merge_to_the_whole(tmp_path: Path) -
 def test_merge_refuses_different_edges(tmp_path: Path) -> None:
     a = build([write_csv(tmp_path / "a.csv", ["x"], [[v] for v in range(10)])]).baseline
     b = build([write_csv(tmp_path / "b.csv", ["x"], [[v] for v in range(20)])]).baseline
-    with pytest.raises(BaselineError, match=r"merge: column 'x': edges differ \(10 vs 20 edges, or in value\); "
+    with pytest.raises(BaselineError, match=r"merge: column 'x': edges differ \(11 vs 21 edges, or in value\); "
                                             "build every partition with --edges-from the same reference"):
         merge_all([a, b])
 

@@ -41,7 +41,7 @@ def test_build_writes_a_sealed_baseline_and_reports(tmp_path: Path) -> None:
     assert [(c.name, c.role, c.type) for c in b.columns] == [
         ("x", "feature", "numeric"), ("color", "feature", "categorical"), ("pred", "prediction", "categorical"),
         ("y", "label", "categorical")]
-    assert len(b.column("x").counts_array) == 8 + 2  # 8 bins between min and max, under- and overflow
+    assert len(b.column("x").counts_array) == 8 + 3  # 8 bins from min to max, one for max, below and above
     lines = err.splitlines()
     assert lines[0].split() == ["column", "role", "type", "rows", "nulls", "bins", "why"]
     assert lines[-1].startswith(f"{out}: 4 columns, 100 rows; reference performance: accuracy 0.")

@@ -13,17 +13,21 @@ from exporter.baseline.format import content_sha256, derive_psi_groups, to_dict
 from exporter.baseline.schema import SCHEMA, first_error
 
 
+ABOVE_70 = 70.00000000000001  # the next double above the max: the above bin's edge
+
+
 def valid_doc() -> dict[str, Any]:
     """A small, hand-written, valid baseline (sealed)."""
     doc: dict[str, Any] = {
-        "format_version": 1,
+        "format_version": 2,
         "created": "2024-05-01T12:00:00Z",
         "source": {"files": ["train.csv"], "rows": 10},
         "performance": {"accuracy": 0.9},
         "columns": [
             {"name": "age", "role": "feature", "type": "numeric", "count": 10, "null_count": 1,
              "min": 18.0, "max": 70.0, "mean": 40.0, "std": 15.0,
-             "edges": [18.0, 30.0, 45.0, 70.0], "counts": [0, 3, 3, 2, 1], "psi_groups": [0, 2, 3]},
+             "edges": [18.0, 30.0, 45.0, 70.0, ABOVE_70], "counts": [0, 3, 3, 2, 1, 0],
+             "psi_groups": [0, 1, 3, 5]},
             {"name": "color", "role": "feature", "type": "categorical", "count": 10, "null_count": 0,
              "categories": ["red", "blue"], "counts": [6, 3], "other_count": 1},
             {"name": "label", "role": "label", "type": "categorical", "count": 10, "null_count": 0,
@@ -44,7 +48,8 @@ def test_valid_document_loads(tmp_path: Path) -> None:
     b = load_baseline(write(tmp_path, valid_doc()))
     assert [c.name for c in b.columns] == ["age", "color", "label"]
     age = b.column("age")
-    assert isinstance(age, NumericColumn) and age.edges == (18.0, 30.0, 45.0, 70.0) and age.psi_groups == (0, 2, 3)
+    assert isinstance(age, NumericColumn) and age.edges == (18.0, 30.0, 45.0, 70.0, ABOVE_70)
+    assert age.psi_groups == (0, 1, 3, 5)
     assert b.column("color").counts_array.tolist() == [6, 3, 1]
     assert b.performance == {"accuracy": 0.9}
     assert [c.name for c in b.by_role("label")] == ["label"]
@@ -86,7 +91,9 @@ def _drop(path: str) -> Callable[[dict[str, Any]], None]:
 
 # Each edit is applied to the valid document, which is then resealed (so the sha256 is not what fails).
 INVALID = [
-    (_set("format_version", 2), "format_version: unsupported version 2 (this model-exporter reads version 1)"),
+    (_set("format_version", 3), "format_version: unsupported version 3 (this model-exporter reads versions 1 and 2)"),
+    (_set("format_version", True),
+     "format_version: unsupported version true (this model-exporter reads versions 1 and 2)"),
     (_drop("created"), "created: required field is missing"),
     (_set("created", "yesterday"),
      'created: expected an ISO-8601 UTC time like 2024-05-01T12:00:00Z, got "yesterday"'),
@@ -102,23 +109,29 @@ INVALID = [
     (_set("columns.0.count", "10"), 'columns[0].count: expected an integer, got "10"'),
     (_set("columns.0.count", 10.0), "columns[0].count: expected an integer, got 10.0"),
     (_set("columns.0.counts.2", -1), "columns[0].counts[2]: expected a value >= 0, got -1"),
-    (_set("columns.0.edges", [18.0, 45.0, 30.0, 70.0]),
+    (_set("columns.0.edges", [18.0, 45.0, 30.0, 70.0, ABOVE_70]),
      "columns[0].edges[2]: expected values in increasing order, got 30.0 after 45.0"),
-    (_set("columns.0.edges", [18.0, 30.0, 30.0, 70.0]),
+    (_set("columns.0.edges", [18.0, 30.0, 30.0, 70.0, ABOVE_70]),
      "columns[0].edges[2]: expected values in increasing order, got 30.0 after 30.0"),
-    (_set("columns.0.counts", [0, 3, 3, 3]), "columns[0].counts: expected 5 values (len(edges) + 1), got 4"),
-    (_set("columns.0.counts", [0, 3, 3, 2, 2]), "columns[0].counts: values add up to 10, expected count - "
-                                                "null_count = 9"),
+    (_set("columns.0.counts", [0, 3, 3, 3, 0]), "columns[0].counts: expected 6 values (len(edges) + 1), got 5"),
+    (_set("columns.0.counts", [0, 3, 3, 2, 2, 0]), "columns[0].counts: values add up to 10, expected count - "
+                                                   "null_count = 9"),
     (_drop("columns.0.edges"), "columns[0].edges: required field is missing"),
-    (_set("columns.0.edges", []), "columns[0].edges: expected at least 1 item, got 0"),
+    (_set("columns.0.edges", [70.0]), "columns[0].edges: expected at least 2 items, got 1"),
     (_set("columns.0.std", -1.0), "columns[0].std: expected a value >= 0, got -1.0"),
     (_set("columns.0.max", 10.0), "columns[0].max: expected at least min = 18.0, got 10.0"),
     (_set("columns.0.psi_groups", [1, 2]),
      "columns[0].psi_groups[0]: expected 0 (the first coarse bin starts at fine bin 0), got 1"),
-    (_set("columns.0.psi_groups", [0, 3, 2]),
-     "columns[0].psi_groups[2]: expected increasing fine-bin indexes below 5, got 2 after 3"),
-    (_set("columns.0.psi_groups", [0, 5]),
-     "columns[0].psi_groups[1]: expected increasing fine-bin indexes below 5, got 5 after 0"),
+    (_set("columns.0.psi_groups", [0, 1, 3, 2, 5]),
+     "columns[0].psi_groups[3]: expected increasing fine-bin indexes below 6, got 2 after 3"),
+    (_set("columns.0.psi_groups", [0, 1, 6]),
+     "columns[0].psi_groups[2]: expected increasing fine-bin indexes below 6, got 6 after 1"),
+    (_set("columns.0.psi_groups", [0, 2, 5]),
+     "columns[0].psi_groups: expected the below and above bins (fine bins 0 and 5) to be coarse bins of their "
+     "own: a list starting 0, 1 and ending 5, got [0, 2, 5]"),
+    (_set("columns.0.psi_groups", [0, 1, 3]),
+     "columns[0].psi_groups: expected the below and above bins (fine bins 0 and 5) to be coarse bins of their "
+     "own: a list starting 0, 1 and ending 5, got [0, 1, 3]"),
     (_set("columns.0.null_count", 11), "columns[0].null_count: expected at most count = 10, got 11"),
     (_set("columns.2.count", 9), "columns[2].count: expected source.rows = 10, got 9"),
     (_set("columns.1.edges", [1.0]), "columns[1].edges: unknown field (expected one of: name, role, type, count, "
@@ -172,7 +185,56 @@ def test_missing_psi_groups_are_derived(tmp_path: Path) -> None:
     del doc["columns"][0]["psi_groups"]
     del doc["sha256"]
     age = parse_baseline(doc, "x", require_sha=False).column("age")
-    assert isinstance(age, NumericColumn) and age.psi_groups == derive_psi_groups([0, 3, 3, 2, 1])
+    assert isinstance(age, NumericColumn) and age.psi_groups == derive_psi_groups([0, 3, 3, 2, 1, 0])
+
+
+# ---------------------------------------------------------------- format_version 1
+
+
+def v1_doc() -> dict[str, Any]:
+    """valid_doc() as format_version 1 wrote it: the last fine bin [70, +inf) held the max and whatever lay above."""
+    doc = valid_doc()
+    doc["format_version"] = 1
+    age = doc["columns"][0]
+    age["edges"], age["counts"], age["psi_groups"] = [18.0, 30.0, 45.0, 70.0], [0, 3, 3, 2, 1], [0, 2, 3]
+    doc["sha256"] = content_sha256({k: v for k, v in doc.items() if k != "sha256"})
+    return doc
+
+
+def test_version_1_files_are_read_with_an_above_bin(tmp_path: Path) -> None:
+    doc = v1_doc()
+    b = load_baseline(write(tmp_path, doc))
+    age = b.column("age")
+    assert isinstance(age, NumericColumn)
+    assert age.edges == (18.0, 30.0, 45.0, 70.0, ABOVE_70) and age.counts == (0, 3, 3, 2, 1, 0)
+    assert age.psi_groups == (0, 1, 2, 3, 5)  # version 1's groups, with below and above split off
+    assert b.sha256 == doc["sha256"]  # the file's own hash: what model_baseline_info reports
+    assert b.format_version == 2 and b.columns[1:] == load_baseline(write(tmp_path, valid_doc())).columns[1:]
+    resealed = load_baseline(write(tmp_path, dumps(b)))  # written again, it is a version 2 file
+    assert resealed.columns == b.columns and json.loads(dumps(b))["format_version"] == 2
+
+
+def test_version_1_files_without_psi_groups_get_the_version_2_rule(tmp_path: Path) -> None:
+    doc = v1_doc()
+    del doc["columns"][0]["psi_groups"]
+    del doc["sha256"]
+    age = parse_baseline(doc, "x", require_sha=False).column("age")
+    assert isinstance(age, NumericColumn) and age.psi_groups == derive_psi_groups([0, 3, 3, 2, 1, 0])
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (_set("columns.0.counts", [0, 3, 3, 3, 0, 0]), "columns[0].counts: expected 5 values (len(edges) + 1), got 6"),
+    (_set("columns.0.edges", [18.0]), "columns[0].counts: expected 2 values (len(edges) + 1), got 5"),
+])
+def test_version_1_files_are_checked_as_version_1(tmp_path: Path, edit: Callable[[dict[str, Any]], None],
+                                                  message: str) -> None:
+    doc = v1_doc()
+    edit(doc)
+    doc["sha256"] = content_sha256(doc)
+    path = write(tmp_path, doc)
+    with pytest.raises(BaselineError) as err:
+        load_baseline(path)
+    assert str(err.value) == f"{path}: {message}"
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -194,20 +256,22 @@ def test_unreadable_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("counts", "bins", "groups"), [
-    ([0, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 1], 10, (0, 2, 3, 4, 5, 6, 7, 8, 9, 10)),
-    ([0, 50, 50, 1], 2, (0, 2)),                 # two halves; the overflow joins the last
-    ([0, 90, 5, 5, 0], 10, (0, 2)),              # a heavy fine bin spans several targets
-    ([0, 5, 5, 90, 0], 10, (0, 3)),              # no group without rows (the empty last bin joins)
-    ([0, 100, 0], 10, (0,)),
-    ([0, 7], 10, (0,)),
-    ([0, 0, 0], 10, (0,)),
+    ([0, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 1, 0], 10, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12)),
+    ([0, 50, 50, 1, 0], 2, (0, 1, 2, 4)),        # two halves; the max bin joins the last; below, above alone
+    ([0, 90, 5, 5, 0], 10, (0, 1, 2, 4)),        # a heavy fine bin spans several targets
+    ([0, 5, 5, 90, 0, 0], 10, (0, 1, 3, 5)),     # no group without rows (the empty max bin joins)
+    ([0, 100, 0], 10, (0, 1, 2)),                # a constant column: below | the value | above
+    ([3, 100, 4], 10, (0, 1, 2)),                # below and above stay alone even when not empty
+    ([0, 0, 0], 10, (0, 1, 2)),
+    ([0, 7], 10, (0, 1)),                        # fewer than 3 fine bins: each its own
+    ([7], 10, (0,)),
 ])
 def test_psi_groups_rule(counts: list[int], bins: int, groups: tuple[int, ...]) -> None:
     assert derive_psi_groups(counts, bins) == groups
 
 
 def test_psi_groups_are_about_equal_on_continuous_data() -> None:
-    counts = [0] + [20] * 50 + [1]
+    counts = [0] + [20] * 50 + [1, 0]
     groups = derive_psi_groups(counts, 10)
     sizes = [sum(counts[a:b]) for a, b in zip(groups, [*groups[1:], len(counts)])]
-    assert sizes == [100] * 9 + [101]
+    assert sizes == [0] + [100] * 9 + [101, 0]

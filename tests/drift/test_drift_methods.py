@@ -28,9 +28,10 @@ def test_numeric_reference(baseline: Baseline) -> None:
     ref = Reference.from_column(col)
     assert ref.points is not None
     assert len(ref.points) == len(col.counts) and np.all(np.diff(ref.points) >= 0)
-    assert ref.points[0] == col.min and ref.points[-1] == col.max
+    assert ref.points[0] == col.min - col.std and ref.points[-1] == col.edges[-1] + col.std  # one sd outside
     assert ref.coarse.sum() == ref.fine.sum() == ref.rows == col.valid
-    assert len(ref.coarse) == len(col.psi_groups) == 10 and ref.scale == col.std
+    assert len(ref.coarse) == len(col.psi_groups) == 12 and ref.scale == col.std
+    assert ref.coarse[0] == ref.coarse[-1] == 0  # below and above the training range
 
 
 def test_categorical_reference(baseline: Baseline) -> None:
