@@ -1,14 +1,227 @@
-"""The metrics port: /metrics, /-/healthy, /-/ready. Never shared with proxied traffic."""
+"""The metrics port: /metrics, /-/healthy, /-/ready, POST /-/reload. Never shared with proxied traffic.
+
+A small HTTP/1.1 server on httptools (the parser the proxy already uses) rather than a web
+framework: the proxy process stays lean, and every limit here is explicit.
+"""
 
 from __future__ import annotations
 
-from aiohttp import web
-from prometheus_client import CollectorRegistry
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import cast
 
-from exporter.health import UpstreamProbe
-from exporter.metrics.exposition import render
-from exporter.pipeline.link import WorkerLink
-from exporter.reload import Reloader
+import httptools
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES = 16 * 1024  # admin requests are small: a scrape, a probe, a reload
+MAX_BODY_BYTES = 1 << 20  # state-changing endpoints take small bodies
+IDLE_SECONDS = 120.0  # a keep-alive connection with no request for this long is closed
+
+PHRASES = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+           413: b"Content Too Large", 415: b"Unsupported Media Type", 431: b"Request Header Fields Too Large",
+           500: b"Internal Server Error", 501: b"Not Implemented", 503: b"Service Unavailable"}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str] = field(default_factory=dict)  # lower-cased names
+    body: bytes = b""
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def text(status: int, message: str) -> Response:
+    return Response(status, message.encode())
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Router:
+    """(method, path) → handler; a known path with another method is 405."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], Handler] = {}
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        self.routes[(method, path)] = handler
+        if method == "GET":
+            self.routes[("HEAD", path)] = handler
+
+    async def handle(self, request: Request) -> Response:
+        handler = self.routes.get((request.method, request.path))
+        if handler is not None:
+            return await handler(request)
+        allowed = sorted({m for m, p in self.routes if p == request.path})
+        if allowed:
+            return Response(405, b"method not allowed\n", headers={"Allow": ", ".join(allowed)})
+        return text(404, "not found\n")
+
+
+def encode_response(response: Response, keep_alive: bool, head_only: bool) -> bytes:
+    phrase = PHRASES.get(response.status, b"Unknown")
+    lines = [b"HTTP/1.1 %d %b" % (response.status, phrase),
+             b"Content-Type: " + response.content_type.encode("latin-1"),
+             b"Content-Length: %d" % len(response.body)]
+    lines += [f"{k}: {v}".encode("latin-1") for k, v in response.headers.items()]
+    if not keep_alive:
+        lines.append(b"Connection: close")
+    head = b"\r\n".join(lines) + b"\r\n\r\n"
+    return head if head_only else head + response.body
+
+
+class AdminConnection(asyncio.Protocol):
+    """One admin client connection: requests are parsed, answered one at a time, in order."""
+
+    def __init__(self, router: Router, connections: set[AdminConnection]) -> None:
+        self.router = router
+        self.connections = connections
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.pending: asyncio.Queue[tuple[Request, bool] | None] = asyncio.Queue()
+        self.request: Request | None = None
+        self.head_bytes = 0
+        self.body = bytearray()
+        self.error: tuple[int, str] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
+        self.connections.add(self)
+        self.task = asyncio.get_running_loop().create_task(self._serve())
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.connections.discard(self)
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(501, "protocol upgrades are not supported\n")
+        except httptools.HttpParserCallbackError:
+            self._fail(*(self.error or (400, "malformed HTTP request\n")))
+        except httptools.HttpParserError:
+            self._fail(431 if self.head_bytes > MAX_HEAD_BYTES else 400, "malformed HTTP request\n")
+
+    def _fail(self, status: int, message: str) -> None:
+        """Answer after the requests already queued, then close: the stream cannot be trusted."""
+        if self.transport is None:
+            return
+        self.transport.pause_reading()
+        self.pending.put_nowait((Request("ERROR", str(status), body=message.encode()), False))
+        self.pending.put_nowait(None)
+
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        if self.transport is not None and self.pending.empty():
+            self.transport.close()
+
+    # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.request = Request("", "")
+        self.head_bytes = 0
+        self.body = bytearray()
+
+    def on_url(self, url: bytes) -> None:
+        self.head_bytes += len(url)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self.error = (431, "request head too large\n")
+            raise ValueError("head too large")
+        assert self.request is not None
+        self.request.path += url.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_bytes += len(name) + len(value) + 4
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self.error = (431, "request head too large\n")
+            raise ValueError("head too large")
+        assert self.request is not None
+        self.request.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        if len(self.body) + len(body) > MAX_BODY_BYTES:
+            self.error = (413, f"request body larger than {MAX_BODY_BYTES} bytes\n")
+            raise ValueError("body too large")
+        self.body += body
+
+    def on_message_complete(self) -> None:
+        request = self.request
+        assert request is not None
+        request.method = self.parser.get_method().decode("latin-1")
+        request.path = request.path.split("?", 1)[0]
+        request.body = bytes(self.body)
+        self.request = None
+        self.pending.put_nowait((request, self.parser.should_keep_alive()))
+
+    async def _serve(self) -> None:
+        while True:
+            item = await self.pending.get()
+            if item is None or self.transport is None:
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            request, keep_alive = item
+            if request.method == "ERROR":
+                response, keep_alive = Response(int(request.path), request.body), False
+            else:
+                try:
+                    response = await self.router.handle(request)
+                except Exception:  # a bug of ours must cost one answer, not the port
+                    log.exception("admin handler failed for %s %s", request.method, request.path)
+                    response = text(500, "model-exporter internal error\n")
+            if self.transport is None:
+                return
+            self.transport.write(encode_response(response, keep_alive, request.method == "HEAD"))
+            if not keep_alive:
+                self.transport.close()
+                return
+            self._arm_idle()
+
+
+class AdminServer:
+    """Serves a Router on HOST:PORT until close()."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.connections: set[AdminConnection] = set()
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: AdminConnection(self.router, self.connections),
+                                               host, port, reuse_address=True)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self.server is not None:
+            await self.server.wait_closed()
+
 
 INDEX = b"""<html><head><title>model-exporter</title></head><body>
 <h1>model-exporter</h1><ul>
@@ -16,38 +229,52 @@ INDEX = b"""<html><head><title>model-exporter</title></head><body>
 <li><a href="/-/ready">/-/ready</a></li></ul></body></html>
 """
 
+# A browser can send these cross-origin without a CORS preflight: a state-changing endpoint
+# that accepted them could be triggered by any web page the operator visits.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 
-def make_admin_app(registry: CollectorRegistry, probe: UpstreamProbe, link: WorkerLink | None,
-                   reloader: Reloader | None = None) -> web.Application:
-    async def metrics(request: web.Request) -> web.Response:
-        if link is not None:
-            await link.collect()  # the worker's families, fetched before the registry renders
-        body, content_type = render(registry, request.headers.get("Accept"))
-        return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def healthy(request: web.Request) -> web.Response:
-        return web.Response(text="OK\n")
+def refuses_form(request: Request) -> Response | None:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type in FORM_TYPES:
+        return text(415, f"{content_type} is not accepted here (a browser form could send it cross-origin)\n")
+    return None
 
-    async def ready(request: web.Request) -> web.Response:
-        if probe.ready:
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text=f"model server not ready: {probe.last_error}\n")
 
-    async def reload(request: web.Request) -> web.Response:
-        if reloader is None:
-            return web.Response(status=501, text="reload is not available\n")
-        error = await reloader.reload()
+def make_admin_router(render_metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]],
+                      ready: Callable[[], tuple[bool, str]],
+                      reload: Callable[[], Awaitable[str | None]] | None) -> Router:
+    """The metrics port's endpoints, given how to render, how to tell readiness and how to reload."""
+    router = Router()
+
+    async def metrics(request: Request) -> Response:
+        body, content_type = await render_metrics(request.headers.get("accept"))
+        return Response(200, body, content_type)
+
+    async def healthy(request: Request) -> Response:
+        return text(200, "OK\n")
+
+    async def readiness(request: Request) -> Response:
+        ok, why = ready()
+        return text(200, "ready\n") if ok else text(503, f"model server not ready: {why}\n")
+
+    async def do_reload(request: Request) -> Response:
+        refused = refuses_form(request)
+        if refused is not None:
+            return refused
+        if reload is None:
+            return text(501, "reload is not available\n")
+        error = await reload()
         if error is None:
-            return web.Response(text="configuration reloaded\n")
-        return web.Response(status=400, text=f"reload failed, previous configuration kept: {error}\n")
+            return text(200, "configuration reloaded\n")
+        return text(400, f"reload failed, previous configuration kept: {error}\n")
 
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(body=INDEX, content_type="text/html")
+    async def index(request: Request) -> Response:
+        return Response(200, INDEX, "text/html; charset=utf-8")
 
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/-/healthy", healthy)
-    app.router.add_get("/-/ready", ready)
-    app.router.add_post("/-/reload", reload)
-    app.router.add_get("/", index)
-    return app
+    router.add("GET", "/metrics", metrics)
+    router.add("GET", "/-/healthy", healthy)
+    router.add("GET", "/-/ready", readiness)
+    router.add("POST", "/-/reload", do_reload)
+    router.add("GET", "/", index)
+    return router

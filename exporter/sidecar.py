@@ -9,16 +9,14 @@ import signal
 import time
 from typing import Callable
 
-from aiohttp import web
-
-from exporter.admin import make_admin_app
+from exporter.admin import AdminServer, make_admin_router
 from exporter.collectors.base import Isolated, Source
 from exporter.collectors.gpu import GPUCollector, load_nvml
 from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_listener
 from exporter.config import Config
 from exporter.health import UpstreamProbe
 from exporter.labels import LabelPolicy, default_labels
-from exporter.metrics.exposition import build_registry
+from exporter.metrics.exposition import build_registry, render
 from exporter.pipeline.collector import PipelineCollector, PipelineHealth
 from exporter.pipeline.event import REQUEST_HEADERS
 from exporter.pipeline.link import WorkerLink
@@ -75,9 +73,13 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     except (NotImplementedError, RuntimeError, AttributeError):
         pass
 
-    runner = web.AppRunner(make_admin_app(registry, probe, link, reloader), access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, config.metrics_listen.host, config.metrics_listen.port).start()
+    async def render_metrics(accept: str | None) -> tuple[bytes, str]:
+        if link is not None:
+            await link.collect()  # the worker's families, fetched before the registry renders
+        return render(registry, accept)
+
+    admin = AdminServer(make_admin_router(render_metrics, lambda: (probe.ready, probe.last_error), reloader.reload))
+    await admin.start(config.metrics_listen.host, config.metrics_listen.port)
     proxy = await loop.create_server(lambda: ClientConnection(ctx), config.listen.host, config.listen.port,
                                      backlog=2048, reuse_address=True)
     tasks = [loop.create_task(probe.run()), loop.create_task(sweep_timeouts(ctx))]
@@ -105,7 +107,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         pool.close()
         if link is not None:
             await link.close()
-        await runner.cleanup()
+        await admin.close()
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
