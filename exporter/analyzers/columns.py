@@ -174,6 +174,9 @@ class ColumnMonitor:
         self.critical = CriticalValues()
         self.by_name = {(t.col.role, t.col.name): t for role in ROLES for t in self.columns[role]}
         self.names = {role: {t.col.name for t in self.columns[role]} for role in ROLES}
+        # training columns the baseline left out on purpose (--exclude, all null): expected, not schema errors
+        self.ignored = frozenset(c.name for c in baseline.ignored)
+        self.known = {role: self.names[role] | self.ignored for role in ROLES}
         self.numeric_names = {role: {t.col.name for t in self.columns[role] if t.col.type == "numeric"} for role in ROLES}
 
     def find(self, role: str, name: str) -> Tracked | None:
@@ -206,13 +209,15 @@ class ColumnMonitor:
     def _assign(self, rows: Rows, role: str, whole: list[dict[str, Any]]) -> None:
         """Hand each baseline column its values from one payload, counting schema errors.
 
-        A payload with exactly the baseline's column names (the usual case) goes to `whole`, whose
-        columns are picked per column in one pass.
+        A payload with exactly the baseline's column names (the usual case), or those and every
+        column the baseline ignores, goes to `whole`, whose columns are picked per column in one pass.
+        Columns the baseline ignores (excluded or all null in training) are no unexpected columns.
         """
         tracked = self.columns[role]
         if not tracked or rows.n == 0:
             return
-        if not rows.positional and rows.columns.keys() == self.names[role]:
+        keys = rows.columns.keys()
+        if not rows.positional and (keys == self.names[role] or (self.ignored and keys == self.known[role])):
             whole.append(rows.columns)
             if rows.datatypes and any(declared not in NUMERIC_DATATYPES for name, declared in rows.datatypes.items()
                                       if name in self.numeric_names[role]):
@@ -227,7 +232,7 @@ class ColumnMonitor:
             for t in tracked[len(names):]:
                 t.absent += rows.n
         else:
-            if strict and any(name not in self.names[role] for name in names):
+            if strict and any(name not in self.known[role] for name in names):
                 self.schema_errors["unexpected_column"] += 1
             pairs = []
             missing = False

@@ -28,6 +28,7 @@ from exporter.baseline.format import (
     BaselineError,
     CategoricalColumn,
     Column,
+    IgnoredColumn,
     NumericColumn,
     Source,
     above_edge,
@@ -165,12 +166,16 @@ def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequenc
             scans[name] = s
     warnings: list[str] = []
     plan: dict[str, Column] = {}
-    for name in like or scans:
+    ignored: list[IgnoredColumn] = list(options.like.ignored) if options.like else []
+    for name in like or names:
         if like is None and name in options.exclude:
+            ignored.append(IgnoredColumn(name, "excluded"))
             continue
         col = _plan(name, scans.get(name), rows, options, like, warnings)
         if col is not None:
             plan[name] = col
+        elif like is None:
+            ignored.append(IgnoredColumn(name, "all_null"))
     if like is not None:
         warnings += [f"column {n!r} is not in the --edges-from baseline; ignored" for n in scans if n not in like]
     counts = {name: np.zeros(len(col.counts_array), dtype=np.int64) for name, col in plan.items()}
@@ -187,7 +192,7 @@ def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequenc
                 acc.add(chunk.columns[pred], chunk.columns[label])
     columns = [_finish(plan[name], counts[name], options, like is not None) for name in plan]
     baseline = seal(Baseline(created=created, source=Source(tuple(files), rows), columns=tuple(columns),
-                             performance=perf[0].result() if perf else {}))
+                             performance=perf[0].result() if perf else {}, ignored=tuple(ignored)))
     report = tuple(ColumnReport(c.name, c.role, c.type, scans[c.name].why if c.name in scans else "absent",
                                 c.count, c.null_count, len(c.counts_array)) for c in columns)
     return BuildResult(baseline, report, tuple(warnings))

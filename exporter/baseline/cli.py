@@ -91,7 +91,9 @@ def run_baseline(args: argparse.Namespace, *, stderr: TextIO | None = None,
             print(f"model-exporter: warning: {warning}", file=err)
         save_baseline(result.baseline, args.output)
         perf = ", ".join(f"{k} {v:.4g}" for k, v in result.baseline.performance.items())
+        ignored = ", ".join(f"{c.name} ({c.reason.replace('_', ' ')})" for c in result.baseline.ignored)
         print(f"{args.output}: {len(result.baseline.columns)} columns, {result.baseline.source.rows} rows"
+              + (f"; ignored: {ignored}" if ignored else "")
               + (f"; reference performance: {perf}" if perf else ""), file=err)
         return 0
     except BaselineError as exc:

@@ -115,6 +115,17 @@ class Source:
 
 
 @dataclass(frozen=True)
+class IgnoredColumn:
+    """A column of the training data the baseline leaves out on purpose; live values of it are no schema error.
+
+    `reason`: "excluded" (--exclude) or "all_null" (a feature without a single value).
+    """
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Baseline:
     """A parsed baseline file; `sha256` is empty until `seal` computes it."""
 
@@ -124,6 +135,7 @@ class Baseline:
     performance: Mapping[str, float] = field(default_factory=dict)
     sha256: str = ""
     format_version: int = FORMAT_VERSION
+    ignored: tuple[IgnoredColumn, ...] = ()  # training columns left out on purpose (format version 2)
 
     def column(self, name: str) -> Column:
         """The column called `name`; KeyError if the baseline has none."""
@@ -194,6 +206,8 @@ def to_dict(baseline: Baseline) -> dict[str, Any]:
     if baseline.performance:
         doc["performance"] = dict(baseline.performance)
     doc["columns"] = [column_to_dict(col) for col in baseline.columns]
+    if baseline.ignored:
+        doc["ignored_columns"] = [{"name": c.name, "reason": c.reason} for c in baseline.ignored]
     return doc
 
 

@@ -14,6 +14,7 @@ from exporter.baseline.format import (
     BaselineError,
     CategoricalColumn,
     Column,
+    IgnoredColumn,
     NumericColumn,
     Source,
     above_edge,
@@ -73,8 +74,17 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
         if col.name in seen:
             fail(("columns", i, "name"), f"duplicate column name {show(col.name)} (also columns[{seen[col.name]}])")
         seen[col.name] = i
+    ignored: dict[str, int] = {}
+    for i, entry in enumerate(doc.get("ignored_columns", ())):
+        name = entry["name"]
+        if name in seen:
+            fail(("ignored_columns", i, "name"), f"{show(name)} is a column of the baseline (columns[{seen[name]}])")
+        if name in ignored:
+            fail(("ignored_columns", i, "name"), f"duplicate name {show(name)} (also ignored_columns[{ignored[name]}])")
+        ignored[name] = i
     return Baseline(created=doc["created"], source=Source(tuple(doc["source"]["files"]), doc["source"]["rows"]),
-                    columns=columns, performance=dict(doc.get("performance", {})), sha256=doc.get("sha256", ""))
+                    columns=columns, performance=dict(doc.get("performance", {})), sha256=doc.get("sha256", ""),
+                    ignored=tuple(IgnoredColumn(e["name"], e["reason"]) for e in doc.get("ignored_columns", ())))
 
 
 def _reject_constant(name: str) -> NoReturn:

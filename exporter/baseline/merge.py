@@ -24,7 +24,8 @@ def merge(a: Baseline, b: Baseline, *, psi_bins: int = DEFAULT_PSI_BINS) -> Base
     """One baseline for the union of two partitions' rows; BaselineError if their bins differ.
 
     Counts, null counts and rows add; min/max combine; mean and std combine exactly (Chan et al.
-    1979); coarse PSI bins are derived again from the summed counts. `created` is the later of the two.
+    1979); coarse PSI bins are derived again from the summed counts. `created` is the later of the
+    two; the ignored columns are those of either (the first reason given for a name).
     """
     names_a = [c.name for c in a.columns]
     names_b = [c.name for c in b.columns]
@@ -32,9 +33,11 @@ def merge(a: Baseline, b: Baseline, *, psi_bins: int = DEFAULT_PSI_BINS) -> Base
         raise BaselineError(f"merge: the partitions have different columns ({', '.join(names_a)} vs "
                             f"{', '.join(names_b)}); build every partition with --edges-from the same reference")
     columns = tuple(_merge_column(x, y, psi_bins) for x, y in zip(a.columns, b.columns))
+    names = {c.name for c in a.ignored}
     merged = Baseline(created=max(a.created, b.created),
                       source=Source(a.source.files + b.source.files, a.source.rows + b.source.rows),
-                      columns=columns, performance=_merge_performance(a, b))
+                      columns=columns, performance=_merge_performance(a, b),
+                      ignored=a.ignored + tuple(c for c in b.ignored if c.name not in names))
     return seal(merged)
 
 

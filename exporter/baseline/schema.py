@@ -20,7 +20,7 @@ _COMMON = {
 }
 
 def _schema(version: int) -> dict[str, Any]:
-    """The schema of one format version: 2 has at least two edges per numeric column."""
+    """The schema of one format version: 2 adds `ignored_columns` and has at least two edges per numeric column."""
     top: dict[str, Any] = {
         "format_version": {"const": version},
         "created": {"type": "string", "format": "date-time"},
@@ -35,6 +35,14 @@ def _schema(version: int) -> dict[str, Any]:
         "columns": {"type": "array", "items": {"$ref": "#/$defs/column"}},
     }
     defs: dict[str, Any] = {}
+    if version >= 2:
+        top["ignored_columns"] = {"type": "array", "items": {"$ref": "#/$defs/ignored"}}
+        defs["ignored"] = {
+            "type": "object",
+            "required": ["name", "reason"],
+            "additionalProperties": False,
+            "properties": {"name": {"type": "string", "minLength": 1}, "reason": {"enum": list(IGNORED_REASONS)}},
+        }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"urn:model-exporter:baseline:{version}",
@@ -83,6 +91,7 @@ def _schema(version: int) -> dict[str, Any]:
     }
 
 
+IGNORED_REASONS = ("excluded", "all_null")  # why a column of the training data has no baseline column
 SCHEMA: dict[str, Any] = _schema(2)  # the format written; docs/baseline.md prints it
 SCHEMAS: dict[int, dict[str, Any]] = {1: _schema(1), 2: SCHEMA}  # every version read
 

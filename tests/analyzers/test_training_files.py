@@ -16,7 +16,7 @@ from columns_support import Scrape, config, ex
 
 from exporter.adapters import Message, Rows, v1, v2
 from exporter.analyzers.columns import ColumnMonitor
-from exporter.baseline import Baseline, CategoricalColumn
+from exporter.baseline import Baseline, CategoricalColumn, load_baseline, save_baseline
 from exporter.baseline.build import BuildOptions, build_baseline
 from exporter.baseline.readers import open_source
 
@@ -234,3 +234,23 @@ def test_constant_and_0_1_columns_drift_when_live_values_leave_them(tmp_path: Pa
             assert score is not None and threshold is not None and score > threshold, (column, method)
     labels = [x["bin"] for x, _ in s.samples("model_column_bin_total") if x["column"] == "version"]
     assert labels == ["below", "[3, 3]", "above"]
+
+
+# ---------------------------------------------------------------- excluded and all-null columns
+
+
+def test_excluded_and_all_null_columns_in_live_payloads_are_no_schema_errors(tmp_path: Path) -> None:
+    """README: `--exclude customer_id`; and a feature that training never filled in. Both still come in every payload."""
+    path = write_csv(tmp_path / "t.csv", "customer_id,age,notes\n" + "".join(f"c{i},{20 + i},\n" for i in range(20)))
+    saved = tmp_path / "baseline.json"
+    save_baseline(build(path, exclude=("customer_id",)), saved)
+    b = load_baseline(saved)  # through the file: the ignored columns are part of the format
+    assert [c.name for c in b.columns] == ["age"]
+    assert [(c.name, c.reason) for c in b.ignored] == [("customer_id", "excluded"), ("notes", "all_null")]
+    s = scrape(b, v1_rows([{"customer_id": f"c{i}", "age": 30, "notes": "vip"} for i in range(3)]),
+               v1_rows([{"customer_id": "c9", "age": 31}]), v1_rows([{"age": 32, "notes": None}]))
+    assert s.value("model_schema_errors_total", kind="unexpected_column") == 0
+    assert s.value("model_column_values_total", role="feature", column="age") == 5
+    assert not {"customer_id", "notes"} & s.label_values("column")
+    s = scrape(b, v1_rows([{"customer_id": "c1", "age": 30, "surprise": 1}]))
+    assert s.value("model_schema_errors_total", kind="unexpected_column") == 1  # a column training never had

@@ -14,7 +14,7 @@ import pytest
 
 from exporter.baseline import BaselineError, NumericColumn, load_baseline, merge_all, save_baseline
 from exporter.baseline.build import BuildOptions, BuildResult, build_baseline, format_report
-from exporter.baseline.format import CategoricalColumn
+from exporter.baseline.format import CategoricalColumn, IgnoredColumn
 from exporter.baseline.readers import Chunk, open_source
 
 CREATED = "2024-05-01T12:00:00Z"
@@ -45,6 +45,7 @@ def test_inference_roles_and_report(tmp_path: Path) -> None:
     assert isinstance(color, CategoricalColumn) and color.categories == ("a", "b", "c")
     assert color.counts == (14, 13, 13)
     assert result.warnings == ("column 'empty': all 40 rows are null; left out of the baseline",)
+    assert b.ignored == (IgnoredColumn("id", "excluded"), IgnoredColumn("empty", "all_null"))  # in the data's order
     report = format_report(result.report).splitlines()
     assert report[0].split() == ["column", "role", "type", "rows", "nulls", "bins", "why"]
     assert report[2].split() == ["color", "feature", "categorical", "40", "0", "4", "non-numeric", "value", '"a"']
@@ -185,20 +186,32 @@ def test_partitions_built_on_the_same_edges_merge_to_the_whole(tmp_path: Path) -
     rng = np.random.default_rng(5)
     rows = [[f"{v:.4f}", rng.choice(["a", "b", "c", "d"]), "" if i % 9 == 0 else i % 3] for i, v in
             enumerate(rng.normal(size=3000))]
-    whole = build([write_csv(tmp_path / "all.csv", ["x", "c", "k"], rows)], top_k=3).baseline
+    rows = [[*row, f"id{i}"] for i, row in enumerate(rows)]
+    whole = build([write_csv(tmp_path / "all.csv", ["x", "c", "k", "id"], rows)], top_k=3, exclude=("id",)).baseline
+    assert whole.ignored == (IgnoredColumn("id", "excluded"),)
     ref_path = tmp_path / "ref.json"
     save_baseline(whole, ref_path)
     ref = load_baseline(ref_path)
-    parts = [build([write_csv(tmp_path / f"p{i}.csv", ["x", "c", "k"], rows[i::3])], like=ref).baseline
+    parts = [build([write_csv(tmp_path / f"p{i}.csv", ["x", "c", "k", "id"], rows[i::3])], like=ref).baseline
              for i in range(3)]
     merged = merge_all(parts)
     assert merged.source.rows == 3000
+    assert all(part.ignored == whole.ignored for part in parts) and merged.ignored == whole.ignored
     for a, b in zip(merged.columns, whole.columns):
         assert (a.name, a.count, a.null_count, a.counts_array.tolist()) == (b.name, b.count, b.null_count,
                                                                             b.counts_array.tolist())
         if isinstance(a, NumericColumn) and isinstance(b, NumericColumn):
             assert (a.min, a.max, a.edges, a.psi_groups) == (b.min, b.max, b.edges, b.psi_groups)
             assert a.mean == pytest.approx(b.mean, rel=1e-9) and a.std == pytest.approx(b.std, rel=1e-9)
+
+
+def test_merge_keeps_the_ignored_columns_of_every_partition(tmp_path: Path) -> None:
+    a = build([write_csv(tmp_path / "a.csv", ["x", "id", "n"], [[1, "a", ""], [2, "b", ""]])], exclude=("id",))
+    b = build([write_csv(tmp_path / "b.csv", ["x", "ts"], [[3, 1], [4, 2]])], exclude=("ts",), like=a.baseline)
+    assert b.baseline.ignored == a.baseline.ignored  # --edges-from: the reference's
+    other = replace(b.baseline, ignored=(IgnoredColumn("ts", "excluded"), IgnoredColumn("n", "excluded")))
+    assert merge_all([a.baseline, other]).ignored == (
+        IgnoredColumn("id", "excluded"), IgnoredColumn("n", "all_null"), IgnoredColumn("ts", "excluded"))
 
 
 def test_merge_refuses_different_edges(tmp_path: Path) -> None:

@@ -47,6 +47,15 @@ def test_build_writes_a_sealed_baseline_and_reports(tmp_path: Path) -> None:
     assert lines[-1].startswith(f"{out}: 4 columns, 100 rows; reference performance: accuracy 0.")
 
 
+def test_build_names_the_columns_it_leaves_out(tmp_path: Path) -> None:
+    out = tmp_path / "baseline.json"
+    code, err = run("baseline", "build", str(data(tmp_path)), "-o", str(out), "--exclude", "color")
+    assert code == 0, err
+    assert err.splitlines()[-1] == f"{out}: 3 columns, 100 rows; ignored: color (excluded)"
+    doc = json.loads(out.read_text())
+    assert doc["format_version"] == 2 and doc["ignored_columns"] == [{"name": "color", "reason": "excluded"}]
+
+
 def test_merge_adds_partitions_and_seals(tmp_path: Path) -> None:
     ref = tmp_path / "ref.json"
     assert run("baseline", "build", str(data(tmp_path)), "-o", str(ref))[0] == 0

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import pytest
 
 from exporter.baseline import BaselineError, NumericColumn, dumps, load_baseline, parse_baseline
-from exporter.baseline.format import content_sha256, derive_psi_groups, to_dict
+from exporter.baseline.format import IgnoredColumn, content_sha256, derive_psi_groups, to_dict
 from exporter.baseline.schema import SCHEMA, first_error
 
 
@@ -33,6 +33,7 @@ def valid_doc() -> dict[str, Any]:
             {"name": "label", "role": "label", "type": "categorical", "count": 10, "null_count": 0,
              "categories": ["0", "1"], "counts": [5, 5], "other_count": 0},
         ],
+        "ignored_columns": [{"name": "customer_id", "reason": "excluded"}, {"name": "notes", "reason": "all_null"}],
     }
     doc["sha256"] = content_sha256(doc)
     return doc
@@ -53,6 +54,7 @@ def test_valid_document_loads(tmp_path: Path) -> None:
     assert b.column("color").counts_array.tolist() == [6, 3, 1]
     assert b.performance == {"accuracy": 0.9}
     assert [c.name for c in b.by_role("label")] == ["label"]
+    assert b.ignored == (IgnoredColumn("customer_id", "excluded"), IgnoredColumn("notes", "all_null"))
 
 
 def test_round_trip_is_identical(tmp_path: Path) -> None:
@@ -100,7 +102,14 @@ INVALID = [
     (_set("created", "2024-13-01T00:00:00Z"),
      'created: expected an ISO-8601 UTC time like 2024-05-01T12:00:00Z, got "2024-13-01T00:00:00Z"'),
     (_set("extra", 1), "extra: unknown field (expected one of: format_version, created, source, sha256, "
-                       "performance, columns)"),
+                       "performance, columns, ignored_columns)"),
+    (_set("ignored_columns.0.reason", "dropped"),
+     'ignored_columns[0].reason: expected one of "excluded", "all_null", got "dropped"'),
+    (_drop("ignored_columns.1.reason"), "ignored_columns[1].reason: required field is missing"),
+    (_set("ignored_columns.1.name", "customer_id"),
+     'ignored_columns[1].name: duplicate name "customer_id" (also ignored_columns[0])'),
+    (_set("ignored_columns.1.name", "color"), 'ignored_columns[1].name: "color" is a column of the baseline (columns[1])'),
+    (_set("ignored_columns.0.why", "id"), "ignored_columns[0].why: unknown field (expected one of: name, reason)"),
     (_set("source.rows", -1), "source.rows: expected a value >= 0, got -1"),
     (_set("performance.accuracy", "high"), 'performance.accuracy: expected a number, got "high"'),
     (_set("columns.1.role", "target"),
@@ -195,6 +204,7 @@ def v1_doc() -> dict[str, Any]:
     """valid_doc() as format_version 1 wrote it: the last fine bin [70, +inf) held the max and whatever lay above."""
     doc = valid_doc()
     doc["format_version"] = 1
+    del doc["ignored_columns"]
     age = doc["columns"][0]
     age["edges"], age["counts"], age["psi_groups"] = [18.0, 30.0, 45.0, 70.0], [0, 3, 3, 2, 1], [0, 2, 3]
     doc["sha256"] = content_sha256({k: v for k, v in doc.items() if k != "sha256"})
@@ -210,6 +220,7 @@ def test_version_1_files_are_read_with_an_above_bin(tmp_path: Path) -> None:
     assert age.psi_groups == (0, 1, 2, 3, 5)  # version 1's groups, with below and above split off
     assert b.sha256 == doc["sha256"]  # the file's own hash: what model_baseline_info reports
     assert b.format_version == 2 and b.columns[1:] == load_baseline(write(tmp_path, valid_doc())).columns[1:]
+    assert b.ignored == ()
     resealed = load_baseline(write(tmp_path, dumps(b)))  # written again, it is a version 2 file
     assert resealed.columns == b.columns and json.loads(dumps(b))["format_version"] == 2
 
@@ -224,6 +235,8 @@ def test_version_1_files_without_psi_groups_get_the_version_2_rule(tmp_path: Pat
 
 @pytest.mark.parametrize(("edit", "message"), [
     (_set("columns.0.counts", [0, 3, 3, 3, 0, 0]), "columns[0].counts: expected 5 values (len(edges) + 1), got 6"),
+    (_set("ignored_columns", []), "ignored_columns: unknown field (expected one of: format_version, created, "
+                                  "source, sha256, performance, columns)"),
     (_set("columns.0.edges", [18.0]), "columns[0].counts: expected 2 values (len(edges) + 1), got 5"),
 ])
 def test_version_1_files_are_checked_as_version_1(tmp_path: Path, edit: Callable[[dict[str, Any]], None],
