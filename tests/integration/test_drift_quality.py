@@ -258,6 +258,9 @@ def test_malformed_burst_moves_exactly_the_right_counters(drift_sidecar: Sidecar
     # ... and the unseen region lands in the fixed "other" bin, under no label of its own
     region_bins = {k[3]: v for k, v in bins.items() if k[2] == "region"}
     assert region_bins.get("__other__") == 2
+    # ... and the ages past the training max in the fixed "above" bin, which every drift method compares
+    age_bins = {k[3]: v for k, v in bins.items() if k[2] == "age" and v}
+    assert age_bins.get("above") == 2 and "below" not in age_bins
     for text in (drift_sidecar.metrics_text(), drift_sidecar.metrics_text(openmetrics=True)):
         for secret in ("central", "zzz", "forty"):
             assert secret not in text, f"{secret!r} became part of /metrics"
