@@ -260,7 +260,7 @@ def _plan(name: str, scan: _Scan | None, rows: int, options: BuildOptions, like:
     if scan.boolean:
         assert scan.booleans is not None
         scan.why = "true/false values"
-        keys = [key for key, n in sorted(zip(("true", "false"), scan.booleans), key=lambda kv: -kv[1]) if n]
+        keys = [key for key, n in sorted(zip(("true", "false"), scan.booleans, strict=True), key=lambda kv: -kv[1]) if n]
         categories = tuple(keys[:options.top_k])
         return CategoricalColumn(name, role, rows, rows - valid, categories, (0,) * len(categories), 0)
     if scan.numeric:

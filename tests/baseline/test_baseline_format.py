@@ -12,7 +12,6 @@ from exporter.baseline import BaselineError, NumericColumn, dumps, load_baseline
 from exporter.baseline.format import IgnoredColumn, content_sha256, derive_psi_groups, to_dict
 from exporter.baseline.schema import SCHEMA, first_error
 
-
 ABOVE_70 = 70.00000000000001  # the next double above the max: the above bin's edge
 
 
