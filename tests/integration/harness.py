@@ -38,11 +38,22 @@ SHARED_CONFIG: dict[str, Any] = {
 SHARED_MODEL = ("iris", "3")  # --model / --model-version of the shared sidecar
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port on 127.0.0.1 that nothing listens on right now and this run has not handed out.
+
+    The kernel may give the same ephemeral port to two binds in a row once the first socket
+    is closed; two such calls for one sidecar's proxy and metrics ports would collide.
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:

@@ -438,9 +438,8 @@ def test_queue_full_drops_analysis_never_requests(sidecar_factory: SidecarFactor
 
 # -- one exchange, one model and version ----------------------------------------------------
 
-# Series that belong to no exchange: the configured model and version, else "unknown" (README).
-NO_EXCHANGE = ("model_requests_in_flight", "model_upstream_up", "model_load_duration_seconds", "model_server_",
-               "model_gpu_")
+# Series that belong to no exchange and no model: the configured model and version, else "unknown" (README).
+NO_EXCHANGE = ("model_requests_in_flight", "model_server_", "model_gpu_")
 
 
 def label_pairs(samples: list[Any], exchange_series: bool = True) -> dict[tuple[str, str], set[str]]:
@@ -493,7 +492,9 @@ def test_without_model_flag_every_series_of_an_exchange_has_the_same_model_and_v
         assert set(pairs) == {(MODEL_NAME, "unknown")}, {pair: sorted(names) for pair, names in pairs.items()}
         for name in ("model_requests_total", "model_request_duration_seconds_count", ROWS, PREDICTION_ROWS,
                      PAYLOAD_ERRORS, "model_upstream_errors_total", "model_drift_score", "model_window_rows",
-                     "model_column_values_total", "model_baseline_info"):
+                     "model_column_values_total", "model_baseline_info",
+                     # the model server's health: one series per model it served, so outage alerts match
+                     "model_upstream_up", "model_load_duration_seconds"):
             assert name in pairs[(MODEL_NAME, "unknown")], name
         # the series without an exchange say what is configured: nothing, so "unknown"
         assert set(label_pairs(samples, exchange_series=False)) == {("unknown", "unknown")}
