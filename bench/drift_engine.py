@@ -39,7 +39,7 @@ from exporter.baseline.format import Baseline, CategoricalColumn, NumericColumn 
 from exporter.baseline.readers import Chunk  # noqa: E402
 from exporter.config import Config  # noqa: E402
 from exporter.drift.statistics import psi  # noqa: E402
-from exporter.pipeline.extract import Extraction  # noqa: E402
+from exporter.events import Extraction  # noqa: E402
 
 NUMERIC, CATEGORICAL = 20, 5
 CATEGORIES = [f"cat{i:02d}" for i in range(12)]

@@ -62,12 +62,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             config = load_config(args)
             logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            from exporter.sidecar import run
+            from exporter.sidecar.startup import run
 
             run(config, (lambda: load_config(args)) if args.config else None)
             return 0
         if args.command == "check-config":
             config = load_config(args)
+            from exporter.worker.checks import load_checked_baseline  # what the worker checks at start
+
+            load_checked_baseline(config)
             print(f"{args.config}: OK (upstream {config.upstream.url}, proxy {config.listen}, "
                   f"metrics {config.metrics_listen}, baseline {config.baseline or 'none'})")
             return 0

@@ -17,10 +17,10 @@ from exporter.baseline.format import save_baseline
 from exporter.baseline.readers import Chunk
 from exporter.config import Config, ModelConfig
 from exporter.labels import LabelPolicy
-from exporter.pipeline.analysis import Analysis
-from exporter.pipeline.event import Event
+from exporter.worker.analysis import Analysis
+from exporter.events import Event
 from exporter.proxy.stats import TrafficStats
-from exporter.reload import Reloader
+from exporter.sidecar.reload import Reloader
 
 JSON = {b"content-type": b"application/json"}
 

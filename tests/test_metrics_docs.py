@@ -12,11 +12,11 @@ from exporter.metrics.exposition import build_registry
 from exporter.analyzers.content import ContentStats
 from exporter.config import Config
 from exporter.collectors.base import Isolated
-from exporter.pipeline.collector import PipelineCollector, PipelineHealth
-from exporter.pipeline.link import WorkerLink
+from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
+from exporter.sidecar.link import WorkerLink
 from exporter.proxy.server import ProxyContext
 from exporter.proxy.stats import TrafficStats
-from exporter.reload import Reloader
+from exporter.sidecar.reload import Reloader
 
 ROOT = Path(__file__).parent.parent
 

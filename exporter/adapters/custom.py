@@ -9,76 +9,12 @@ path is looked up in the body being parsed (with `[*]`: one id per row), else th
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import Any
 
 from exporter.adapters._payload import guarded, header_id, loads, row_ids, sniff_object
 from exporter.adapters._tables import from_instances
 from exporter.adapters.base import Message, PayloadError, Rows
-
-_STEP = re.compile(
-    r"""\.(?P<key>[A-Za-z_$@-][\w$@-]*)        # .key
-      | \[(?P<index>-?[0-9]+)\]                # [0]
-      | \[(?P<star>\*)\]                        # [*]
-      | \[(?P<q>['"])(?P<quoted>(?:(?!(?P=q)).)*)(?P=q)\]  # ['key with.dots']
-    """,
-    re.VERBOSE,
-)
-_ALL = object()  # the [*] step
-
-
-@dataclass(frozen=True)
-class JsonPath:
-    """A compiled path: the steps (keys, indexes, or _ALL) after `$`."""
-
-    text: str
-    steps: tuple[Any, ...]
-
-    @property
-    def wildcard(self) -> bool:
-        return any(step is _ALL for step in self.steps)
-
-    @classmethod
-    def compile(cls, text: str) -> JsonPath:
-        """Parse a path; ValueError names the position and what the subset allows."""
-        if not isinstance(text, str) or not text.startswith("$"):
-            raise ValueError(f"JSON path {text!r} must start with '$' (e.g. '$.instances[*]')")
-        steps: list[Any] = []
-        pos = 1
-        while pos < len(text):
-            m = _STEP.match(text, pos)
-            if m is None:
-                raise ValueError(
-                    f"JSON path {text!r}: cannot read {text[pos:]!r} at position {pos}; "
-                    "allowed steps are .key, ['key'], [n] and [*]")
-            if m["key"] is not None:
-                steps.append(m["key"])
-            elif m["index"] is not None:
-                steps.append(int(m["index"]))
-            elif m["star"] is not None:
-                steps.append(_ALL)
-            else:
-                steps.append(m["quoted"])
-            pos = m.end()
-        return cls(text, tuple(steps))
-
-    def find(self, doc: Any) -> list[Any]:
-        """Every value the path reaches in `doc` (missing keys and indexes reach nothing)."""
-        nodes = [doc]
-        for step in self.steps:
-            out: list[Any] = []
-            for node in nodes:
-                if step is _ALL:
-                    if type(node) is list:
-                        out.extend(node)
-                elif type(step) is int:
-                    if type(node) is list and -len(node) <= step < len(node):
-                        out.append(node[step])
-                elif type(node) is dict and step in node:
-                    out.append(node[step])
-            nodes = out
-        return nodes
+from exporter.jsonpath import JsonPath
 
 
 class CustomAdapter:

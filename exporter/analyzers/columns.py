@@ -25,7 +25,7 @@ from exporter.drift.thresholds import CriticalValues
 from exporter.drift.windows import SlidingCounts
 from exporter.labels import default_labels
 from exporter.metrics.definitions import BY_NAME, family
-from exporter.pipeline.extract import Extraction
+from exporter.events import Extraction
 
 SCHEMA_KINDS = ("missing_column", "unexpected_column", "column_count", "datatype")
 QUALITY = ("values", "missing", "low", "high", "unseen", "type_errors")

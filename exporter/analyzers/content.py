@@ -8,7 +8,7 @@ from prometheus_client.core import Metric
 
 from exporter.adapters import PAYLOAD_ERROR_REASONS
 from exporter.metrics.definitions import family
-from exporter.pipeline.extract import Extraction
+from exporter.events import Extraction
 
 TOKEN_KINDS = ("prompt", "completion")
 SIDES = ("request", "response")

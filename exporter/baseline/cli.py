@@ -7,11 +7,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Callable, TextIO
 
-from exporter.baseline.build import BuildOptions, build_baseline, format_report
-from exporter.baseline.format import DEFAULT_PSI_BINS, BaselineError, save_baseline
-from exporter.baseline.load import load_baseline
-from exporter.baseline.merge import merge_all
-from exporter.baseline.readers import DEFAULT_CHUNK_ROWS, open_source
+from exporter.baseline.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_PSI_BINS
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -67,6 +63,13 @@ def add_baseline_parser(sub: Any) -> None:
 def run_baseline(args: argparse.Namespace, *, stderr: TextIO | None = None,
                  now: datetime | None = None) -> int:
     """Run `baseline build|merge`; 0 on success, 2 with a one-line error on a user mistake."""
+    # imported here, not at the top: registering the command must not load numpy (see __init__)
+    from exporter.baseline.build import BuildOptions, build_baseline, format_report
+    from exporter.baseline.format import BaselineError, save_baseline
+    from exporter.baseline.load import load_baseline
+    from exporter.baseline.merge import merge_all
+    from exporter.baseline.readers import open_source
+
     err = stderr or sys.stderr
     created = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:

@@ -13,11 +13,12 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from exporter.baseline.defaults import DEFAULT_PSI_BINS
+
 FORMAT_VERSION = 2  # what this version writes
 READABLE_VERSIONS = (1, 2)  # version 1 files are read as version 2 (load.upgrade_v1)
 ROLES = ("feature", "prediction", "label")
 TYPES = ("numeric", "categorical")
-DEFAULT_PSI_BINS = 10
 BOOLEAN_KEYS = frozenset({"true", "false"})  # the canonical keys of booleans in every training file and payload
 
 

@@ -15,9 +15,10 @@ from typing import Any, Callable, Iterator, Sequence, TextIO
 
 import numpy as np
 
+from exporter.baseline.defaults import DEFAULT_CHUNK_ROWS
+
 from exporter.baseline.format import BaselineError
 
-DEFAULT_CHUNK_ROWS = 10_000
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
 

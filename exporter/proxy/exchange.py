@@ -11,7 +11,7 @@ import time
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from exporter.pipeline.event import Event
+from exporter.events import Event
 
 if TYPE_CHECKING:
     from exporter.proxy.server import ClientConnection, ProxyContext

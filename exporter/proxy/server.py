@@ -10,11 +10,11 @@ from time import perf_counter
 
 import httptools
 
+from exporter.events import EventSink
 from exporter.proxy.exchange import Exchange
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.stats import TrafficStats, trace_id_from_traceparent
 from exporter.proxy.upstream import HOP_BY_HOP, UpstreamPool
-from exporter.pipeline.link import WorkerLink
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ProxyContext:
     routes: RouteTable
     read_timeout: float
     upstream_host_header: bytes
-    link: WorkerLink | None = None  # None: payload capture is off
+    link: EventSink | None = None  # None: payload capture is off
     capture_routes: frozenset[str] = frozenset()
     capture_headers: frozenset[bytes] = frozenset()
     capture_limit: int = 1 << 20

@@ -15,7 +15,7 @@ from exporter.baseline.build import BuildOptions, build_baseline
 from exporter.baseline.format import Baseline, CategoricalColumn, Column, NumericColumn, Source, above_edge
 from exporter.baseline.readers import Chunk
 from exporter.config import Config, DriftConfig, QualityConfig
-from exporter.pipeline.extract import Extraction
+from exporter.events import Extraction
 
 MODEL = {"model": "unknown", "version": "unknown"}  # Config()'s model labels
 

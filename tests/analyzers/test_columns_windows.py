@@ -11,7 +11,7 @@ from columns_support import Scrape, baseline, built_baseline, categorical, confi
 from exporter.analyzers.columns import ColumnMonitor, coarse_bin_labels
 from exporter.baseline.build import BuildOptions, build_baseline
 from exporter.baseline.readers import open_source
-from exporter.pipeline.extract import Extraction
+from exporter.events import Extraction
 
 
 def test_window_ratios_of_missing_and_out_of_range_values() -> None:

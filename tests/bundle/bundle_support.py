@@ -98,7 +98,7 @@ def sidecar_sources(args: Sequence[str]) -> list[Any]:
     process can be found: resources.pid/match, or an upstream on loopback (the listener).
     """
     from exporter.config import Config, apply_flags
-    from exporter.sidecar import resource_sources
+    from exporter.sidecar.startup import resource_sources
 
     assert args[0] == "run", args
     flags = {}

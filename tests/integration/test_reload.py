@@ -238,3 +238,34 @@ def test_reloaded_capture_limit_takes_effect(sidecar_factory: SidecarFactory, mo
 
     seen = wait_until(outcome, timeout=ANALYSIS_TIMEOUT_S)
     assert seen == (body_rows, 1), f"(income values, body_too_large drops) = {seen}: the new limit is not in force"
+
+
+def test_run_and_check_config_refuse_a_setting_that_does_not_fit_the_baseline(
+        tmp_path: Path, baselines: tuple[Path, Path], model_server: AppServer) -> None:
+    """The baseline checks run in the worker at start: `run` exits 2 with check-config's message."""
+    first, _ = baselines
+    config = base_config(model_server.url, first)
+    config["listen"], config["metrics_listen"] = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    config["drift"]["columns"] = {"no_such_column": {"method": "psi"}}
+    path = tmp_path / "cfg.yml"
+    path.write_text(yaml.safe_dump(config))
+    checked = run_cli("check-config", str(path))
+    ran = run_cli("run", "--config", str(path), timeout=60)
+    message = "drift.columns.no_such_column: the baseline has no feature or prediction column 'no_such_column'"
+    assert checked.returncode == 2 and message in checked.stderr, checked.stderr
+    assert ran.returncode == 2 and message in ran.stderr, ran.stderr
+
+
+def test_the_proxy_process_maps_no_numpy_or_scipy(sidecar_factory: SidecarFactory, model_server: AppServer,
+                                                  baselines: tuple[Path, Path]) -> None:
+    """With a baseline and traffic analysed, numpy and scipy live in the worker only."""
+    import psutil
+
+    first, _ = baselines
+    sidecar = sidecar_factory(upstream=None, config=base_config(model_server.url, first))
+    sidecar.wait_analysis()
+    workers = psutil.Process(sidecar.proc.pid).children()
+    assert len(workers) == 1
+    assert "numpy" in Path(f"/proc/{workers[0].pid}/maps").read_text()  # the check can see it where it is
+    maps = Path(f"/proc/{sidecar.proc.pid}/maps").read_text()
+    assert "numpy" not in maps and "scipy" not in maps

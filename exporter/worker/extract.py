@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 from exporter.adapters import BY_NAME, Adapter, CustomAdapter, Message, PayloadError, Rows, decode_body, detect
 from exporter.config import Config
-from exporter.pipeline.event import Event
+from exporter.events import Event, Extraction
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class Extraction:
-    model: str  # the exchange's label values, as the proxy decided them (Event.model/.version)
-    version: str
-    features: Rows | None = None
-    predictions: Rows | None = None
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (side, reason)
 
 
 def _headers(raw: dict[bytes, bytes], id_header: bytes) -> dict[str, str]:

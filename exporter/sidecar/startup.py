@@ -9,22 +9,23 @@ import signal
 import time
 from typing import Callable
 
-from exporter.admin import AdminServer, make_admin_router
+from exporter.sidecar.admin import make_admin_router
+from exporter.sidecar.http import AdminServer
 from exporter.collectors.base import Isolated, Source
 from exporter.collectors.gpu import GPUCollector, load_nvml
 from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_listener
 from exporter.config import Config
-from exporter.health import UpstreamProbe
+from exporter.sidecar.health import UpstreamProbe
 from exporter.labels import LabelPolicy, default_labels
 from exporter.metrics.exposition import build_registry, render
-from exporter.pipeline.collector import PipelineCollector, PipelineHealth
-from exporter.pipeline.event import REQUEST_HEADERS
-from exporter.pipeline.link import WorkerLink
+from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
+from exporter.events import REQUEST_HEADERS
+from exporter.sidecar.link import WorkerLink
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
-from exporter.reload import Reloader
+from exporter.sidecar.reload import Reloader
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from prometheus_client.core import Metric
 
 from exporter.config import Config, ConfigError
 from exporter.metrics.definitions import family
-from exporter.health import UpstreamProbe
+from exporter.sidecar.health import UpstreamProbe
 from exporter.labels import LabelPolicy
-from exporter.pipeline.event import REQUEST_HEADERS
-from exporter.pipeline.link import WorkerLink
+from exporter.events import REQUEST_HEADERS
+from exporter.sidecar.link import WorkerLink
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ProxyContext
 

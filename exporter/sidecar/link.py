@@ -17,9 +17,9 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from exporter.config import Config
-from exporter.pipeline.event import DROP_REASONS, Event
-from exporter.pipeline.framing import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
+from exporter.config import Config, ConfigError
+from exporter.events import DROP_REASONS, Event
+from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class WorkerLink(asyncio.Protocol):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "exporter.pipeline.worker", str(child.fileno())],
+                [sys.executable, "-m", "exporter.worker", str(child.fileno())],
                 pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
@@ -105,8 +105,8 @@ class WorkerLink(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         await loop.create_unix_connection(lambda: self, sock=parent)
         error = await self.reload(self.config)
-        if error:
-            raise RuntimeError(f"analysis worker rejected the config: {error}")
+        if error:  # the checks that need the baseline run in the worker: its verdict is the config's
+            raise ConfigError(error)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

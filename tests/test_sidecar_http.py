@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from exporter import admin
-from exporter.admin import AdminServer, make_admin_router
-from exporter.health import get_status
+from exporter.sidecar import http as admin
+from exporter.sidecar.admin import make_admin_router
+from exporter.sidecar.http import AdminServer
+from exporter.sidecar.health import get_status
 
 HOST = "127.0.0.1"
 

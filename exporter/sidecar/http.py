@@ -1,7 +1,7 @@
-"""The metrics port: /metrics, /-/healthy, /-/ready, POST /-/reload. Never shared with proxied traffic.
+"""The metrics port's HTTP/1.1 server: routes, limits, keep-alive.
 
-A small HTTP/1.1 server on httptools (the parser the proxy already uses) rather than a web
-framework: the proxy process stays lean, and every limit here is explicit.
+A small server on httptools (the parser the proxy already uses) rather than a web framework:
+the proxy process stays lean, and every limit here is explicit.
 """
 
 from __future__ import annotations
@@ -222,59 +222,3 @@ class AdminServer:
         if self.server is not None:
             await self.server.wait_closed()
 
-
-INDEX = b"""<html><head><title>model-exporter</title></head><body>
-<h1>model-exporter</h1><ul>
-<li><a href="/metrics">/metrics</a></li><li><a href="/-/healthy">/-/healthy</a></li>
-<li><a href="/-/ready">/-/ready</a></li></ul></body></html>
-"""
-
-# A browser can send these cross-origin without a CORS preflight: a state-changing endpoint
-# that accepted them could be triggered by any web page the operator visits.
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
-
-
-def refuses_form(request: Request) -> Response | None:
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type in FORM_TYPES:
-        return text(415, f"{content_type} is not accepted here (a browser form could send it cross-origin)\n")
-    return None
-
-
-def make_admin_router(render_metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]],
-                      ready: Callable[[], tuple[bool, str]],
-                      reload: Callable[[], Awaitable[str | None]] | None) -> Router:
-    """The metrics port's endpoints, given how to render, how to tell readiness and how to reload."""
-    router = Router()
-
-    async def metrics(request: Request) -> Response:
-        body, content_type = await render_metrics(request.headers.get("accept"))
-        return Response(200, body, content_type)
-
-    async def healthy(request: Request) -> Response:
-        return text(200, "OK\n")
-
-    async def readiness(request: Request) -> Response:
-        ok, why = ready()
-        return text(200, "ready\n") if ok else text(503, f"model server not ready: {why}\n")
-
-    async def do_reload(request: Request) -> Response:
-        refused = refuses_form(request)
-        if refused is not None:
-            return refused
-        if reload is None:
-            return text(501, "reload is not available\n")
-        error = await reload()
-        if error is None:
-            return text(200, "configuration reloaded\n")
-        return text(400, f"reload failed, previous configuration kept: {error}\n")
-
-    async def index(request: Request) -> Response:
-        return Response(200, INDEX, "text/html; charset=utf-8")
-
-    router.add("GET", "/metrics", metrics)
-    router.add("GET", "/-/healthy", healthy)
-    router.add("GET", "/-/ready", readiness)
-    router.add("POST", "/-/reload", do_reload)
-    router.add("GET", "/", index)
-    return router

@@ -1,6 +1,6 @@
 """The analysis worker process: frames in, analysis, metric families out.
 
-Run by the sidecar as `python -m exporter.pipeline.worker FD`; FD is its end of a socketpair.
+Run by the sidecar as `python -m exporter.worker FD`; FD is its end of a socketpair.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import os
 import socket
 import sys
 
-from exporter.pipeline.analysis import Analysis
-from exporter.pipeline.framing import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
+from exporter.config import ConfigError
+from exporter.worker.analysis import Analysis
+from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
 
-log = logging.getLogger("exporter.pipeline.worker")
+log = logging.getLogger("exporter.worker")
 
 FRAME_ORDER = {RELOAD: 0, COLLECT: 1}
 
@@ -42,8 +43,11 @@ def serve(sock: socket.socket) -> int:
                 request_id, config = payload
                 try:
                     new = Analysis(config, previous=analysis)
-                except ValueError as exc:  # a bad baseline or analysis setting: keep the old one
+                except ConfigError as exc:  # a bad baseline or analysis setting: keep the old one
                     sock.sendall(encode(RELOAD, (request_id, str(exc))))
+                except Exception as exc:  # a bug of ours: say so, keep the old analysis
+                    log.exception("building the analysis for a new configuration failed")
+                    sock.sendall(encode(RELOAD, (request_id, f"analysis worker internal error: {type(exc).__name__}: {exc}")))
                 else:
                     analysis = new
                     sock.sendall(encode(RELOAD, (request_id, None)))

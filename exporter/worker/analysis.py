@@ -9,13 +9,13 @@ from prometheus_client.core import Metric
 
 from exporter.analyzers.columns import ColumnMonitor
 from exporter.analyzers.content import ContentStats
-from exporter.baseline.format import BaselineError
-from exporter.baseline.load import load_baseline
 from exporter.config import Config
 from exporter.labels import default_labels
 from exporter.metrics.definitions import family
-from exporter.pipeline.event import Event
-from exporter.pipeline.extract import Extraction, Extractor
+from exporter.events import Event
+from exporter.events import Extraction
+from exporter.worker.checks import load_checked_baseline
+from exporter.worker.extract import Extractor
 
 
 class Analysis:
@@ -44,11 +44,8 @@ class Analysis:
                 config.model.name, config.model.version):
             self.bound = previous.bound
         self.columns: ColumnMonitor | None = None
-        if config.baseline is not None:
-            try:
-                baseline = load_baseline(config.baseline)
-            except BaselineError as exc:
-                raise ValueError(str(exc)) from None
+        baseline = load_checked_baseline(config)  # ConfigError: the worker answers the reload with it
+        if baseline is not None:
             self.columns = ColumnMonitor(baseline, config, previous.columns if previous is not None else None)
             if self.bound is not None:
                 self.columns.model = list(self.bound)

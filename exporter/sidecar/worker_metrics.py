@@ -7,7 +7,7 @@ from typing import Iterator
 from prometheus_client.core import Metric
 
 from exporter.metrics.definitions import family
-from exporter.pipeline.link import WorkerLink
+from exporter.sidecar.link import WorkerLink
 
 
 class PipelineCollector:

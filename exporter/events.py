@@ -1,0 +1,93 @@
+"""The vocabulary both processes share: the Event a source hands over, the frames on the socket
+between the proxy and the analysis worker, and the Extraction the worker passes to its analyzers.
+
+A leaf: it imports nothing of the package at run time, so the proxy process stays lean.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from exporter.adapters.base import Rows
+
+# Request/response headers the adapters use; nothing else is captured.
+REQUEST_HEADERS = frozenset({b"content-type", b"content-encoding", b"inference-header-content-length"})
+RESPONSE_HEADERS = REQUEST_HEADERS
+
+DROP_REASONS = ("queue_full", "body_too_large", "worker_down")
+
+
+class Event(NamedTuple):
+    """A captured exchange: plain tuples and bytes so a batch pickles at memcpy speed."""
+
+    time: float                         # wall clock at completion
+    route: str
+    target: bytes                       # path and query as sent
+    status: int
+    duration: float
+    request_headers: dict[bytes, bytes]  # lower-cased names, REQUEST_HEADERS and the id header only
+    request_body: bytes
+    response_headers: dict[bytes, bytes]
+    response_body: bytes
+    # the exchange's label values, decided once by the proxy's label policy (exporter/labels.py):
+    # every series the worker derives from this exchange carries them
+    model: str
+    version: str
+
+
+class EventSink(Protocol):
+    """Where a source hands its events: never blocks; what it cannot take it drops and counts."""
+
+    def submit(self, event: Event) -> None: ...
+
+    def drop(self, reason: str) -> None:
+        """Count an exchange left out of analysis before it became an event (one of DROP_REASONS)."""
+
+
+@dataclass(slots=True)
+class Extraction:
+    """What the worker got out of one exchange: rows of features and predictions, or why not."""
+
+    model: str  # the exchange's label values, as the proxy decided them (Event.model/.version)
+    version: str
+    features: Rows | None = None
+    predictions: Rows | None = None
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (side, reason)
+
+
+# ---------------------------------------------------------------- framing: length-prefixed pickles
+HEADER = struct.Struct("!IB")  # payload length, kind
+
+# frame kinds
+EVENTS = 1      # proxy → worker: list[Event]
+COLLECT = 2     # proxy → worker: request id; worker → proxy: (request id, families)
+ACK = 3         # worker → proxy: number of events processed
+RELOAD = 4      # proxy → worker: (request id, settings); worker → proxy: (request id, error or None)
+
+
+def encode(kind: int, payload: Any) -> bytes:
+    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(data), kind) + data
+
+
+class FrameReader:
+    """Incremental decoder: feed bytes, get complete (kind, payload) frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, Any]]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= HEADER.size:
+            length, kind = HEADER.unpack_from(self._buf)
+            end = HEADER.size + length
+            if len(self._buf) < end:
+                break
+            frames.append((kind, pickle.loads(self._buf[HEADER.size:end])))
+            del self._buf[:end]
+        return frames
