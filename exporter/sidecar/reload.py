@@ -13,28 +13,11 @@ from exporter.config import Config, ConfigError
 from exporter.metrics.definitions import family
 from exporter.sidecar.health import UpstreamProbe
 from exporter.labels import LabelPolicy
-from exporter.events import REQUEST_HEADERS
 from exporter.sidecar.link import WorkerLink
-from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ProxyContext
+from exporter.sidecar.settings import ProxySettings, RestartOnly
 
 log = logging.getLogger(__name__)
-
-# Settings fixed at start (sockets, the upstream, histogram layouts, the worker's
-# existence, the resource collectors): a reload that changes one is refused as a whole,
-# never half-applied. Everything else is applied.
-RESTART_ONLY = (
-    "listen", "metrics_listen", "upstream.url", "metrics.duration_buckets", "metrics.size_buckets",
-    "capture.enabled", "resources",
-)
-
-
-def _get(config: Config, dotted: str) -> object:
-    value: object = config
-    for part in dotted.split("."):
-        value = getattr(value, part)
-    return value
-
 
 class Reloader:
     """Holds the config in force and the outcome of the last reload."""
@@ -71,10 +54,9 @@ class Reloader:
             new = self.load()
         except ConfigError as exc:
             return str(exc)
-        for key in RESTART_ONLY:
-            old_value, new_value = _get(self.config, key), _get(new, key)
-            if old_value != new_value:
-                return f"{key}: changed from {old_value} to {new_value}; this needs a restart"
+        restart = RestartOnly.of(new).change_from(RestartOnly.of(self.config))
+        if restart is not None:
+            return restart
         if self.link is not None:
             try:
                 error = await self.link.reload(new)
@@ -88,24 +70,9 @@ class Reloader:
 
     def _apply(self, new: Config) -> None:
         """Swap the proxy-side settings (the worker already has its part)."""
-        ctx, up = self.ctx, new.upstream
         # new exchanges get the new model name/version; names kept so far stay kept
-        ctx.stats.labels = LabelPolicy.from_config(new.model, previous=ctx.stats.labels)
-        ctx.read_timeout = up.read_timeout
-        ctx.pool.connect_timeout = up.connect_timeout
-        ctx.pool.max_connections = up.max_connections
-        routes = RouteTable(new.metrics.routes)
-        ctx.routes = routes
-        if ctx.link is not None:
-            ctx.capture_routes = routes.inference
-            ctx.capture_limit = new.capture.max_body_bytes
-            ctx.capture_headers = REQUEST_HEADERS | {new.capture.id_header.encode("latin-1")}
-            ctx.pool.capture_headers = ctx.capture_headers
-            ctx.pool.capture_limit = ctx.capture_limit
-        if self.probe is not None:
-            self.probe.url = up.url + new.health_path
-            self.probe.interval = up.health.interval
-            self.probe.timeout = up.health.timeout
+        self.ctx.stats.labels = LabelPolicy.from_config(new.model, previous=self.ctx.stats.labels)
+        ProxySettings.of(new).apply(self.ctx, self.probe)
 
     def collect(self) -> Iterator[Metric]:
         ok = family("model_exporter_config_last_reload_successful")

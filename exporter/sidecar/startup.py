@@ -19,13 +19,12 @@ from exporter.sidecar.health import UpstreamProbe
 from exporter.labels import LabelPolicy, default_labels
 from exporter.metrics.exposition import build_registry, render
 from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
-from exporter.events import REQUEST_HEADERS
 from exporter.sidecar.link import WorkerLink
-from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
 from exporter.sidecar.reload import Reloader
+from exporter.sidecar.settings import ProxySettings
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +51,13 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     if config.capture.enabled:
         link = WorkerLink(config)  # started once the ports are up; until then events count as worker_down
         collectors.append(PipelineCollector(link))
-    capture_headers = REQUEST_HEADERS | {config.capture.id_header.encode("latin-1")}
-    pool = UpstreamPool(up.host, up.port, up.max_connections, up.connect_timeout, capture_headers,
-                        config.capture.max_body_bytes)
+    settings = ProxySettings.of(config)
+    pool = UpstreamPool(up.host, up.port, settings.max_connections, settings.connect_timeout)
     host_header = up.url.split("://", 1)[1].encode("latin-1")
-    routes = RouteTable(config.metrics.routes)
-    ctx = ProxyContext(pool=pool, stats=stats, routes=routes, read_timeout=up.read_timeout,
-                       upstream_host_header=host_header, link=link,
-                       capture_routes=routes.inference if link is not None else frozenset(),
-                       capture_headers=capture_headers, capture_limit=config.capture.max_body_bytes)
-    probe = UpstreamProbe(up.url + config.health_path, up.health.interval, up.health.timeout, stats, started)
+    ctx = ProxyContext(pool=pool, stats=stats, routes=settings.routes, read_timeout=settings.read_timeout,
+                       upstream_host_header=host_header, link=link)
+    probe = UpstreamProbe(settings.probe_url, settings.probe_interval, settings.probe_timeout, stats, started)
+    settings.apply(ctx, probe)  # the same function a reload uses
     sources = resource_sources(config)
     if link is not None:
         sources.insert(0, PipelineHealth(link))
