@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import free_port
 from bundle_support import ALERTMANAGER, RULE_TESTS, alert_rules, load_yaml, require_tool
 
 CONFIG = ALERTMANAGER / "alertmanager.yml"
@@ -171,12 +171,6 @@ def test_critical_mutes_warning_of_the_same_alert_model_and_version() -> None:
 # -- inhibitions in a real Alertmanager -------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _http(url: str, body: Any = None) -> Any:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
@@ -207,7 +201,7 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config["receivers"] = [{"name": r["name"]} for r in config["receivers"]]
     (root / "alertmanager.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     for _ in range(3):
-        port = _free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = (root / f"log-{port}.txt").open("wb")
         process = subprocess.Popen([binary, f"--config.file={root / 'alertmanager.yml'}",

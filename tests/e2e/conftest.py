@@ -6,17 +6,11 @@ paths, dashboard loading, external tools) are shared, not copied.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-
-TESTS = Path(__file__).resolve().parents[1]
-for shared in (TESTS / "integration", TESTS / "bundle"):
-    if str(shared) not in sys.path:
-        sys.path.insert(0, str(shared))
 
 from bundle_support import require_tool
 from e2e_stack import Stack, start_stack

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import SHARED_CONFIG, SHARED_MODEL, Sidecar, SidecarFactory, require_binary, start_sidecar
+from bundle_support import require_tool
+from harness import SHARED_CONFIG, SHARED_MODEL, Sidecar, SidecarFactory, start_sidecar
 from stand_in import StandIn
 
 
@@ -49,4 +50,4 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory, stand_in: StandIn) -> Iter
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    return require_binary("promtool")
+    return require_tool("promtool")

@@ -66,16 +66,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, interval: flo
         time.sleep(interval)
 
 
-def require_binary(name: str) -> str:
-    """Path of an external tool; missing is a failure under CI=true, otherwise a skip."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} not found on PATH (Debian: apt-get install prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
 
 # -- HTTP -------------------------------------------------------------------------------
 
