@@ -39,6 +39,7 @@ from exporter.baseline.format import Baseline, CategoricalColumn, NumericColumn 
 from exporter.baseline.readers import Chunk  # noqa: E402
 from exporter.config import Config  # noqa: E402
 from exporter.drift.statistics import psi  # noqa: E402
+from exporter.drift.thresholds import CriticalValues  # noqa: E402
 from exporter.events import Extraction  # noqa: E402
 
 NUMERIC, CATEGORICAL = 20, 5
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     json_rows = args.json_rows if args.json_rows is not None else args.rows // 5
     for variant, rows in (("numpy", args.rows), ("json", json_rows)):
         batches = make_batches(variant, 16, args.batch, args.request_rows, train, args.seed + 1)
-        monitor = ColumnMonitor(baseline, config)
+        monitor = ColumnMonitor(baseline, config, critical=CriticalValues())
         clock = Clock(args.traffic)
         ingest(monitor, batches, 20 * args.batch * args.request_rows, clock)  # warm-up
         list(monitor.collect(clock.now))

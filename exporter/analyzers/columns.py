@@ -126,9 +126,14 @@ def _bin_categorical(col: CategoricalColumn, values: Sequence[Any] | np.ndarray)
 
 
 class ColumnMonitor:
-    """Drift and data quality of every baseline column over rolling windows."""
+    """Drift and data quality of every baseline column over rolling windows.
 
-    def __init__(self, baseline: Baseline, config: Config, previous: ColumnMonitor | None = None) -> None:
+    `critical` computes and caches the no-drift critical values behind model_drift_threshold;
+    the caller owns it (the worker builds the default, tests a cheaper one).
+    """
+
+    def __init__(self, baseline: Baseline, config: Config, previous: ColumnMonitor | None = None, *,
+                 critical: CriticalValues) -> None:
         self.baseline = baseline
         self.drift = config.drift
         self.tolerance = config.quality.range_tolerance
@@ -171,7 +176,7 @@ class ColumnMonitor:
             self.windows = previous.windows  # the same slots with the same bins: windows carry over
         self.window_spec = self.drift.windows
         self.schema_errors = dict.fromkeys(SCHEMA_KINDS, 0) if previous is None else previous.schema_errors
-        self.critical = CriticalValues()
+        self.critical = critical
         self.by_name = {(t.col.role, t.col.name): t for role in ROLES for t in self.columns[role]}
         self.names = {role: {t.col.name for t in self.columns[role]} for role in ROLES}
         # training columns the baseline left out on purpose (--exclude, all null): expected, not schema errors

@@ -10,6 +10,7 @@ from prometheus_client.core import Metric
 from exporter.analyzers.columns import ColumnMonitor
 from exporter.analyzers.content import ContentStats
 from exporter.config import Config
+from exporter.drift.thresholds import CriticalValues
 from exporter.labels import default_labels
 from exporter.metrics.definitions import family
 from exporter.events import Event
@@ -46,7 +47,8 @@ class Analysis:
         self.columns: ColumnMonitor | None = None
         baseline = load_checked_baseline(config)  # ConfigError: the worker answers the reload with it
         if baseline is not None:
-            self.columns = ColumnMonitor(baseline, config, previous.columns if previous is not None else None)
+            self.columns = ColumnMonitor(baseline, config, previous.columns if previous is not None else None,
+                                         critical=CriticalValues())
             if self.bound is not None:
                 self.columns.model = list(self.bound)
 

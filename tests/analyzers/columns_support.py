@@ -15,6 +15,7 @@ from exporter.baseline.build import BuildOptions, build_baseline
 from exporter.baseline.format import Baseline, CategoricalColumn, Column, NumericColumn, Source, above_edge
 from exporter.baseline.readers import Chunk
 from exporter.config import Config, DriftConfig, QualityConfig
+from exporter.drift.thresholds import CriticalValues
 from exporter.events import Extraction
 
 MODEL = {"model": "unknown", "version": "unknown"}  # Config()'s model labels
@@ -40,6 +41,16 @@ def numeric(name: str, role: str = "feature", *, lo: float = 0.0, hi: float = 10
 def categorical(name: str, role: str = "feature", categories: Sequence[str] = ("a", "b"),
                 counts: Sequence[int] = (60, 30), other: int = 10) -> CategoricalColumn:
     return CategoricalColumn(name, role, sum(counts) + other, 0, tuple(categories), tuple(counts), other)
+
+
+def critical_values() -> CriticalValues:
+    """Cheaper critical values for the monitors of these tests.
+
+    Simulated critical values take 50,000 multinomial windows per (column, window size) by default;
+    2,000 keep each test's thresholds well above the practical ones where they must be, in a tenth
+    of the time. The exact values are tested in tests/drift.
+    """
+    return CriticalValues(simulations=2000)
 
 
 def baseline(*columns: Column) -> Baseline:

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from columns_support import Scrape, baseline, categorical, config, ex, features, numeric, rows, small_baseline
+from columns_support import (Scrape, baseline, categorical, config, critical_values, ex, features, numeric, rows,
+                             small_baseline)
 
 from exporter.analyzers.columns import ColumnMonitor
 
@@ -15,7 +16,7 @@ INF = math.inf
 
 
 def monitor(**kw: object) -> ColumnMonitor:
-    return ColumnMonitor(small_baseline(), config(**kw))  # type: ignore[arg-type]
+    return ColumnMonitor(small_baseline(), config(**kw), critical=critical_values())  # type: ignore[arg-type]
 
 
 def quality(s: Scrape, column: str, role: str = "feature") -> dict[str, float | None]:
@@ -131,8 +132,8 @@ def test_unseen_categories_are_counted_and_never_a_label() -> None:
 
 
 def test_numbers_match_categories_by_canonical_spelling() -> None:
-    m = ColumnMonitor(baseline(numeric("x"), numeric("z"), categorical("c", categories=("1", "2.5", "true"),
-                                                                       counts=(40, 30, 20))), config())
+    b = baseline(numeric("x"), numeric("z"), categorical("c", categories=("1", "2.5", "true"), counts=(40, 30, 20)))
+    m = ColumnMonitor(b, config(), critical=critical_values())
     m.update([ex(features(7, c=[1, 1.0, "1.0", 2.5, True, "TRUE", "yes"]))], 0.0)
     q = quality(Scrape(m, 0.0), "c")
     assert (q["unseen"], q["type_errors"]) == (1, 0)  # only "yes" is not a known category ("TRUE" is true)
@@ -271,7 +272,8 @@ def test_every_series_exists_before_any_traffic() -> None:
 
 def test_arrays_of_different_kinds_in_one_batch_keep_their_values() -> None:
     b = baseline(numeric("x"), numeric("z"), categorical("c", categories=("true", "1.5"), counts=(50, 40)))
-    together, apart = ColumnMonitor(b, config()), ColumnMonitor(b, config())
+    together = ColumnMonitor(b, config(), critical=critical_values())
+    apart = ColumnMonitor(b, config(), critical=critical_values())
     payloads = [features(2, c=np.array([True, True])), features(2, c=np.array([1.5, 2.0])),
                 features(1, c=np.array(["true"]))]
     together.update([ex(p) for p in payloads], 0.0)

@@ -78,8 +78,7 @@ batches = st.lists(st.tuples(st.none() | random_rows(), st.none() | random_rows(
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(st.tuples(batches, st.floats(0, 7200)), min_size=1, max_size=2))
 def test_random_rows_never_make_label_values_or_raise(steps: list[tuple[list[Any], float]]) -> None:
-    monitor = ColumnMonitor(BASELINE, config(windows=WINDOWS, min_rows=1))
-    monitor.critical = CRITICAL
+    monitor = ColumnMonitor(BASELINE, config(windows=WINDOWS, min_rows=1), critical=CRITICAL)
     for batch, now in steps:
         monitor.update([ex(f, p) for f, p in batch], now)
         metrics = list(monitor.collect(now))
@@ -108,9 +107,8 @@ def counters(monitor: ColumnMonitor, now: float) -> dict[tuple[str, tuple[tuple[
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(st.tuples(st.none() | random_rows(), st.none() | random_rows()), min_size=2, max_size=5))
 def test_counts_do_not_depend_on_how_payloads_are_batched(batch: list[Any]) -> None:
-    together = ColumnMonitor(BASELINE, config(windows=WINDOWS))
-    apart = ColumnMonitor(BASELINE, config(windows=WINDOWS))
-    together.critical = apart.critical = CRITICAL
+    together = ColumnMonitor(BASELINE, config(windows=WINDOWS), critical=CRITICAL)
+    apart = ColumnMonitor(BASELINE, config(windows=WINDOWS), critical=CRITICAL)
     together.update([ex(f, p) for f, p in batch], 10.0)
     for f, p in batch:
         apart.update([ex(f, p)], 10.0)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from columns_support import Scrape, baseline, built_baseline, categorical, config, ex, features, numeric, rows, small_baseline
+from columns_support import (Scrape, baseline, built_baseline, categorical, config, critical_values, ex, features, numeric,
+                             rows, small_baseline)
 
 from exporter.analyzers.columns import ColumnMonitor, coarse_bin_labels
 from exporter.baseline.build import BuildOptions, build_baseline
@@ -15,7 +16,7 @@ from exporter.events import Extraction
 
 
 def test_window_ratios_of_missing_and_out_of_range_values() -> None:
-    m = ColumnMonitor(small_baseline(), config())
+    m = ColumnMonitor(small_baseline(), config(), critical=critical_values())
     m.update([ex(features(4, x=[None, 1.0, 20.0, -1.0]))], 0.0)
     m.update([ex(features(4, x=[1.0, 2.0, "", 3.0]))], 400.0)  # the first batch has left 5m by now
     s = Scrape(m, 400.0)
@@ -27,13 +28,13 @@ def test_window_ratios_of_missing_and_out_of_range_values() -> None:
 
 
 def test_absent_column_counts_in_the_missing_ratio() -> None:
-    m = ColumnMonitor(small_baseline(), config())
+    m = ColumnMonitor(small_baseline(), config(), critical=critical_values())
     m.update([ex(features(3, c=None)), ex(features(1))], 0.0)
     assert Scrape(m, 0.0).value("model_missing_ratio", role="feature", column="c", window="5m") == pytest.approx(3 / 4)
 
 
 def test_rows_leave_the_5m_window_after_5_minutes_and_stay_in_1h() -> None:
-    m = ColumnMonitor(small_baseline(), config())
+    m = ColumnMonitor(small_baseline(), config(), critical=critical_values())
 
     def rows_in(now: float) -> tuple[float | None, float | None]:
         s = Scrape(m, now)
@@ -56,14 +57,15 @@ def test_rows_leave_the_5m_window_after_5_minutes_and_stay_in_1h() -> None:
 
 
 def test_configured_windows_are_the_only_window_labels() -> None:
-    m = ColumnMonitor(small_baseline(), config(windows=(("short", 60.0), ("1d", 86400.0)), min_rows=1))
+    m = ColumnMonitor(small_baseline(), config(windows=(("short", 60.0), ("1d", 86400.0)), min_rows=1),
+                      critical=critical_values())
     m.update([ex(features(3))], 0.0)
     assert Scrape(m, 0.0).label_values("window") == {"short", "1d"}
     assert Scrape(m, 61.0).value("model_window_rows", window="short") == 0
 
 
 def test_score_only_once_the_window_holds_min_rows() -> None:
-    m = ColumnMonitor(small_baseline(), config(min_rows=50))
+    m = ColumnMonitor(small_baseline(), config(min_rows=50), critical=critical_values())
     m.update([ex(features(49, x=np.linspace(0.5, 9.5, 49)))], 0.0)
     s = Scrape(m, 0.0)
     assert s.samples("model_drift_score") == []
@@ -85,7 +87,7 @@ def trained() -> ColumnMonitor:
     rng = np.random.default_rng(7)
     k = rng.choice(np.array(["red", "green", "blue"]), size=20_000, p=[0.5, 0.3, 0.2])
     b = built_baseline({"f": rng.normal(3.0, 2.0, 20_000), "k": k.tolist()})
-    return ColumnMonitor(b, config())
+    return ColumnMonitor(b, config(), critical=critical_values())
 
 
 def live(seed: int, n: int, shift: float = 0.0, p: tuple[float, float, float] = (0.5, 0.3, 0.2)) -> list[Extraction]:
@@ -95,8 +97,7 @@ def live(seed: int, n: int, shift: float = 0.0, p: tuple[float, float, float] = 
 
 
 def scores(b: ColumnMonitor, batches: list[Extraction], now: float) -> Scrape:
-    m = ColumnMonitor(b.baseline, config())
-    m.critical = b.critical  # critical values depend only on the baseline: share the cache
+    m = ColumnMonitor(b.baseline, config(), critical=b.critical)  # critical values depend only on the baseline: share the cache
     m.update(batches, now)
     return Scrape(m, now)
 
@@ -131,7 +132,7 @@ def test_bin_labels_are_unique_when_edges_agree_in_six_digits() -> None:
     labels = coarse_bin_labels(col)
     assert len(set(labels)) == len(labels) == 6
     assert labels[0] == "below" and labels[-1] == "above" and labels[-2] == "[1.70000003e+09, 1.70000006e+09]"
-    m = ColumnMonitor(baseline(col), config())
+    m = ColumnMonitor(baseline(col), config(), critical=critical_values())
     m.update([ex(rows({"ts": [1.7e9 + 5, 1.7e9 + 15, 1.7e9 + 25, 1.7e9 + 35]}))], 0.0)
     assert [v for _, v in Scrape(m, 0.0).samples("model_column_bin_total")] == [0, 1, 1, 1, 1, 0]
 
@@ -140,9 +141,9 @@ def test_bin_labels_are_unique_when_edges_agree_in_six_digits() -> None:
 
 
 def test_counters_and_windows_survive_a_reload_with_the_same_columns() -> None:
-    old = ColumnMonitor(small_baseline(), config())
+    old = ColumnMonitor(small_baseline(), config(), critical=critical_values())
     old.update([ex(features(3, x=[None, 20.0, 1.0], extra=[0, 0, 0]), rows({"y": [0.1, 0.9, 0.9]}))], 0.0)
-    new = ColumnMonitor(small_baseline(), config(), previous=old)
+    new = ColumnMonitor(small_baseline(), config(), previous=old, critical=critical_values())
     new.update([ex(features(2, x=[None, 1.0]), rows({"y": [0.1, 0.2]}))], 10.0)
     s = Scrape(new, 10.0)
     assert s.value("model_column_missing_total", role="feature", column="x") == 2
@@ -155,11 +156,11 @@ def test_counters_and_windows_survive_a_reload_with_the_same_columns() -> None:
 
 
 def test_reload_with_new_edges_keeps_quality_counters_and_restarts_windows_and_bins() -> None:
-    old = ColumnMonitor(small_baseline(), config())
+    old = ColumnMonitor(small_baseline(), config(), critical=critical_values())
     old.update([ex(features(3, x=[None, 20.0, 1.0]))], 0.0)
     retrained = baseline(numeric("x", edges=(3.0, 6.0, 9.0)), numeric("z"), categorical("c"),
                          numeric("y", "prediction", lo=0.0, hi=1.0, edges=(0.5,), counts=(50, 50)))
-    new = ColumnMonitor(retrained, config(), previous=old)
+    new = ColumnMonitor(retrained, config(), previous=old, critical=critical_values())
     s = Scrape(new, 1.0)
     assert s.value("model_column_missing_total", role="feature", column="x") == 1
     assert s.value("model_column_out_of_range_total", role="feature", column="x", side="high") == 1
@@ -169,9 +170,10 @@ def test_reload_with_new_edges_keeps_quality_counters_and_restarts_windows_and_b
 
 
 def test_reload_with_columns_in_another_order_does_not_mix_window_counts() -> None:
-    old = ColumnMonitor(baseline(numeric("p"), numeric("q")), config())
+    old = ColumnMonitor(baseline(numeric("p"), numeric("q")), config(), critical=critical_values())
     old.update([ex(rows({"p": [None, None], "q": [1.0, 2.0]}))], 0.0)
-    new = ColumnMonitor(baseline(numeric("q"), numeric("p")), config(), previous=old)
+    new = ColumnMonitor(baseline(numeric("q"), numeric("p")), config(), previous=old,
+                        critical=critical_values())
     s = Scrape(new, 1.0)
     assert s.value("model_missing_ratio", role="feature", column="q", window="5m") in (None, 0.0)
     assert s.value("model_column_missing_total", role="feature", column="p") == 2
@@ -185,7 +187,7 @@ def test_training_rows_replayed_live_land_in_the_baseline_bins(tmp_path: Path) -
     path.write_text("\n".join(lines) + "\n")
     result = build_baseline(open_source([str(path)]), BuildOptions(predictions=("score",)), files=(str(path),),
                             created="2024-05-01T12:00:00Z")
-    m = ColumnMonitor(result.baseline, config())
+    m = ColumnMonitor(result.baseline, config(), critical=critical_values())
     for chunk in open_source([str(path)])():  # CSV values are strings: "12.5" parses as a number
         cols = chunk.columns
         m.update([ex(rows({"amount": cols["amount"], "kind": cols["kind"]}), rows({"score": cols["score"]}))], 0.0)

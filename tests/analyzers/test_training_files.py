@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from columns_support import Scrape, config, ex
+from columns_support import Scrape, config, critical_values, ex
 
 from exporter.adapters import Message, Rows, v1, v2
 from exporter.analyzers.columns import ColumnMonitor
@@ -54,7 +54,7 @@ def v2_rows(inputs: list[dict[str, Any]], binary: bytes = b"") -> Rows:
 
 
 def scrape(baseline: Baseline, *payloads: Rows) -> Scrape:
-    m = ColumnMonitor(baseline, config(min_rows=1))
+    m = ColumnMonitor(baseline, config(min_rows=1), critical=critical_values())
     m.update([ex(p) for p in payloads], 0.0)
     return Scrape(m, 0.0)
 
@@ -219,7 +219,7 @@ def test_constant_and_0_1_columns_drift_when_live_values_leave_them(tmp_path: Pa
     path = write_csv(tmp_path / "t.csv", "version,churned\n" + "".join(f"3,{int(i % 4 == 0)}\n" for i in range(400)))
     b = build(path)
     methods = ("psi", "kl", "js", "ks", "wasserstein")
-    m = ColumnMonitor(b, config(min_rows=1, numeric_methods=methods))
+    m = ColumnMonitor(b, config(min_rows=1, numeric_methods=methods), critical=critical_values())
     m.update([ex(v1_rows([{"version": 4, "churned": 7} if i % 2 else {"version": 3, "churned": 0}
                           for i in range(400)]))], 0.0)
     s = Scrape(m, 0.0)
