@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from exporter.proxy.server import ClientConnection, ProxyContext
     from exporter.proxy.upstream import UpstreamConnection
 
+# Why the model server did not answer: the label values of model_upstream_errors_total (in this
+# order) and what the client is told when no part of the response has gone out yet.
 ERROR_STATUS = {
     "refused": (502, b"Bad Gateway", b"model server refused the connection\n"),
     "connect_error": (502, b"Bad Gateway", b"cannot connect to the model server\n"),

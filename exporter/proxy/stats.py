@@ -16,10 +16,11 @@ from prometheus_client.samples import Exemplar
 
 from exporter.labels import OTHER, LabelPolicy
 from exporter.metrics.definitions import family
+from exporter.proxy.exchange import ERROR_STATUS
 
 # Request methods become label values only from this fixed set; anything else is "other".
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
-UPSTREAM_ERROR_REASONS = ("refused", "connect_error", "connect_timeout", "timeout", "reset", "malformed")
+UPSTREAM_ERROR_REASONS = tuple(ERROR_STATUS)  # the reasons are defined once, with the answer each gets
 
 _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
