@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
 
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 from exporter.metrics.docs import readme_section, render
@@ -40,14 +42,18 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     stats.record("/invocations", b"POST", 200, 0.02, 0.01, 100, 200, "4bf92f3577b34da6a3ce929d0e0e4736")
     stats.upstream_error("refused")
     stats.load_duration = 1.5
-    link = WorkerLink(Config())  # not started: its families are set as a scrape would
+    link = WorkerLink(Config())  # not started: its answer is set as a scrape would
     content = ContentStats()
     content.tokens[("m", "1", "prompt")] = 3
-    link.families = list(content.collect("m", "1"))
     link.last_collect_ok = True
+
+    class WorkerPart:  # what the worker renders, collected here so its families can be inspected
+        def collect(self) -> Iterator[Metric]:
+            return content.collect("m", "1")
+
     ctx = ProxyContext(pool=None, stats=stats, routes=None, read_timeout=1.0, upstream_host_header=b"")  # type: ignore[arg-type]
     reloader = Reloader(Config(), None, ctx, None)
-    return build_registry([stats, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader]), stats
+    return build_registry([stats, WorkerPart(), PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader]), stats
 
 
 def test_every_exposed_model_metric_is_defined_with_its_help_and_labels() -> None:

@@ -6,7 +6,8 @@ from typing import Iterable, Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import Metric
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 import exporter
 from exporter.metrics.definitions import family
@@ -35,7 +36,24 @@ def build_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
     return registry
 
 
-def render(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
-    """Exposition body and content type, negotiated from the Accept header."""
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(registry), content_type
+TEXT, OPENMETRICS = "text", "openmetrics"
+_EOF = b"# EOF\n"
+
+
+def negotiate(accept: str | None) -> tuple[str, str]:
+    """(format, content type) for an Accept header: OpenMetrics when asked for, else text 0.0.4."""
+    _, content_type = choose_encoder(accept or "")
+    return (OPENMETRICS, content_type) if content_type.startswith("application/openmetrics-text") else (TEXT, content_type)
+
+
+def encode(collector: Collector | CollectorRegistry, fmt: str) -> bytes:
+    """The exposition of `collector` in `fmt`; OpenMetrics ends with `# EOF`."""
+    encoder = openmetrics_latest if fmt == OPENMETRICS else generate_latest
+    return encoder(collector)  # type: ignore[arg-type]  # any object with collect() will do
+
+
+def join(fmt: str, *parts: bytes) -> bytes:
+    """One exposition from several (the proxy's own and the worker's): one `# EOF`, at the end."""
+    if fmt != OPENMETRICS:
+        return b"".join(parts)
+    return b"".join(p[:-len(_EOF)] if p.endswith(_EOF) else p for p in parts) + _EOF

@@ -15,8 +15,6 @@ import subprocess
 import sys
 from typing import Any
 
-from prometheus_client.core import Metric
-
 from exporter.config import Config, ConfigError
 from exporter.events import DROP_REASONS, Event
 from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
@@ -43,7 +41,7 @@ class WorkerLink(asyncio.Protocol):
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.transport: asyncio.Transport | None = None
         self.process: subprocess.Popen[bytes] | None = None
-        self.families: list[Metric] = []
+        self.exposition: dict[str, bytes] = {}  # the worker's last rendered answer, per format
         self.last_collect_ok = False
         self.last_collect_seconds = 0.0
         self._reader = FrameReader()
@@ -52,8 +50,8 @@ class WorkerLink(asyncio.Protocol):
         self._ids = itertools.count(1)
         self._closing = False
         self._restart: asyncio.TimerHandle | None = None
-        self._collecting: asyncio.Task[Any] | None = None
-        self._families_at: float | None = None
+        self._collecting: dict[str, asyncio.Task[Any]] = {}
+        self._answered_at: float | None = None
 
     # ------------------------------------------------------------ hot path
 
@@ -156,36 +154,37 @@ class WorkerLink(asyncio.Protocol):
         finally:
             self._waiters.pop(request_id, None)
 
-    async def collect(self, timeout: float = SCRAPE_WAIT_SECONDS) -> list[Metric]:
-        """The worker's metric families, waiting at most `timeout`; else the last ones it sent.
+    async def collect(self, fmt: str, timeout: float = SCRAPE_WAIT_SECONDS) -> bytes:
+        """The worker's exposition in `fmt`, waiting at most `timeout`; else the last one it sent.
 
-        One request is in flight at a time and a late answer still lands, so a busy worker
-        costs a scrape some staleness (up to STALE_SECONDS, then collector_success 0), not
-        a timeout.
+        The worker renders it (a large exposition would stall this loop). One request per format
+        is in flight at a time and a late answer still lands, so a busy worker costs a scrape
+        some staleness (up to STALE_SECONDS, then collector_success 0), not a timeout.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if self._collecting is None or self._collecting.done():
+        pending = self._collecting.get(fmt)
+        if pending is None or pending.done():
             if self.transport is None:
                 self.last_collect_ok = False
-                return self.families
-            self._collecting = loop.create_task(self._request(COLLECT, None, STALE_SECONDS))
-            self._collecting.add_done_callback(self._collected)
+                return self.exposition.get(fmt, b"")
+            pending = self._collecting[fmt] = loop.create_task(self._request(COLLECT, fmt, STALE_SECONDS))
+            pending.add_done_callback(lambda task: self._collected(fmt, task))
         try:
-            await asyncio.wait_for(asyncio.shield(self._collecting), timeout)
+            await asyncio.wait_for(asyncio.shield(pending), timeout)
         except (ConnectionError, asyncio.TimeoutError):
             pass
-        self.last_collect_ok = self._families_at is not None and loop.time() - self._families_at <= STALE_SECONDS
+        self.last_collect_ok = self._answered_at is not None and loop.time() - self._answered_at <= STALE_SECONDS
         self.last_collect_seconds = loop.time() - started
-        return self.families
+        return self.exposition.get(fmt, b"")
 
-    def _collected(self, task: asyncio.Task[Any]) -> None:
+    def _collected(self, fmt: str, task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        families = task.result()
-        if families is not None:  # None: the worker has no config yet
-            self.families = families
-            self._families_at = asyncio.get_running_loop().time()
+        text = task.result()
+        if text is not None:  # None: the worker has no config yet
+            self.exposition[fmt] = text
+            self._answered_at = asyncio.get_running_loop().time()
 
     async def reload(self, config: Config, timeout: float = 30.0) -> str | None:
         """Send a new config to the worker; None on success, else its error message."""
@@ -199,8 +198,8 @@ class WorkerLink(asyncio.Protocol):
         self._closing = True
         if self._restart is not None:
             self._restart.cancel()
-        if self._collecting is not None:
-            self._collecting.cancel()
+        for pending in self._collecting.values():
+            pending.cancel()
         self.flush()
         if self.transport is not None:
             self.transport.close()

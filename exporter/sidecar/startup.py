@@ -17,7 +17,7 @@ from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_
 from exporter.config import Config
 from exporter.sidecar.health import UpstreamProbe
 from exporter.labels import LabelPolicy, default_labels
-from exporter.metrics.exposition import build_registry, render
+from exporter.metrics.exposition import build_registry, encode, join, negotiate
 from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
 from exporter.sidecar.link import WorkerLink
 from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
@@ -71,9 +71,10 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         pass
 
     async def render_metrics(accept: str | None) -> tuple[bytes, str]:
-        if link is not None:
-            await link.collect()  # the worker's families, fetched before the registry renders
-        return render(registry, accept)
+        fmt, content_type = negotiate(accept)
+        # the worker's part first: its answer (or its absence) decides collector_success{pipeline}
+        worker = await link.collect(fmt) if link is not None else b""
+        return join(fmt, encode(registry, fmt), worker), content_type
 
     admin = AdminServer(make_admin_router(render_metrics, lambda: (probe.ready, probe.last_error), reloader.reload))
     await admin.start(config.metrics_listen.host, config.metrics_listen.port)

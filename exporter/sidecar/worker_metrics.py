@@ -1,4 +1,8 @@
-"""The main process's view of the pipeline at scrape time: the worker's families plus queue health."""
+"""The proxy process's view of the analysis pipeline at scrape time: queue health and the worker's answer.
+
+The worker's own metrics arrive rendered (sidecar/link.py) and are joined to the exposition
+by the metrics endpoint; these are the proxy-side ones.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,13 @@ from exporter.sidecar.link import WorkerLink
 
 
 class PipelineCollector:
-    """Yields what the last `WorkerLink.collect()` fetched; the fetch itself is async, in /metrics."""
+    """Drops, queue depth and capacity of the link to the worker."""
 
     def __init__(self, link: WorkerLink) -> None:
         self.link = link
 
     def collect(self) -> Iterator[Metric]:
         link = self.link
-        yield from link.families
         dropped = family("model_exporter_events_dropped_total")
         for reason, n in link.dropped.items():
             dropped.add_metric([reason], n)

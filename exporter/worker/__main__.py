@@ -11,6 +11,7 @@ import socket
 import sys
 
 from exporter.config import ConfigError
+from exporter.metrics.exposition import encode as exposition
 from exporter.worker.analysis import Analysis
 from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
 
@@ -35,10 +36,11 @@ def serve(sock: socket.socket) -> int:
                     analysis.process(payload)
                 sock.sendall(encode(ACK, len(payload)))
             elif kind == COLLECT:
-                request_id, _ = payload
+                request_id, fmt = payload
+                # rendered here, not in the proxy: a large exposition would stall the proxy's loop.
                 # None tells the proxy there is nothing to report yet (not "nothing happened")
-                families = list(analysis.collect()) if analysis is not None else None
-                sock.sendall(encode(COLLECT, (request_id, families)))
+                text = exposition(analysis, fmt) if analysis is not None else None
+                sock.sendall(encode(COLLECT, (request_id, text)))
             elif kind == RELOAD:
                 request_id, config = payload
                 try:

@@ -269,3 +269,17 @@ def test_the_proxy_process_maps_no_numpy_or_scipy(sidecar_factory: SidecarFactor
     assert "numpy" in Path(f"/proc/{workers[0].pid}/maps").read_text()  # the check can see it where it is
     maps = Path(f"/proc/{sidecar.proc.pid}/maps").read_text()
     assert "numpy" not in maps and "scipy" not in maps
+
+
+def test_openmetrics_scrape_joins_the_worker_part_before_one_eof(sidecar_factory: SidecarFactory,
+                                                                  model_server: AppServer,
+                                                                  baselines: tuple[Path, Path]) -> None:
+    first, _ = baselines
+    sidecar = sidecar_factory(upstream=None, config=base_config(model_server.url, first))
+    sidecar.wait_analysis()
+    text = sidecar.metrics_text(openmetrics=True)
+    assert text.endswith("# EOF\n") and text.count("# EOF") == 1
+    assert "# TYPE model_column_values counter" in text  # rendered by the worker
+    assert "# TYPE model_requests counter" in text  # rendered by the proxy
+    plain = sidecar.metrics_text()
+    assert "# EOF" not in plain and "model_column_values_total{" in plain

@@ -31,3 +31,13 @@ def test_proxy_settings_derive_capture_and_probe() -> None:
     assert "score" in s.capture_routes and "/v2/models/{model}/infer" in s.capture_routes
     off = ProxySettings.of(from_dict({"upstream": {"url": "http://m:1"}, "capture": {"enabled": False}}))
     assert off.capture_routes == frozenset()
+
+
+def test_expositions_join_with_one_eof() -> None:
+    from exporter.metrics.exposition import OPENMETRICS, TEXT, join, negotiate
+
+    assert negotiate(None)[0] == TEXT
+    assert negotiate("application/openmetrics-text; version=1.0.0")[0] == OPENMETRICS
+    assert join(TEXT, b"a 1\n", b"b 2\n") == b"a 1\nb 2\n"
+    assert join(OPENMETRICS, b"a 1\n# EOF\n", b"b 2\n# EOF\n") == b"a 1\nb 2\n# EOF\n"
+    assert join(OPENMETRICS, b"a 1\n# EOF\n", b"") == b"a 1\n# EOF\n"

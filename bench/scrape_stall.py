@@ -1,0 +1,106 @@
+"""Do scrapes stall proxied traffic? Proxied latency with and without concurrent scrapers, side by side.
+
+Builds a baseline of --columns numeric features (1,000 by default: tens of thousands of series),
+starts the stand-in upstream (proxy_overhead.py) and `python -m exporter run --baseline …`, then
+runs interleaved rounds of the fixed-rate load (--rate req/s over --conns connections) with no
+scraper and with --scrapers threads fetching /metrics back to back. Reports the proxied p50/p99
+of each and the difference. Target: p99 rises by at most 1 ms with 4 scrapers. 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from memory import write_training
+from proxy_overhead import HOST, Procs, free_port, run_load, wait_ready
+
+TARGET_P99_MS = 1.0
+
+
+def scrape_loop(port: int, stop: threading.Event, counts: list[int], sizes: list[int]) -> None:
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    while not stop.is_set():
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read()
+        counts.append(1)
+        sizes.append(len(body))
+    conn.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--columns", type=int, default=1000)
+    parser.add_argument("--scrapers", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=500.0)
+    parser.add_argument("--conns", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
+    procs = Procs(tmp)
+    results: dict[str, list[dict[str, float]]] = {"no scrapers": [], f"{args.scrapers} scrapers": []}
+    scrapes: list[float] = []
+    size = 0
+    try:
+        training = tmp / "training.csv"
+        write_training(training, args.columns, 2000)
+        baseline = tmp / "baseline.json"
+        build = procs.start("baseline", [sys.executable, "-m", "exporter", "baseline", "build", str(training),
+                                         "-o", str(baseline)], None)
+        if build.wait(600) != 0:
+            raise RuntimeError(procs.log_tail("baseline"))
+        up, px, mx = free_port(), free_port(), free_port()
+        me = [sys.executable, str(Path(__file__).resolve().parent / "proxy_overhead.py")]
+        upstream = procs.start("upstream", me + ["--serve-upstream", "--port", str(up), "--delay-ms", "5"], None)
+        wait_ready(procs, upstream, [(up, "/", "GET")], 15)
+        sidecar = procs.start("sidecar", [sys.executable, "-m", "exporter", "run", "--upstream", f"http://{HOST}:{up}",
+                                          "--listen", f"{HOST}:{px}", "--metrics-listen", f"{HOST}:{mx}",
+                                          "--baseline", str(baseline)], None)
+        wait_ready(procs, sidecar, [(mx, "/-/healthy", "GET")], 120)
+        time.sleep(5.0)  # the worker loads the baseline
+        for r in range(args.rounds):
+            for name in results:
+                stop = threading.Event()
+                counts: list[int] = []
+                sizes: list[int] = []
+                threads = [threading.Thread(target=scrape_loop, args=(mx, stop, counts, sizes), daemon=True)
+                           for _ in range(args.scrapers if name != "no scrapers" else 0)]
+                for t in threads:
+                    t.start()
+                res = run_load(px, args.conns, args.rate, 2.0, args.duration)
+                stop.set()
+                for t in threads:
+                    t.join(60)
+                if threads:
+                    scrapes.append(len(counts) / (args.duration + 2.0))
+                    size = max(sizes, default=size)
+                results[name].append(res)
+                print(f"  round {r + 1} {name:11s} p50 {res['p50_ms']:6.2f} p99 {res['p99_ms']:7.2f} ms "
+                      f"errors {res['errors']}" + (f"  {len(counts)} scrapes" if threads else ""), flush=True)
+    finally:
+        procs.stop_all()
+
+    print(f"\n== scrapes vs proxied latency: {args.columns}-column baseline ({size / 1e6:.1f} MB exposition), "
+          f"{args.rate:g} req/s, upstream 5 ms; medians of {args.rounds} interleaved rounds ==")
+    med = {name: {k: statistics.median(r[k] for r in rounds) for k in ("p50_ms", "p99_ms")}
+           for name, rounds in results.items()}
+    for name, m in med.items():
+        print(f"{name:12s} p50 {m['p50_ms']:6.2f} ms   p99 {m['p99_ms']:7.2f} ms")
+    base, loaded = med["no scrapers"], med[f"{args.scrapers} scrapers"]
+    delta = loaded["p99_ms"] - base["p99_ms"]
+    print(f"scrapes/s while loaded: {statistics.median(scrapes) if scrapes else 0:.1f}")
+    print(f"target: p99 rises {delta:+.2f} ms <= {TARGET_P99_MS:g} ms {'PASS' if delta <= TARGET_P99_MS else 'FAIL'}"
+          f" (p50 {loaded['p50_ms'] - base['p50_ms']:+.2f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
