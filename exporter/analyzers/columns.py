@@ -24,7 +24,7 @@ from exporter.drift.methods import METHODS, Reference, check_method, score
 from exporter.drift.thresholds import CriticalValues
 from exporter.drift.windows import SlidingCounts
 from exporter.labels import default_labels
-from exporter.metrics.definitions import BY_NAME, family
+from exporter.metrics.families import Sample, families
 from exporter.events import Extraction
 
 SCHEMA_KINDS = ("missing_column", "unexpected_column", "column_count", "datatype")
@@ -304,74 +304,53 @@ class ColumnMonitor:
     # ------------------------------------------------------------ scrape
 
     def collect(self, now: float) -> Iterator[Metric]:
+        return families(self.samples(now))
+
+    def samples(self, now: float) -> Iterator[Sample]:
+        """Every series at time `now`: the baseline, window rows, each column's counts and scores, schema errors."""
         mv = self.model
-        fam = _Families()
-        fam.get("model_baseline_info").add_metric(
-            [self.baseline.sha256, self.baseline.created, *mv], 1)
-        rows_family = fam.get("model_window_rows")
+        yield "model_baseline_info", [self.baseline.sha256, self.baseline.created, *mv], 1
         totals = {name: window.read(now).copy() for name, window in self.windows.items()}
         for name, total in totals.items():
-            rows_family.add_metric([name, *mv], float(total[-1]))
+            yield "model_window_rows", [name, *mv], float(total[-1])
         for role in ROLES:
             for t in self.columns[role]:
-                self._collect_column(fam, t, totals, mv)
-        errors = fam.get("model_schema_errors_total")
+                yield from self._column_samples(t, totals, mv)
         for kind, n in self.schema_errors.items():
-            errors.add_metric([kind, *mv], n)
-        yield from fam.all()
+            yield "model_schema_errors_total", [kind, *mv], n
 
-    def _collect_column(self, fam: _Families, t: Tracked, totals: dict[str, np.ndarray], mv: list[str]) -> None:
+    def _column_samples(self, t: Tracked, totals: dict[str, np.ndarray], mv: list[str]) -> Iterator[Sample]:
         role, name = t.col.role, t.col.name
         base = t.ref.coarse / t.ref.coarse.sum() if t.ref.coarse.sum() else t.ref.coarse
-        ratio = fam.get("model_column_baseline_ratio")
-        bins = fam.get("model_column_bin_total")
         for label, share, count in zip(t.labels, base, t.coarse_total):
-            ratio.add_metric([role, name, label, *mv], float(share))
-            bins.add_metric([role, name, label, *mv], int(count))
+            yield "model_column_baseline_ratio", [role, name, label, *mv], float(share)
+            yield "model_column_bin_total", [role, name, label, *mv], int(count)
         q = t.quality
         labels = [role, name, *mv]
-        fam.get("model_column_values_total").add_metric(labels, q["values"])
-        fam.get("model_column_missing_total").add_metric(labels, q["missing"])
-        oor = fam.get("model_column_out_of_range_total")
-        oor.add_metric([role, name, "low", *mv], q["low"])
-        oor.add_metric([role, name, "high", *mv], q["high"])
-        fam.get("model_column_type_errors_total").add_metric(labels, q["type_errors"])
+        yield "model_column_values_total", labels, q["values"]
+        yield "model_column_missing_total", labels, q["missing"]
+        yield "model_column_out_of_range_total", [role, name, "low", *mv], q["low"]
+        yield "model_column_out_of_range_total", [role, name, "high", *mv], q["high"]
+        yield "model_column_type_errors_total", labels, q["type_errors"]
         if isinstance(t.col, CategoricalColumn):
-            fam.get("model_column_unseen_total").add_metric(labels, q["unseen"])
+            yield "model_column_unseen_total", labels, q["unseen"]
         for window, total in totals.items():
             slots = total[t.qoffset:t.qoffset + len(QUALITY)]
             seen = int(slots[0])
             if seen:
                 wl = [role, name, window, *mv]
-                fam.get("model_missing_ratio").add_metric(wl, slots[1] / seen)
-                fam.get("model_out_of_range_ratio").add_metric(wl, (slots[2] + slots[3]) / seen)
+                yield "model_missing_ratio", wl, slots[1] / seen
+                yield "model_out_of_range_ratio", wl, (slots[2] + slots[3]) / seen
             fine = total[t.offset:t.offset + t.n_bins]
             n = int(fine.sum())
             for method in t.methods:
                 ml = [role, name, method, window, *mv]
                 practical = t.practical[method]
                 threshold = self.critical.threshold(method, t.ref, n, self.drift.false_alarm_rate, practical) if n else practical
-                fam.get("model_drift_threshold").add_metric(ml, threshold)
+                yield "model_drift_threshold", ml, threshold
                 if n < self.drift.min_rows:
                     continue  # too few rows for a score that means anything
                 result = score(method, t.ref, fine)
-                fam.get("model_drift_score").add_metric(ml, float(result.value))
+                yield "model_drift_score", ml, float(result.value)
                 if result.pvalue is not None:
-                    fam.get("model_drift_pvalue").add_metric(ml, float(result.pvalue))
-
-
-class _Families:
-    """Metric families by name, created on first use, yielded in definition order."""
-
-    def __init__(self) -> None:
-        self.families: dict[str, Metric] = {}
-
-    def get(self, name: str) -> Metric:
-        metric = self.families.get(name)
-        if metric is None:
-            metric = self.families[name] = family(name)
-        return metric
-
-    def all(self) -> Iterator[Metric]:
-        order = list(BY_NAME)
-        return iter(sorted(self.families.values(), key=lambda f: order.index(f.name if f.name in BY_NAME else f.name + "_total")))
+                    yield "model_drift_pvalue", ml, float(result.pvalue)
