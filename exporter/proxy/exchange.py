@@ -44,19 +44,20 @@ class Exchange:
         "request_headers", "response_headers",
     )
 
-    def __init__(self, client: ClientConnection, t0: float) -> None:
+    def __init__(self, client: ClientConnection, t0: float, method: bytes, target: bytes, head: bytes,
+                 http11: bool, keep_alive: bool, chunked: bool, trace_id: str | None,
+                 request_headers: dict[bytes, bytes]) -> None:
+        """Request head parsed: the exchange begins (`t0`: when its first byte was read)."""
         self.client = client
-        self.ctx: ProxyContext = client.ctx
+        ctx = self.ctx = client.ctx
         self.t0 = t0
-        self.method = b""
-        self.target = b""
-        self.route = "other"
-        self.model: str | None = None  # the path's {model} and {version} segments, raw
-        self.version: str | None = None
+        self.method = method
+        self.target = target
+        self.route, self.model, self.version = ctx.routes.match(target)  # model, version: raw path segments
         self.labels: tuple[str, str] | None = None  # (model, version) label values, decided at the end
-        self.trace_id: str | None = None
-        self.head = b""
-        self.chunked_request = False
+        self.trace_id = trace_id
+        self.head = head  # as forwarded: HTTP/1.1, hop-by-hop fields left out, Host added if missing
+        self.chunked_request = chunked
         self.pending: list[bytes] = []  # request bytes not yet written upstream
         self.retry_body: list[bytes] | None = []
         self.retry_size = 0
@@ -69,21 +70,27 @@ class Exchange:
         self.response_size = 0
         self.ttfb: float | None = None
         self.finished = False
-        self.keep_client = True
-        self.client_http11 = True
+        self.keep_client = keep_alive
+        self.client_http11 = http11
         self.last_activity = 0.0
         self.timer: asyncio.TimerHandle | None = None  # only while waiting for a pooled connection
         self.retried = False
-        self.capture: list[bytes] | None = None  # request body kept for analysis (None: not captured)
+        # request body kept for analysis (None: not captured)
+        self.capture: list[bytes] | None = [] if self.route in ctx.capture_routes else None
         self.capture_size = 0
-        self.request_headers: dict[bytes, bytes] = {}
+        self.request_headers = request_headers
         self.response_headers: dict[bytes, bytes] = {}
 
     # ------------------------------------------------------------ request side
 
     def start(self) -> None:
+        """Its turn on the client connection: in flight, and forwarded as soon as a connection is free."""
         self.ctx.stats.in_flight += 1
         self.ctx.pool.acquire(self)
+
+    def discard(self) -> None:
+        """The client connection was refused before this exchange started: never forwarded, never counted."""
+        self.finished = True
 
     def attach(self, conn: UpstreamConnection) -> None:
         """Send the head and any buffered body on a connection from the pool."""
@@ -190,6 +197,10 @@ class Exchange:
         self.response_size = len(body)
         self._finish(code)
 
+    def shutdown(self) -> None:
+        """The proxy is shutting down: answer this exchange, then close the client connection."""
+        self.keep_client = False
+
     def client_gone(self) -> None:
         """The client disconnected before the response was complete: cancel upstream, count 499."""
         if self.finished:
@@ -209,9 +220,10 @@ class Exchange:
         self.timer = None
         self.upstream_failed("connect_timeout")
 
-    def timed_out(self, now: float, read_timeout: float) -> bool:
-        """Whether the model server has been silent too long (checked by the sweeper)."""
-        return self.request_done and self.upstream is not None and now - self.last_activity >= read_timeout
+    def check_timeout(self, now: float, read_timeout: float) -> None:
+        """Timed out: fail with 504 once the whole request went out and the model server stayed silent."""
+        if self.request_done and self.upstream is not None and now - self.last_activity >= read_timeout:
+            self.upstream_failed("timeout")
 
     # ------------------------------------------------------------ completion
 

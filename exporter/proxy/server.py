@@ -58,13 +58,18 @@ class ClientConnection(asyncio.Protocol):
         self.ctx = ctx
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
-        self.current: Exchange | None = None  # the request being parsed
+        self.current: Exchange | None = None  # the request whose body is being read
         self.active: Exchange | None = None  # the request being answered
         self.queue: deque[Exchange] = deque()  # pipelined requests waiting their turn
+        # the request head being parsed
+        self.t0 = 0.0
         self.url = b""
         self.parts: list[bytes] = []
         self.head_bytes = 0
         self.has_host = False
+        self.chunked = False
+        self.trace_id: str | None = None
+        self.captured: dict[bytes, bytes] = {}  # the capture_headers it has
         self.closing = False
         self.paused_for = 0  # bit 1: upstream backpressure, bit 2: pipeline read-ahead
         self.ready: Exchange | None = None  # parsed head, to start once this read is parsed
@@ -147,11 +152,14 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------ httptools request callbacks
 
     def on_message_begin(self) -> None:
-        self.current = Exchange(self, perf_counter())
+        self.t0 = perf_counter()
         self.url = b""
         self.parts = []
         self.head_bytes = 0
         self.has_host = False
+        self.chunked = False
+        self.trace_id = None
+        self.captured = {}
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -169,30 +177,26 @@ class ClientConnection(asyncio.Protocol):
         if lname == b"host":
             self.has_host = True
         elif lname == b"transfer-encoding":
-            self.current.chunked_request = value.lower().rstrip().endswith(b"chunked")  # type: ignore[union-attr]
+            self.chunked = value.lower().rstrip().endswith(b"chunked")
         elif lname == b"traceparent":
-            self.current.trace_id = trace_id_from_traceparent(value)  # type: ignore[union-attr]
+            self.trace_id = trace_id_from_traceparent(value)
         elif lname in self.ctx.capture_headers:
-            self.current.request_headers[lname] = value  # type: ignore[union-attr]
+            self.captured[lname] = value
         self.parts.append(b"%b: %b\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
-        ex = self.current
-        assert ex is not None
         parser = self.parser
         if parser.should_upgrade():
             return  # feed_data raises HttpParserUpgrade next; answered there
         method = parser.get_method()
-        ex.method = method
-        ex.target = self.url
-        ex.route, ex.model, ex.version = self.ctx.routes.match(self.url)
-        ex.client_http11 = parser.get_http_version() == "1.1"
-        ex.keep_client = parser.should_keep_alive()
+        url = self.url
         if not self.has_host:
             self.parts.append(b"Host: %b\r\n" % self.ctx.upstream_host_header)
-        ex.head = b"%b %b HTTP/1.1\r\n%b\r\n" % (method, self.url, b"".join(self.parts))
-        if ex.route in self.ctx.capture_routes:
-            ex.capture = []
+        ex = self.current = Exchange(
+            self, self.t0, method, url, b"%b %b HTTP/1.1\r\n%b\r\n" % (method, url, b"".join(self.parts)),
+            parser.get_http_version() == "1.1", parser.should_keep_alive(), self.chunked, self.trace_id,
+            self.captured,
+        )
         if self.active is None:
             self.active = ex
             self.ready = ex
@@ -231,7 +235,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _reject(self, code: int, phrase: bytes, body: bytes) -> None:
         if self.ready is not None:  # parsed fine, but what followed did not: answer neither
-            self.ready.finished = True
+            self.ready.discard()
             self.active = self.ready = None
         if self.active is None and not self.closing:
             self.ctx.stats.record("other", b"", code, 0.0, None, 0, len(body), None)
@@ -241,12 +245,12 @@ class ClientConnection(asyncio.Protocol):
         self.transport.close()
 
     def shutdown(self) -> None:
-        """Close when idle; an in-flight exchange finishes first (keep_client off)."""
+        """Close when idle; an in-flight exchange finishes first, then the connection closes."""
         if self.active is None:
             self.closing = True
             self.transport.close()
         else:
-            self.active.keep_client = False
+            self.active.shutdown()
             self.queue.clear()
 
 
@@ -258,5 +262,5 @@ async def sweep_timeouts(ctx: ProxyContext) -> None:
         now = perf_counter()
         for conn in list(ctx.connections):
             active = conn.active
-            if active is not None and active.timed_out(now, ctx.read_timeout):
-                active.upstream_failed("timeout")
+            if active is not None:
+                active.check_timeout(now, ctx.read_timeout)
