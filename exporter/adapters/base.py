@@ -62,9 +62,6 @@ class Adapter(Protocol):
 
     name: str  # config value for model.protocol, e.g. "v2"
 
-    def detect(self, request: Message) -> bool:
-        """True if this exchange looks like this protocol (by route first, then body shape)."""
-
     def parse_request(self, request: Message) -> Rows:
         """Feature rows of a request; raises PayloadError."""
 

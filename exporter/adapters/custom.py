@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.adapters._payload import guarded, header_id, loads, row_ids, sniff_object
+from exporter.adapters._payload import guarded, header_id, loads, row_ids
 from exporter.adapters._tables import from_instances
 from exporter.adapters.base import Message, PayloadError, Rows
 from exporter.jsonpath import JsonPath
@@ -26,10 +26,6 @@ class CustomAdapter:
         self.features = JsonPath.compile(features)
         self.predictions = JsonPath.compile(predictions) if predictions is not None else None
         self.id_path = JsonPath.compile(id_path) if id_path is not None else None
-
-    def detect(self, request: Message) -> bool:
-        doc = sniff_object(request.body)
-        return doc is not None and bool(self.features.find(doc))
 
     def _rows(self, path: JsonPath, doc: Any, what: str) -> Rows:
         found = path.find(doc)

@@ -102,9 +102,6 @@ class MlflowAdapter:
         doc = sniff_object(request.body)
         return doc is not None and ("dataframe_split" in doc or "dataframe_records" in doc)
 
-    def detect(self, request: Message) -> bool:
-        return self.match_route(request) or self.match_body(request)
-
     @guarded
     def parse_request(self, request: Message) -> Rows:
         rows = _csv(request.body) if _is_csv(request) else _request_rows(loads(request.body))

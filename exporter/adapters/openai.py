@@ -142,9 +142,6 @@ class OpenAIAdapter:
         return doc is not None and type(doc.get("model")) is str and (
             type(doc.get("messages")) is list or "prompt" in doc)
 
-    def detect(self, request: Message) -> bool:
-        return self.match_route(request) or self.match_body(request)
-
     @guarded
     def parse_request(self, request: Message) -> Rows:
         doc = loads_object(request.body)

@@ -90,9 +90,6 @@ class SeldonAdapter:
         data = doc.get("data")
         return (type(data) is dict and ("ndarray" in data or "tensor" in data)) or "jsonData" in doc
 
-    def detect(self, request: Message) -> bool:
-        return self.match_route(request) or self.match_body(request)
-
     @guarded
     def parse_request(self, request: Message) -> Rows:
         doc = loads_object(request.body)

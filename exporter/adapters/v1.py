@@ -44,9 +44,6 @@ class V1Adapter:
         doc = sniff_object(request.body)
         return doc is not None and (type(doc.get("instances")) is list or type(doc.get("inputs")) in (dict, list))
 
-    def detect(self, request: Message) -> bool:
-        return self.match_route(request) or self.match_body(request)
-
     @guarded
     def parse_request(self, request: Message) -> Rows:
         rows = rows_of(loads_object(request.body), "instances", "inputs")

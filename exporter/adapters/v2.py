@@ -134,9 +134,6 @@ class V2Adapter:
         inputs = doc.get("inputs") if doc else None
         return type(inputs) is list and any(type(t) is dict and "datatype" in t for t in inputs)
 
-    def detect(self, request: Message) -> bool:
-        return self.match_route(request) or self.match_body(request)
-
     @guarded
     def parse_request(self, request: Message) -> Rows:
         doc, binary = _split(request)

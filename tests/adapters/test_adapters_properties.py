@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from adapters_support import body_bytes, golden_cases, outcome
-from exporter.adapters import ADAPTERS, decode_body
+from exporter.adapters import ADAPTERS, decode_body, detect
 from exporter.adapters.base import PAYLOAD_ERROR_REASONS, Message, PayloadError
 from exporter.adapters.custom import CustomAdapter
 from exporter.adapters.v2 import HEADER_LENGTH
@@ -44,11 +44,14 @@ headers = st.fixed_dictionaries({}, optional={
 def run_all(path: str, hdrs: dict[str, str], request_body: bytes, response_body: bytes) -> None:
     request = Message(path, path, hdrs, request_body)
     response = Message(path, path, hdrs, response_body)
+    for builtin in ADAPTERS:
+        for check in (builtin.match_route, builtin.match_body):
+            try:
+                check(request)
+            except Exception as exc:  # detection must never raise
+                raise AssertionError(f"{builtin.name}.{check.__name__} raised {exc!r}") from exc
+    detect(request)
     for adapter in ALL:
-        try:
-            adapter.detect(request)
-        except Exception as exc:  # detection must never raise
-            raise AssertionError(f"{adapter.name}.detect raised {exc!r}") from exc
         outcome(adapter.parse_request, request)
         outcome(adapter.parse_response, request, response)
 
