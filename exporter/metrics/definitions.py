@@ -84,6 +84,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d("model_exporter_build_info", "gauge", "Build information of model-exporter; always 1.", ("version",), model_level=False, family="exporter"),
     _d("model_exporter_events_dropped_total", "counter", "Exchanges left out of payload analysis (never out of the proxied traffic), by reason.", ("reason",), model_level=False, family="exporter"),
     _d("model_exporter_queue_depth", "gauge", "Exchanges waiting for the analysis worker.", model_level=False, family="exporter"),
+    _d("model_exporter_worker_restarts_total", "counter", "Times the analysis worker exited (or was stopped as stuck) and was started again; its windows start empty.", model_level=False, family="exporter"),
     _d("model_exporter_queue_capacity", "gauge", "Exchanges the analysis queue holds before it drops (capture.queue_size).", model_level=False, family="exporter"),
     _d("model_exporter_label_overflow_total", "counter", "Exchanges whose model name (label=model) or version (label=version) from the request path became the label value other because model.max_names values were already kept (README: Model and version labels).", ("label",), model_level=False, family="exporter"),
     _d("model_exporter_collector_success", "gauge", "1 if the collector produced its metrics at the last scrape, else 0.", ("collector",), model_level=False, family="exporter"),

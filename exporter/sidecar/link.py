@@ -27,6 +27,7 @@ RESTART_SECONDS = 1.0
 MAX_BUFFERED_BYTES = 64 << 20  # socket write buffer cap, whatever the event count
 SCRAPE_WAIT_SECONDS = 1.0  # a scrape waits this long for fresh analysis metrics
 STALE_SECONDS = 30.0  # older than this, the analysis metrics count as failed
+RELOAD_SECONDS = 15.0  # a worker that takes longer to apply a config is stuck
 
 
 class WorkerLink(asyncio.Protocol):
@@ -44,6 +45,7 @@ class WorkerLink(asyncio.Protocol):
         self.exposition: dict[str, bytes] = {}  # the worker's last rendered answer, per format
         self.last_collect_ok = False
         self.last_collect_seconds = 0.0
+        self.restarts = 0  # times the worker exited and was started again
         self._reader = FrameReader()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._waiters: dict[int, asyncio.Future[Any]] = {}
@@ -130,6 +132,7 @@ class WorkerLink(asyncio.Protocol):
         if self._closing:
             return
         code = self.process.poll() if self.process else None
+        self.restarts += 1
         log.error("analysis worker exited (code %s); restarting in %.0fs; events are dropped meanwhile",
                   code, RESTART_SECONDS)
         self._restart = asyncio.get_running_loop().call_later(RESTART_SECONDS, self._spawn_again)
@@ -186,9 +189,20 @@ class WorkerLink(asyncio.Protocol):
             self.exposition[fmt] = text
             self._answered_at = asyncio.get_running_loop().time()
 
-    async def reload(self, config: Config, timeout: float = 30.0) -> str | None:
-        """Send a new config to the worker; None on success, else its error message."""
-        error: str | None = await self._request(RELOAD, config, timeout)
+    async def reload(self, config: Config, timeout: float = RELOAD_SECONDS) -> str | None:
+        """Send a new config to the worker; None on success, else its error message.
+
+        A worker that does not answer within `timeout` is stuck (a baseline read that hangs):
+        it is killed and restarted with the config in force, and the reload fails.
+        """
+        try:
+            error: str | None = await self._request(RELOAD, config, timeout)
+        except asyncio.TimeoutError:
+            if self.process is not None and self.process.poll() is None:
+                log.error("analysis worker did not apply a configuration within %.0fs: restarting it with the "
+                          "previous one", timeout)
+                self.process.kill()
+            raise
         if error is None:
             self.config = config
             self.max_queue = config.capture.queue_size

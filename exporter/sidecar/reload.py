@@ -19,6 +19,8 @@ from exporter.sidecar.settings import ProxySettings, RestartOnly
 
 log = logging.getLogger(__name__)
 
+READ_TIMEOUT_SECONDS = 10.0  # reading and parsing the config file
+
 class Reloader:
     """Holds the config in force and the outcome of the last reload."""
 
@@ -51,9 +53,13 @@ class Reloader:
         if self.load is None:
             return "no configuration file to reload (started without --config); flags are fixed at start"
         try:
-            new = self.load()
+            # off the loop and bounded: a config path whose read hangs (a FIFO, a stuck mount)
+            # must not freeze the proxy; the thread is left to finish on its own
+            new = await asyncio.wait_for(asyncio.to_thread(self.load), READ_TIMEOUT_SECONDS)
         except ConfigError as exc:
             return str(exc)
+        except asyncio.TimeoutError:
+            return f"the configuration file could not be read within {READ_TIMEOUT_SECONDS:g}s"
         restart = RestartOnly.of(new).change_from(RestartOnly.of(self.config))
         if restart is not None:
             return restart

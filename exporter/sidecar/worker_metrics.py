@@ -29,6 +29,9 @@ class PipelineCollector:
         depth = family("model_exporter_queue_depth")
         depth.add_metric([], link.queue_depth)
         yield depth
+        restarts = family("model_exporter_worker_restarts_total")
+        restarts.add_metric([], link.restarts)
+        yield restarts
         capacity = family("model_exporter_queue_capacity")
         capacity.add_metric([], link.max_queue)
         yield capacity

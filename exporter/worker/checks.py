@@ -6,6 +6,9 @@ The analysis worker runs them at start and on every reload (so `run` and a reloa
 
 from __future__ import annotations
 
+import os
+import stat
+
 from exporter.baseline.format import Baseline, BaselineError
 from exporter.baseline.load import load_baseline
 from exporter.config import Config, ConfigError
@@ -50,6 +53,12 @@ def load_checked_baseline(config: Config) -> Baseline | None:
     """The config's baseline, loaded and checked against the config; None without one."""
     if config.baseline is None:
         return None
+    try:
+        mode = os.stat(config.baseline).st_mode
+    except OSError as exc:
+        raise ConfigError(f"{config.baseline}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):  # a FIFO or a device would block the read, maybe forever
+        raise ConfigError(f"{config.baseline}: cannot read (not a regular file)")
     try:
         baseline = load_baseline(config.baseline)
     except BaselineError as exc:

@@ -27,6 +27,8 @@ INFER = f"/v2/models/{MODEL_NAME}/infer"
 JSON_HEADERS = (("Content-Type", "application/json"),)
 OK = "model_exporter_config_last_reload_successful"
 OK_TIME = "model_exporter_config_last_reload_success_timestamp_seconds"
+RESTARTS = "model_exporter_worker_restarts_total"
+OK_PIPELINE = "model_exporter_collector_success"
 VALUES = "model_column_values_total"
 DROPPED = "model_exporter_events_dropped_total"
 ANALYSIS_TIMEOUT_S = 20.0
@@ -283,3 +285,41 @@ def test_openmetrics_scrape_joins_the_worker_part_before_one_eof(sidecar_factory
     assert "# TYPE model_requests counter" in text  # rendered by the proxy
     plain = sidecar.metrics_text()
     assert "# EOF" not in plain and "model_column_values_total{" in plain
+
+
+def test_a_reload_that_cannot_read_its_baseline_never_blocks_traffic(
+        sidecar_factory: SidecarFactory, model_server: AppServer, baselines: tuple[Path, Path],
+        tmp_path: Path) -> None:
+    """A FIFO baseline (a read that would hang) fails the reload at once; a stuck worker is restarted."""
+    import os
+    import threading
+
+    first, _ = baselines
+    sidecar = sidecar_factory(upstream=None, config=base_config(model_server.url, first))
+    sidecar.wait_analysis()
+    fifo = tmp_path / "baseline.fifo"
+    os.mkfifo(fifo)
+    rewrite(sidecar, {"baseline": str(fifo)})
+    status, text = reload(sidecar)
+    assert status == 400 and "not a regular file" in text, text
+    assert sidecar.sample(OK) == 0
+
+    # a worker stuck in the middle of a reload (stopped here): traffic and the admin port go on,
+    # the reload fails within its timeout, the worker is restarted with the configuration in force
+    rewrite(sidecar, base_config(model_server.url, first))
+    import psutil
+
+    worker = psutil.Process(sidecar.proc.pid).children()[0]
+    worker.suspend()
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        result=fetch(sidecar.metrics_url + "/-/reload", "POST", b"", timeout=60)), daemon=True)
+    thread.start()
+    for _ in range(10):  # while the reload waits, the proxy and the metrics port answer
+        assert fetch(sidecar.proxy_url + "/v2/health/ready").status == 200
+        assert fetch(sidecar.metrics_url + "/-/healthy").status == 200
+    thread.join(60)
+    status, text = outcome["result"].status, outcome["result"].body.decode()
+    assert status == 400 and "did not take the new configuration" in text, text
+    assert wait_until(lambda: sidecar.sample(RESTARTS) == 1, timeout=20)
+    assert wait_until(lambda: sidecar.sample(OK_PIPELINE, collector="pipeline") == 1, timeout=30)
