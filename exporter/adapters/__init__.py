@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from exporter.adapters import mlflow, openai, seldon, v1, v2
-from exporter.adapters.base import PAYLOAD_ERROR_REASONS, Adapter, Message, PayloadError, Rows
+from exporter.adapters.base import ID_HEADER, PAYLOAD_ERROR_REASONS, Adapter, Message, PayloadError, Rows
 from exporter.adapters.custom import CustomAdapter, JsonPath
 from exporter.adapters.encoding import DEFAULT_LIMIT, decode_body
 
@@ -41,6 +41,6 @@ def detect(request: Message) -> BuiltinAdapter | None:
 
 
 __all__ = [
-    "ADAPTERS", "BY_NAME", "DEFAULT_LIMIT", "PAYLOAD_ERROR_REASONS", "Adapter", "BuiltinAdapter",
+    "ADAPTERS", "BY_NAME", "DEFAULT_LIMIT", "ID_HEADER", "PAYLOAD_ERROR_REASONS", "Adapter", "BuiltinAdapter",
     "CustomAdapter", "JsonPath", "Message", "PayloadError", "Rows", "decode_body", "detect",
 ]

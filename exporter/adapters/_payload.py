@@ -10,9 +10,7 @@ from typing import Any, Callable, TypeVar
 
 import orjson
 
-from exporter.adapters.base import Message, PayloadError
-
-ID_HEADER = "x-request-id"  # the pipeline stores the configured id header under this name
+from exporter.adapters.base import ID_HEADER, Message, PayloadError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

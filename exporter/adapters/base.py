@@ -17,6 +17,8 @@ PAYLOAD_ERROR_REASONS = (
     "internal",            # an adapter bug; counted, never raised into the pipeline
 )
 
+ID_HEADER = "x-request-id"  # the pipeline stores the configured id header under this name
+
 
 class PayloadError(Exception):
     """A payload the adapter cannot turn into rows; `reason` is one of PAYLOAD_ERROR_REASONS."""
@@ -34,7 +36,7 @@ class Message:
 
     path: str                      # request path without the query, e.g. /v2/models/m/infer
     route: str                     # normalised route template, e.g. /v2/models/{model}/infer
-    headers: Mapping[str, str]     # lower-cased names; only content-type, inference-header-content-length, the id header
+    headers: Mapping[str, str]     # lower-cased names; only content-type, inference-header-content-length, ID_HEADER
     body: bytes                    # already decompressed (Content-Encoding handled by the pipeline)
 
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from exporter.adapters import BY_NAME, Adapter, CustomAdapter, Message, PayloadError, Rows, decode_body, detect
+from exporter.adapters import (
+    BY_NAME,
+    ID_HEADER,
+    Adapter,
+    CustomAdapter,
+    Message,
+    PayloadError,
+    Rows,
+    decode_body,
+    detect,
+)
 from exporter.config import Config
 from exporter.events import Event, Extraction
 
@@ -15,7 +25,7 @@ log = logging.getLogger(__name__)
 def _headers(raw: dict[bytes, bytes], id_header: bytes) -> dict[str, str]:
     out = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw.items()}
     if id_header in raw:
-        out["x-request-id"] = raw[id_header].decode("latin-1")  # adapters look under one name
+        out[ID_HEADER] = raw[id_header].decode("latin-1")  # adapters look under one name
     return out
 
 
