@@ -6,8 +6,18 @@ import math
 
 import numpy as np
 import pytest
-from columns_support import (Scrape, baseline, categorical, config, critical_values, ex, features, numeric, rows,
-                             small_baseline)
+from columns_support import (
+    Scrape,
+    baseline,
+    categorical,
+    config,
+    critical_values,
+    ex,
+    features,
+    numeric,
+    rows,
+    small_baseline,
+)
 
 from exporter.analyzers.columns import ColumnMonitor
 

@@ -1,4 +1,4 @@
-"""The distributions behind p-values and critical values: scipy.special, equal to scipy.stats, and no scipy.stats in the worker.
+"""The distributions behind p-values and critical values: scipy.special, equal to scipy.stats; no scipy.stats in the worker.
 
 scipy.stats costs the worker ~50 MB of RSS on import (scipy.special ~24 MB); the worker and the
 proxy together must fit in 120 MB. The tests use scipy.stats as the reference: they run in the
