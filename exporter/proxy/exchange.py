@@ -1,7 +1,21 @@
-"""One request/response exchange: forward the request, time it, account it, hand it on.
+"""One request/response exchange: the state it goes through, and the only code that changes it.
 
-The response side is parsed by the UpstreamConnection that carries the exchange; this
-object holds the request, the timings and what is reported when the exchange ends.
+server.py parses requests and upstream.py responses; both report what they saw by calling one
+of the transitions below, never by setting a field. The request side is `request_done`: the
+constructor (head parsed), then `request_body` per chunk, then `request_complete`. The
+response side is `state`:
+
+    WAITING ── response_head ──► STREAMING ── complete ──► FINISHED
+       └──────── complete, upstream_failed, client_gone, timeout, discard ────────┘
+
+and from FINISHED every transition is a no-op. Along the way `keep_client` (whether the client
+connection stays open afterwards) starts as the client asked and is only ever turned off: by a
+close-delimited response, a failure with the response cut or the request body unread, a
+client gone, or a shutdown. `upstream` is the pooled connection carrying the exchange, from
+`attach` until the exchange finishes or that connection is lost.
+
+Three meters are plain fields the UpstreamConnection updates as response bytes arrive, so the
+per-chunk path makes no extra call: `ttfb`, `last_activity` and `response_size`.
 """
 
 from __future__ import annotations
@@ -14,8 +28,13 @@ from typing import TYPE_CHECKING
 from exporter.events import Event
 
 if TYPE_CHECKING:
-    from exporter.proxy.server import ClientConnection, ProxyContext
+    from exporter.proxy.server import ClientConnection
     from exporter.proxy.upstream import UpstreamConnection
+
+# Where the response stands (Exchange.state).
+WAITING = 0  # nothing sent to the client yet: waiting its turn, a connection, or the response head
+STREAMING = 1  # the response head went to the client; the body follows
+FINISHED = 2  # counted (or discarded unanswered); nothing changes any more
 
 # Why the model server did not answer: the label values of model_upstream_errors_total (in this
 # order) and what the client is told when no part of the response has gone out yet.
@@ -37,11 +56,9 @@ RETRY_BODY_LIMIT = 1 << 20
 class Exchange:
     __slots__ = (
         "client", "ctx", "t0", "method", "target", "route", "model", "version", "labels", "trace_id", "head",
-        "chunked_request",
-        "pending", "retry_body", "retry_size", "request_done", "request_size", "upstream", "status",
-        "close_delimited", "head_sent", "response_size", "ttfb", "finished", "keep_client",
-        "client_http11", "last_activity", "timer", "retried", "capture", "capture_size",
-        "request_headers", "response_headers",
+        "chunked_request", "client_http11", "pending", "retry_body", "retry_size", "request_done",
+        "request_size", "upstream", "state", "status", "close_delimited", "keep_client", "timer", "retried",
+        "capture", "capture_size", "request_headers", "ttfb", "last_activity", "response_size",
     )
 
     def __init__(self, client: ClientConnection, t0: float, method: bytes, target: bytes, head: bytes,
@@ -58,28 +75,27 @@ class Exchange:
         self.trace_id = trace_id
         self.head = head  # as forwarded: HTTP/1.1, hop-by-hop fields left out, Host added if missing
         self.chunked_request = chunked
+        self.client_http11 = http11
         self.pending: list[bytes] = []  # request bytes not yet written upstream
         self.retry_body: list[bytes] | None = []
         self.retry_size = 0
         self.request_done = False
         self.request_size = 0
         self.upstream: UpstreamConnection | None = None
+        self.state = WAITING
         self.status = 0
         self.close_delimited = False
-        self.head_sent = False
-        self.response_size = 0
-        self.ttfb: float | None = None
-        self.finished = False
-        self.keep_client = keep_alive
-        self.client_http11 = http11
-        self.last_activity = 0.0
+        self.keep_client = keep_alive  # False for HTTP/1.0 without keep-alive, or Connection: close
         self.timer: asyncio.TimerHandle | None = None  # only while waiting for a pooled connection
         self.retried = False
         # request body kept for analysis (None: not captured)
         self.capture: list[bytes] | None = [] if self.route in ctx.capture_routes else None
         self.capture_size = 0
         self.request_headers = request_headers
-        self.response_headers: dict[bytes, bytes] = {}
+        # meters (see the module docstring)
+        self.ttfb: float | None = None
+        self.last_activity = 0.0
+        self.response_size = 0
 
     # ------------------------------------------------------------ request side
 
@@ -90,19 +106,7 @@ class Exchange:
 
     def discard(self) -> None:
         """The client connection was refused before this exchange started: never forwarded, never counted."""
-        self.finished = True
-
-    def attach(self, conn: UpstreamConnection) -> None:
-        """Send the head and any buffered body on a connection from the pool."""
-        if self.timer is not None:  # was waiting for a free connection
-            self.timer.cancel()
-            self.timer = None
-        self.upstream = conn
-        data = [self.head, *self.pending] if self.pending else [self.head]
-        self.pending = []
-        conn.send(self, data)
-        if self.request_done:
-            self.last_activity = perf_counter()
+        self.state = FINISHED
 
     def request_body(self, data: bytes) -> None:
         self.request_size += len(data)
@@ -112,8 +116,7 @@ class Exchange:
             if self.capture_size <= self.ctx.capture_limit:
                 capture.append(data)
             else:
-                self.capture = None
-                self.ctx.link.drop("body_too_large")  # type: ignore[union-attr]
+                self.drop_capture()
         piece = b"%x\r\n%b\r\n" % (len(data), data) if self.chunked_request else data
         if self.retry_body is not None:
             self.retry_size += len(piece)
@@ -124,7 +127,7 @@ class Exchange:
         upstream = self.upstream
         if upstream is not None and upstream.transport is not None:
             upstream.transport.write(piece)
-        elif not self.finished:
+        elif self.state != FINISHED:
             self.pending.append(piece)
 
     def request_complete(self) -> None:
@@ -135,34 +138,81 @@ class Exchange:
                 self.retry_body.append(end)
             if self.upstream is not None and self.upstream.transport is not None:
                 self.upstream.transport.write(end)
-            elif not self.finished:
+            elif self.state != FINISHED:
                 self.pending.append(end)
         if self.upstream is not None:
             self.last_activity = perf_counter()
+
+    def drop_capture(self) -> None:
+        """A body too large to analyse: the exchange goes on, left out of analysis (counted once)."""
+        self.capture = None
+        link = self.ctx.link
+        assert link is not None  # capture is only ever on with a link to the worker
+        link.drop("body_too_large")
+
+    # ------------------------------------------------------------ upstream side
+
+    def wait_for_pool(self, timeout: float) -> None:
+        """No connection free: fail with connect_timeout unless one is attached within `timeout`."""
+        self.timer = asyncio.get_running_loop().call_later(timeout, self._pool_timeout)
+
+    def _pool_timeout(self) -> None:
+        self.timer = None
+        self.upstream_failed("connect_timeout")
+
+    def attach(self, conn: UpstreamConnection) -> None:
+        """Attached to a connection from the pool: send the head and any buffered body."""
+        if self.timer is not None:  # was waiting for a free connection
+            self.timer.cancel()
+            self.timer = None
+        self.upstream = conn
+        data = [self.head, *self.pending] if self.pending else [self.head]
+        self.pending = []
+        conn.send(self, data)
+        if self.request_done:
+            self.last_activity = perf_counter()
+
+    def response_head(self, status: int, close_delimited: bool) -> bool:
+        """The response head goes to the client; returns whether the client connection stays open.
+
+        `close_delimited`: the body ends when the model server closes, so the client's must close too.
+        """
+        self.status = status
+        if close_delimited:
+            self.close_delimited = True
+            self.keep_client = False
+        self.state = STREAMING
+        return self.keep_client
+
+    def check_timeout(self, now: float, read_timeout: float) -> None:
+        """Timed out: fail once the whole request went out and the model server stayed silent."""
+        if self.request_done and self.upstream is not None and now - self.last_activity >= read_timeout:
+            self.upstream_failed("timeout")
 
     # ------------------------------------------------------------ outcomes
 
     def complete(self, keep_alive: bool) -> None:
         """The response went out whole; park the upstream connection if it can be reused."""
+        if self.state == FINISHED:
+            return
         conn = self.upstream
         self.upstream = None
         if conn is not None:
+            captured, headers = conn.capture, conn.response_headers
             if keep_alive and self.request_done and not conn.closed:
-                captured = conn.capture
                 conn.capture = None
                 self.ctx.pool.release(conn)
             else:
-                captured = conn.capture
                 conn.abort()
             if captured is not None and self.capture is not None:
-                self._hand_off(captured)
+                self._hand_off(captured, headers)
         self._finish(self.status)
 
     def upstream_lost(self, conn: UpstreamConnection) -> None:
         """The upstream connection closed while this exchange used it."""
-        if self.finished:
+        if self.state == FINISHED:
             return
-        if self.close_delimited and self.head_sent:
+        if self.close_delimited and self.state == STREAMING:
             self.complete(False)
             return
         if conn.reused and self.ttfb is None and not self.retried and self.retry_body is not None:
@@ -175,13 +225,15 @@ class Exchange:
         self.upstream_failed("reset")
 
     def upstream_failed(self, reason: str) -> None:
-        if self.finished:
+        """No complete response (one of ERROR_STATUS): answer 502/504, or cut what already went out."""
+        if self.state == FINISHED:
             return
-        self.ctx.stats.upstream_error(reason, self.decide_labels(self.status if self.head_sent else ERROR_STATUS[reason][0]))
+        streaming = self.state == STREAMING
+        self.ctx.stats.upstream_error(reason, self.decide_labels(self.status if streaming else ERROR_STATUS[reason][0]))
         if self.upstream is not None:
             self.upstream.abort()
             self.upstream = None
-        if self.head_sent:
+        if streaming:
             # part of the response is already with the client: all we can do is cut it
             self.keep_client = False
             self._finish(self.status)
@@ -197,13 +249,9 @@ class Exchange:
         self.response_size = len(body)
         self._finish(code)
 
-    def shutdown(self) -> None:
-        """The proxy is shutting down: answer this exchange, then close the client connection."""
-        self.keep_client = False
-
     def client_gone(self) -> None:
         """The client disconnected before the response was complete: cancel upstream, count 499."""
-        if self.finished:
+        if self.state == FINISHED:
             return
         if self.upstream is not None:
             self.upstream.abort()
@@ -211,19 +259,9 @@ class Exchange:
         self.keep_client = False
         self._finish(CLIENT_GONE)
 
-    # ------------------------------------------------------------ timeouts
-
-    def wait_for_pool(self, timeout: float) -> None:
-        self.timer = asyncio.get_running_loop().call_later(timeout, self._pool_timeout)
-
-    def _pool_timeout(self) -> None:
-        self.timer = None
-        self.upstream_failed("connect_timeout")
-
-    def check_timeout(self, now: float, read_timeout: float) -> None:
-        """Timed out: fail with 504 once the whole request went out and the model server stayed silent."""
-        if self.request_done and self.upstream is not None and now - self.last_activity >= read_timeout:
-            self.upstream_failed("timeout")
+    def shutdown(self) -> None:
+        """The proxy is shutting down: answer this exchange, then close the client connection."""
+        self.keep_client = False
 
     # ------------------------------------------------------------ completion
 
@@ -234,16 +272,18 @@ class Exchange:
             labels = self.labels = self.ctx.stats.labels.decide(self.model, self.version, 200 <= code < 300)
         return labels
 
-    def _hand_off(self, response_body: list[bytes]) -> None:
+    def _hand_off(self, response_body: list[bytes], response_headers: dict[bytes, bytes]) -> None:
+        link = self.ctx.link
+        assert link is not None  # capture is only ever on with a link to the worker
         body = b"".join(response_body)
         model, version = self.decide_labels(self.status)
-        self.ctx.link.submit(Event(  # type: ignore[union-attr]
+        link.submit(Event(
             time.time(), self.route, self.target, self.status, perf_counter() - self.t0,
-            self.request_headers, b"".join(self.capture or ()), self.response_headers, body, model, version,
+            self.request_headers, b"".join(self.capture or ()), response_headers, body, model, version,
         ))
 
     def _finish(self, code: int) -> None:
-        self.finished = True
+        self.state = FINISHED
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -7,6 +7,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import cast
 
 import httptools
 
@@ -54,9 +55,10 @@ def _simple_response(code: int, phrase: bytes, body: bytes) -> bytes:
 class ClientConnection(asyncio.Protocol):
     """One downstream client connection; requests on it are answered in order."""
 
+    transport: asyncio.Transport  # set by connection_made, which comes before any other call
+
     def __init__(self, ctx: ProxyContext) -> None:
         self.ctx = ctx
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.current: Exchange | None = None  # the request whose body is being read
         self.active: Exchange | None = None  # the request being answered
@@ -77,7 +79,8 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------ transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a stream transport (write, pause_reading); uvloop's do not subclass asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
         self.ctx.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -206,7 +209,9 @@ class ClientConnection(asyncio.Protocol):
                 self._pause(2)
 
     def on_body(self, body: bytes) -> None:
-        self.current.request_body(body)  # type: ignore[union-attr]
+        ex = self.current
+        assert ex is not None  # set by on_headers_complete, which httptools calls before any body
+        ex.request_body(body)
 
     def on_message_complete(self) -> None:
         ex = self.current

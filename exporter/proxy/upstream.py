@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import cast
 
 import httptools
 
-if TYPE_CHECKING:
-    from exporter.proxy.exchange import Exchange
+from exporter.proxy.exchange import FINISHED, STREAMING, Exchange
 
 # RFC 9110 §7.6.1: connection-specific fields a proxy must not forward. Transfer-Encoding
 # is handled apart: chunked bodies are de-chunked by the parser and re-chunked on the way out.
@@ -26,7 +25,7 @@ class UpstreamConnection(asyncio.Protocol):
     """One connection to the model server; carries one exchange at a time."""
 
     __slots__ = ("pool", "transport", "exchange", "reused", "closed", "parser", "reason", "headers",
-                 "chunked", "interim", "out", "capture", "capture_size")
+                 "chunked", "interim", "out", "capture", "capture_size", "response_headers")
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -42,11 +41,13 @@ class UpstreamConnection(asyncio.Protocol):
         self.out: list[bytes] = []  # what one read produced for the client, written in one go
         self.capture: list[bytes] | None = None  # response body kept for analysis
         self.capture_size = 0
+        self.response_headers: dict[bytes, bytes] = {}  # the capture_headers of a captured response
 
     # ------------------------------------------------------------ transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        # a stream transport (write, pause_reading); uvloop's do not subclass asyncio.Transport
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         ex = self.exchange
@@ -66,7 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.out:
             out, self.out = self.out, []
             ex.client.writelines(out)
-        if ex.head_sent and ex.method == b"HEAD" and not ex.finished:
+        if ex.state == STREAMING and ex.method == b"HEAD":
             # a HEAD response has no body whatever its Content-Length says; the parser
             # would wait for one, so it is replaced
             self.parser = httptools.HttpResponseParser(self)
@@ -96,9 +97,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self.headers = []
         self.chunked = False
-        self.capture = [] if ex.capture is not None else None
+        if ex.capture is not None:
+            self.capture = []
+            self.response_headers = {}
+        else:
+            self.capture = None
         self.capture_size = 0
-        self.transport.writelines(data)  # type: ignore[union-attr]
+        transport = self.transport
+        assert transport is not None  # the pool attaches exchanges to connected connections only
+        transport.writelines(data)
 
     def abort(self) -> None:
         self.exchange = None
@@ -116,10 +123,12 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if lname == b"transfer-encoding":
             self.chunked = value.lower().rstrip().endswith(b"chunked")
-            if not self.exchange.client_http11:  # type: ignore[union-attr]
+            ex = self.exchange
+            assert ex is not None  # parser callbacks run only in data_received, which has one
+            if not ex.client_http11:
                 return  # an HTTP/1.0 client gets the de-chunked body, delimited by close
         elif lname in self.pool.capture_headers and self.capture is not None:
-            self.exchange.response_headers[lname] = value  # type: ignore[union-attr]
+            self.response_headers[lname] = value
         self.headers.append(b"%b: %b\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
@@ -134,23 +143,21 @@ class UpstreamConnection(asyncio.Protocol):
             self.headers = []
             self.chunked = False
             return
-        ex.status = status
         headers = self.headers
-        if ex.method != b"HEAD" and status != 204 and status != 304 and not self.chunked \
-                and not any(h[:15].lower() == b"content-length:" for h in headers):
-            ex.close_delimited = True  # body ends when the server closes: so must ours
-            ex.keep_client = False
-        elif self.chunked and not ex.client_http11:
-            ex.close_delimited = True
-            ex.keep_client = False
-        if not ex.keep_client:
+        # the body ends only when the server closes: no length and not chunked, or chunked to an
+        # HTTP/1.0 client, which gets it de-chunked
+        close_delimited = (
+            ex.method != b"HEAD" and status != 204 and status != 304 and not self.chunked
+            and not any(h[:15].lower() == b"content-length:" for h in headers)
+        ) or (self.chunked and not ex.client_http11)
+        if not ex.response_head(status, close_delimited):
             headers.append(b"Connection: close\r\n")
-        ex.head_sent = True
         self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(headers)))
 
     def on_body(self, body: bytes) -> None:
         ex = self.exchange
-        ex.response_size += len(body)  # type: ignore[union-attr]
+        assert ex is not None  # parser callbacks run only in data_received, which has one
+        ex.response_size += len(body)
         if self.capture is not None:
             self.capture_size += len(body)
             if ex.capture is None:  # the request was left out of analysis already (and counted)
@@ -159,9 +166,8 @@ class UpstreamConnection(asyncio.Protocol):
                 self.capture.append(body)
             else:  # too large to analyse: stop keeping it, the response streams on
                 self.capture = None
-                ex.capture = None  # type: ignore[union-attr]
-                ex.ctx.link.drop("body_too_large")  # type: ignore[union-attr]
-        if self.chunked and ex.client_http11:  # type: ignore[union-attr]
+                ex.drop_capture()
+        if self.chunked and ex.client_http11:
             self.out += (b"%x\r\n" % len(body), body, b"\r\n")
         else:
             self.out.append(body)
@@ -220,14 +226,14 @@ class UpstreamPool:
                 loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
                 self.connect_timeout,
             )
-        except (asyncio.TimeoutError, TimeoutError):
+        except TimeoutError:
             self._connect_failed(exchange, "connect_timeout")
         except ConnectionRefusedError:
             self._connect_failed(exchange, "refused")
         except OSError:
             self._connect_failed(exchange, "connect_error")
         else:
-            if exchange.finished:  # the client left while we connected
+            if exchange.state == FINISHED:  # the client left while we connected
                 self.release(conn)
             else:
                 exchange.attach(conn)
@@ -245,7 +251,7 @@ class UpstreamPool:
             conn.transport.resume_reading()
         while self.waiting:
             exchange = self.waiting.popleft()
-            if not exchange.finished:
+            if exchange.state != FINISHED:
                 conn.reused = True
                 exchange.attach(conn)
                 return
@@ -261,7 +267,7 @@ class UpstreamPool:
         self._serve_waiting()
 
     def _serve_waiting(self) -> None:
-        while self.waiting and self.waiting[0].finished:
+        while self.waiting and self.waiting[0].state == FINISHED:
             self.waiting.popleft()
         if self.waiting and self.open < self.max_connections:
             self.acquire(self.waiting.popleft(), fresh=True)
