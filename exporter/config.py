@@ -146,6 +146,16 @@ class QualityConfig:
 
 
 @dataclass(frozen=True)
+class ShutdownConfig:
+    # On SIGTERM, /-/ready turns 503 at once while the proxy keeps serving for `delay` (so the
+    # endpoint leaves the load balancer); then new connections are refused and requests in
+    # flight get `grace_period` to finish. Keep delay + grace_period below the pod's
+    # terminationGracePeriodSeconds.
+    delay: float = 5.0
+    grace_period: float = 20.0
+
+
+@dataclass(frozen=True)
 class Config:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     listen: HostPort = HostPort("0.0.0.0", 8000)
@@ -157,6 +167,7 @@ class Config:
     baseline: str | None = None  # path to the baseline file
     drift: DriftConfig = field(default_factory=DriftConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
 
     @property
     def health_path(self) -> str:
@@ -174,8 +185,8 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_duration(path: str, value: Any) -> float:
-    """Seconds from a number or a string like '250ms', '5s', '1m'; must be > 0."""
+def parse_duration(path: str, value: Any, allow_zero: bool = False) -> float:
+    """Seconds from a number or a string like '250ms', '5s', '1m'; must be > 0 (>= 0 with allow_zero)."""
     if isinstance(value, bool):
         raise _fail(path, value, "expected a duration like 5s, 250ms or a number of seconds")
     if isinstance(value, (int, float)):
@@ -184,9 +195,14 @@ def parse_duration(path: str, value: Any) -> float:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
         raise _fail(path, value, "expected a duration like 5s, 250ms or a number of seconds")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise _fail(path, value, "expected a positive duration")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise _fail(path, value, "expected a non-negative duration" if allow_zero else "expected a positive duration")
     return seconds
+
+
+def _non_negative_duration(path: str, value: Any) -> float:
+    """Like parse_duration, but 0 is allowed (e.g. no delay)."""
+    return parse_duration(path, value, allow_zero=True)
 
 
 def parse_host_port(path: str, value: Any) -> HostPort:
@@ -439,7 +455,7 @@ def _fields(fields: dict[str, Any], path: str, parsers: dict[str, Callable[[str,
 def from_dict(raw: Any) -> Config:
     """Validate a parsed YAML document into a Config; raises ConfigError naming the path."""
     top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics", "capture", "resources",
-                                 "baseline", "drift", "quality"})
+                                 "baseline", "drift", "quality", "shutdown"})
     upstream_raw = _mapping("upstream", top.get("upstream"), {"url", "connect_timeout", "read_timeout", "max_connections", "health"})
     health = HealthConfig(**_section(upstream_raw, "health", "upstream.health", {
         "path": _url_path, "interval": parse_duration, "timeout": parse_duration,
@@ -470,9 +486,12 @@ def from_dict(raw: Any) -> Config:
     })
     drift = DriftConfig(**drift_fields)
     quality = QualityConfig(**_section(top, "quality", "quality", {"range_tolerance": _fraction, "bounds": _bounds}))
+    shutdown = ShutdownConfig(**_section(top, "shutdown", "shutdown", {
+        "delay": _non_negative_duration, "grace_period": parse_duration,
+    }))
     baseline = _file_path("baseline", top["baseline"]) if "baseline" in top else None
     config = Config(upstream=upstream, model=model, metrics=metrics, capture=capture, resources=resources,
-                    baseline=baseline, drift=drift, quality=quality)
+                    baseline=baseline, drift=drift, quality=quality, shutdown=shutdown)
     if "listen" in top:
         config = dataclasses.replace(config, listen=parse_host_port("listen", top["listen"]))
     if "metrics_listen" in top:

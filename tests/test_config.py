@@ -40,6 +40,13 @@ def test_full_document() -> None:
     assert [r.name for r in config.metrics.routes] == ["/score/{model}", "p"]
 
 
+def test_shutdown_durations() -> None:
+    assert from_dict(None).shutdown.delay == 5.0 and from_dict(None).shutdown.grace_period == 20.0
+    config = from_dict({"shutdown": {"delay": 0, "grace_period": "1m"}})
+    assert (config.shutdown.delay, config.shutdown.grace_period) == (0.0, 60.0)
+    assert from_dict({"shutdown": {"delay": "0s"}}).shutdown.delay == 0.0
+
+
 def test_protocol_sets_the_default_health_path() -> None:
     assert from_dict({"model": {"protocol": "mlflow"}}).health_path == "/ping"
 
@@ -58,7 +65,7 @@ def test_durations(value: object, seconds: float) -> None:
 
 
 BAD_CONFIGS = [
-    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, drift, listen, metrics, metrics_listen, model, quality, resources, upstream)"),
+    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, drift, listen, metrics, metrics_listen, model, quality, resources, shutdown, upstream)"),
     ({"capture": {"enabled": "yes"}}, "capture.enabled: expected true or false, got 'yes'"),
     ({"capture": {"max_body_bytes": 1.5}}, "capture.max_body_bytes: expected a positive integer, got 1.5"),
     ({"capture": {"id_header": "X Request"}}, "capture.id_header: expected an HTTP header name, e.g. X-Request-Id, got 'X Request'"),
@@ -86,6 +93,9 @@ BAD_CONFIGS = [
     ({"upstream": {"url": 8080}}, "upstream.url: expected an http:// URL, e.g. http://127.0.0.1:8080, got 8080"),
     ({"upstream": {"read_timeout": "soon"}}, "upstream.read_timeout: expected a duration like 5s, 250ms or a number of seconds, got 'soon'"),
     ({"upstream": {"read_timeout": -1}}, "upstream.read_timeout: expected a positive duration, got -1"),
+    ({"shutdown": {"delay": "-1s"}}, "shutdown.delay: expected a duration like 5s, 250ms or a number of seconds, got '-1s'"),
+    ({"shutdown": {"delay": -2}}, "shutdown.delay: expected a non-negative duration, got -2"),
+    ({"shutdown": {"grace_period": 0}}, "shutdown.grace_period: expected a positive duration, got 0"),
     ({"upstream": {"max_connections": 0}}, "upstream.max_connections: expected a positive integer, got 0"),
     ({"upstream": {"max_connections": True}}, "upstream.max_connections: expected a positive integer, got True"),
     ({"upstream": {"health": {"path": "ready"}}}, "upstream.health.path: expected a URL path starting with /, got 'ready'"),

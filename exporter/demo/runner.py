@@ -57,9 +57,12 @@ class _Child:
             raise DemoError(f"the {self.name} exited with code {code}:\n{self.output_tail()}")
 
     def stop(self) -> None:
-        """Terminate the child (kill it if it lingers) and release its output file."""
+        """Interrupt the child (kill it if it lingers) and release its output file.
+
+        SIGINT, as Ctrl-C would: the sidecar skips the drain delay it keeps for rollouts (SIGTERM).
+        """
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:

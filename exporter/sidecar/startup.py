@@ -28,18 +28,22 @@ from exporter.sidecar.settings import ProxySettings
 
 log = logging.getLogger(__name__)
 
-# In-flight requests get this long to finish on shutdown.
-DRAIN_SECONDS = 10.0
-
-
 async def serve(config: Config, load: Callable[[], Config] | None = None, stop: asyncio.Event | None = None) -> None:
     """Start the proxy and metrics ports; return after a graceful stop. `load` re-reads the config."""
     started = time.monotonic()
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGTERM (Kubernetes, docker stop) drains gracefully: readiness off, shutdown.delay of serving,
+    # then shutdown.grace_period for what is in flight. SIGINT (Ctrl-C) skips the delay.
+    interactive = asyncio.Event()
+
+    def on_sigint() -> None:
+        interactive.set()
+        stop.set()
+
+    for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, on_sigint)):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):
             pass
 
@@ -76,7 +80,14 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         worker = await link.collect(fmt) if link is not None else b""
         return join(fmt, encode(registry, fmt), worker), content_type
 
-    admin = AdminServer(make_admin_router(render_metrics, lambda: (probe.ready, probe.last_error), reloader.reload))
+    draining = asyncio.Event()  # set on SIGTERM: not ready any more, whatever the model server says
+
+    def readiness() -> tuple[bool, str]:
+        if draining.is_set():
+            return False, "the sidecar is shutting down"
+        return probe.ready, probe.last_error
+
+    admin = AdminServer(make_admin_router(render_metrics, readiness, reloader.reload))
     await admin.start(config.metrics_listen.host, config.metrics_listen.port)
     proxy = await loop.create_server(lambda: ClientConnection(ctx), config.listen.host, config.listen.port,
                                      backlog=2048, reuse_address=True)
@@ -90,12 +101,24 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         if link is not None:
             await link.start()
         await stop.wait()
+        # A rollout: leave the load balancer first (readiness 503, traffic still served for
+        # shutdown.delay), then refuse new connections and let requests in flight finish.
+        draining.set()
+        stop.clear()
+        delay = 0.0 if interactive.is_set() else reloader.config.shutdown.delay
+        log.info("stopping: /-/ready answers 503; serving for %.1fs more (a second signal skips the wait)", delay)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
     finally:
-        log.info("shutting down: draining %d connection(s)", len(ctx.connections))
+        grace = reloader.config.shutdown.grace_period
+        log.info("shutting down: refusing new connections, draining %d connection(s) for up to %.1fs",
+                 len(ctx.connections), grace)
         proxy.close()
         for conn in list(ctx.connections):
             conn.shutdown()
-        deadline = loop.time() + DRAIN_SECONDS
+        deadline = loop.time() + grace
         while ctx.connections and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(ctx.connections):

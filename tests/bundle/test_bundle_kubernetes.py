@@ -100,3 +100,12 @@ def test_service_sends_clients_to_the_proxy_port() -> None:
 def test_deployment_selector_matches_its_pods() -> None:
     selector = DOCS["Deployment"]["spec"]["selector"]["matchLabels"]
     assert selector.items() <= POD["metadata"]["labels"].items()
+
+
+def test_pod_grace_period_covers_the_sidecars_drain_and_the_model_outlives_it() -> None:
+    from exporter.config import ShutdownConfig
+
+    drain = ShutdownConfig().delay + ShutdownConfig().grace_period
+    assert POD["spec"]["terminationGracePeriodSeconds"] >= drain + 10
+    command = MODEL["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and float(command[1]) >= drain

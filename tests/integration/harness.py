@@ -191,9 +191,9 @@ class Sidecar:
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_S."""
+    """SIGINT (a sidecar then skips its rollout delay), then SIGKILL if not gone within STOP_TIMEOUT_S."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
         try:
             proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
