@@ -5,14 +5,18 @@ of the transitions below, never by setting a field. The request side is `request
 constructor (head parsed), then `request_body` per chunk, then `request_complete`. The
 response side is `state`:
 
-    WAITING ── response_head ──► STREAMING ── complete ──► FINISHED
-       └──────── complete, upstream_failed, client_gone, timeout, discard ────────┘
+    WAITING ── response_head ──► STREAMING ── complete ─────────────────────► FINISHED
+       │                            └── upstream_failed (cut), client_gone (499) ──►
+       └── upstream_failed (502/504; check_timeout, the pool's timer), client_gone (499),
+           discard (refused before its turn: never counted) ─────────────────────────►
 
-and from FINISHED every transition is a no-op. Along the way `keep_client` (whether the client
-connection stays open afterwards) starts as the client asked and is only ever turned off: by a
-close-delimited response, a failure with the response cut or the request body unread, a
-client gone, or a shutdown. `upstream` is the pooled connection carrying the exchange, from
-`attach` until the exchange finishes or that connection is lost.
+upstream_lost becomes complete (a close-delimited body), a retry (stays WAITING) or
+upstream_failed; from FINISHED every transition is a no-op.
+
+`keep_client` (whether the client connection stays open afterwards) starts as the client
+asked and is only ever turned off: by a close-delimited response, a failure with the response
+cut or the request body unread, a client gone, or a shutdown. `upstream` is the pooled
+connection carrying the exchange, from `attach` until it finishes or that connection is lost.
 
 Three meters are plain fields the UpstreamConnection updates as response bytes arrive, so the
 per-chunk path makes no extra call: `ttfb`, `last_activity` and `response_size`.
@@ -54,6 +58,8 @@ RETRY_BODY_LIMIT = 1 << 20
 
 
 class Exchange:
+    """One request and its response, from the parsed head to the count (states: module docstring)."""
+
     __slots__ = (
         "client", "ctx", "t0", "method", "target", "route", "model", "version", "labels", "trace_id", "head",
         "chunked_request", "client_http11", "pending", "retry_body", "retry_size", "request_done",
@@ -109,6 +115,7 @@ class Exchange:
         self.state = FINISHED
 
     def request_body(self, data: bytes) -> None:
+        """A body chunk: forward it (buffered until attached), keep it for a retry and for analysis."""
         self.request_size += len(data)
         capture = self.capture
         if capture is not None:
@@ -131,6 +138,7 @@ class Exchange:
             self.pending.append(piece)
 
     def request_complete(self) -> None:
+        """The whole request was read; from now on the model server's silence counts (read timeout)."""
         self.request_done = True
         if self.chunked_request:
             end = b"0\r\n\r\n"
