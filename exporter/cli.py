@@ -20,6 +20,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="FILE", help="baseline file built by `model-exporter baseline build`")
     parser.add_argument("--model", metavar="NAME", help="model label value")
     parser.add_argument("--model-version", metavar="V", help="version label value")
+    parser.add_argument("--web-config", metavar="FILE",
+                        help="TLS and basic auth of the metrics port (exporter-toolkit web config format)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,7 +54,8 @@ def load_config(args: argparse.Namespace) -> Config:
     """File, then flags, then every cross-field and baseline check: what `run` and `check-config` share."""
     config = load_file(args.config) if args.config else Config()
     config = apply_flags(config, upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen,
-                         model=args.model, model_version=args.model_version, baseline=args.baseline)
+                         model=args.model, model_version=args.model_version, baseline=args.baseline,
+                         web_config=args.web_config)
     return validate_complete(config)
 
 
@@ -71,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from exporter.worker.checks import load_checked_baseline  # what the worker checks at start
 
             load_checked_baseline(config)
+            if config.web_config is not None:
+                from exporter.sidecar.web_config import load_web_config
+
+                load_web_config(config.web_config)
             print(f"{args.config}: OK (upstream {config.upstream.url}, proxy {config.listen}, "
                   f"metrics {config.metrics_listen}, baseline {config.baseline or 'none'})")
             return 0

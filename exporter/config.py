@@ -168,6 +168,8 @@ class Config:
     drift: DriftConfig = field(default_factory=DriftConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    # TLS and basic auth of the metrics port: an exporter-toolkit web config file (sidecar/web_config.py)
+    web_config: str | None = None
 
     @property
     def health_path(self) -> str:
@@ -455,7 +457,7 @@ def _fields(fields: dict[str, Any], path: str, parsers: dict[str, Callable[[str,
 def from_dict(raw: Any) -> Config:
     """Validate a parsed YAML document into a Config; raises ConfigError naming the path."""
     top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics", "capture", "resources",
-                                 "baseline", "drift", "quality", "shutdown"})
+                                 "baseline", "drift", "quality", "shutdown", "web_config"})
     upstream_raw = _mapping("upstream", top.get("upstream"), {"url", "connect_timeout", "read_timeout", "max_connections", "health"})
     health = HealthConfig(**_section(upstream_raw, "health", "upstream.health", {
         "path": _url_path, "interval": parse_duration, "timeout": parse_duration,
@@ -490,8 +492,10 @@ def from_dict(raw: Any) -> Config:
         "delay": _non_negative_duration, "grace_period": parse_duration,
     }))
     baseline = _file_path("baseline", top["baseline"]) if "baseline" in top else None
+    web_config = _file_path("web_config", top["web_config"]) if "web_config" in top else None
     config = Config(upstream=upstream, model=model, metrics=metrics, capture=capture, resources=resources,
-                    baseline=baseline, drift=drift, quality=quality, shutdown=shutdown)
+                    baseline=baseline, drift=drift, quality=quality, shutdown=shutdown,
+                    web_config=web_config)
     if "listen" in top:
         config = dataclasses.replace(config, listen=parse_host_port("listen", top["listen"]))
     if "metrics_listen" in top:
@@ -519,13 +523,18 @@ def load_file(path: str | Path) -> Config:
     if config.baseline is not None and not Path(config.baseline).is_absolute():
         # a relative baseline path is relative to the config file, wherever it is run from
         config = dataclasses.replace(config, baseline=str(Path(path).parent / config.baseline))
+    if config.web_config is not None and not Path(config.web_config).is_absolute():
+        config = dataclasses.replace(config, web_config=str(Path(path).parent / config.web_config))
     return config
 
 
 def apply_flags(config: Config, *, upstream: str | None = None, listen: str | None = None,
                 metrics_listen: str | None = None, model: str | None = None,
-                model_version: str | None = None, baseline: str | None = None) -> Config:
+                model_version: str | None = None, baseline: str | None = None,
+                web_config: str | None = None) -> Config:
     """Flags override the file; errors name the flag."""
+    if web_config is not None:
+        config = dataclasses.replace(config, web_config=_file_path("--web-config", web_config))
     if baseline is not None:
         config = dataclasses.replace(config, baseline=_file_path("--baseline", baseline))
     if upstream is not None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from exporter.sidecar.http import Request, Response, Router, text
+from exporter.sidecar.http import Handler, Request, Response, Router, text
+from exporter.sidecar.web_config import BasicAuth
 
 
 INDEX = b"""<html><head><title>model-exporter</title></head><body>
@@ -27,9 +28,24 @@ def refuses_form(request: Request) -> Response | None:
 
 def make_admin_router(render_metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]],
                       ready: Callable[[], tuple[bool, str]],
-                      reload: Callable[[], Awaitable[str | None]] | None) -> Router:
-    """The metrics port's endpoints, given how to render, how to tell readiness and how to reload."""
+                      reload: Callable[[], Awaitable[str | None]] | None,
+                      auth: BasicAuth | None = None) -> Router:
+    """The metrics port's endpoints, given how to render, how to tell readiness and how to reload.
+
+    With `auth`, every endpoint but the liveness and readiness probes asks for basic auth.
+    """
     router = Router()
+
+    def guarded(handler: Handler) -> Handler:
+        if auth is None:
+            return handler
+
+        async def check(request: Request) -> Response:
+            if not await auth.check(request.headers.get("authorization")):
+                return Response(401, b"unauthorized\n", headers={"WWW-Authenticate": 'Basic realm="model-exporter"'})
+            return await handler(request)
+
+        return check
 
     async def metrics(request: Request) -> Response:
         body, content_type = await render_metrics(request.headers.get("accept"))
@@ -56,9 +72,9 @@ def make_admin_router(render_metrics: Callable[[str | None], Awaitable[tuple[byt
     async def index(request: Request) -> Response:
         return Response(200, INDEX, "text/html; charset=utf-8")
 
-    router.add("GET", "/metrics", metrics)
+    router.add("GET", "/metrics", guarded(metrics))
     router.add("GET", "/-/healthy", healthy)
     router.add("GET", "/-/ready", readiness)
-    router.add("POST", "/-/reload", do_reload)
-    router.add("GET", "/", index)
+    router.add("POST", "/-/reload", guarded(do_reload))
+    router.add("GET", "/", guarded(index))
     return router

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -20,7 +21,7 @@ MAX_HEAD_BYTES = 16 * 1024  # admin requests are small: a scrape, a probe, a rel
 MAX_BODY_BYTES = 1 << 20  # state-changing endpoints take small bodies
 IDLE_SECONDS = 120.0  # a keep-alive connection with no request for this long is closed
 
-PHRASES = {200: b"OK", 400: b"Bad Request", 404: b"Not Found", 405: b"Method Not Allowed",
+PHRASES = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
            413: b"Content Too Large", 415: b"Unsupported Media Type", 431: b"Request Header Fields Too Large",
            500: b"Internal Server Error", 501: b"Not Implemented", 503: b"Service Unavailable"}
 
@@ -208,10 +209,10 @@ class AdminServer:
         self.connections: set[AdminConnection] = set()
         self.server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(lambda: AdminConnection(self.router, self.connections),
-                                               host, port, reuse_address=True)
+                                               host, port, reuse_address=True, ssl=tls)
 
     async def close(self) -> None:
         if self.server is not None:

@@ -26,11 +26,12 @@ class RestartOnly:
     size_buckets: tuple[float, ...]
     capture_enabled: bool
     resources: ResourcesConfig
+    web_config: str | None
 
     @classmethod
     def of(cls, config: Config) -> RestartOnly:
         return cls(config.listen, config.metrics_listen, config.upstream.url, config.metrics.duration_buckets,
-                   config.metrics.size_buckets, config.capture.enabled, config.resources)
+                   config.metrics.size_buckets, config.capture.enabled, config.resources, config.web_config)
 
     def change_from(self, old: RestartOnly) -> str | None:
         """Why a reload from `old` to this needs a restart, or None."""

@@ -25,6 +25,7 @@ from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
 from exporter.sidecar.reload import Reloader
 from exporter.sidecar.settings import ProxySettings
+from exporter.sidecar.web_config import BasicAuth, WebConfig, load_web_config, ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         except (NotImplementedError, RuntimeError):
             pass
 
+    web = load_web_config(config.web_config) if config.web_config is not None else WebConfig()
+    auth = BasicAuth(web.users) if web.users else None
     up = config.upstream
     stats = TrafficStats(config.metrics.duration_buckets, config.metrics.size_buckets,
                          labels=LabelPolicy.from_config(config.model))
@@ -87,8 +90,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
             return False, "the sidecar is shutting down"
         return probe.ready, probe.last_error
 
-    admin = AdminServer(make_admin_router(render_metrics, readiness, reloader.reload))
-    await admin.start(config.metrics_listen.host, config.metrics_listen.port)
+    admin = AdminServer(make_admin_router(render_metrics, readiness, reloader.reload, auth))
+    await admin.start(config.metrics_listen.host, config.metrics_listen.port, ssl_context(web, config.web_config or ""))
     proxy = await loop.create_server(lambda: ClientConnection(ctx), config.listen.host, config.listen.port,
                                      backlog=2048, reuse_address=True)
     tasks = [loop.create_task(probe.run()), loop.create_task(sweep_timeouts(ctx))]

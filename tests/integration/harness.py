@@ -222,7 +222,7 @@ def start_sidecar(
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):  # a free port can be taken between free_port() and bind()
-        sidecar = _spawn(log_dir, upstream, config, args, ports_in_config)
+        sidecar = spawn_sidecar(log_dir, upstream, config, args, ports_in_config)
         healthy = wait_until(lambda: not sidecar.running() or _healthy(sidecar), STARTUP_TIMEOUT_S)
         if healthy and sidecar.running():
             return sidecar
@@ -238,7 +238,7 @@ def start_sidecar(
     raise AssertionError("unreachable")
 
 
-def _spawn(log_dir: Path, upstream: str | None, config: dict[str, Any] | None, args: Sequence[str],
+def spawn_sidecar(log_dir: Path, upstream: str | None, config: dict[str, Any] | None, args: Sequence[str],
            ports_in_config: bool = False) -> Sidecar:
     proxy, metrics = free_port(), free_port()
     argv = [sys.executable, "-m", "exporter", "run"]
