@@ -18,8 +18,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -137,7 +138,7 @@ def report(results: dict[str, Any], placement: str, args: argparse.Namespace) ->
         unit, target = TARGETS[scenario]
         key = "req_per_s" if unit == "req/s" else "rows_per_s"
 
-        def cell(variant: str) -> str:
+        def cell(variant: str, res: dict[str, Any] = res) -> str:
             r = res[variant]
             return f"{r['req_per_s']:>9,.0f} req/s {r['rows_per_s']:>9,.0f} rows/s"
 

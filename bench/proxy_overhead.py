@@ -27,8 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httptools
 import numpy as np
@@ -189,7 +190,7 @@ async def _load(port: int, conns: int, rate: float | None, warmup: float, durati
             t_send = time.perf_counter()
             try:
                 status = await c.request(raw)
-            except (ConnectionError, asyncio.TimeoutError, httptools.HttpParserError):
+            except (TimeoutError, ConnectionError, httptools.HttpParserError):
                 errors += 1
                 return
             t_done = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import exporter
 from exporter.baseline.cli import add_baseline_parser, run_baseline
@@ -20,8 +20,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", metavar="FILE", help="baseline file built by `model-exporter baseline build`")
     parser.add_argument("--model", metavar="NAME", help="model label value")
     parser.add_argument("--model-version", metavar="V", help="version label value")
-    parser.add_argument("--web-config", metavar="FILE",
-                        help="TLS and basic auth of the metrics port (exporter-toolkit web config format)")
+    parser.add_argument(
+        "--web-config",
+        metavar="FILE",
+        help="TLS and basic auth of the metrics port (exporter-toolkit web config format)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_baseline_parser(sub)
 
-    check = sub.add_parser("check-config", help="validate a config file (and the flags `run` would get) as `run` does, and exit")
+    check = sub.add_parser(
+        "check-config", help="validate a config file (and the flags `run` would get) as `run` does, and exit"
+    )
     check.add_argument("config", metavar="FILE")
     _add_config_flags(check)
 
@@ -53,9 +58,16 @@ def _parser() -> argparse.ArgumentParser:
 def load_config(args: argparse.Namespace) -> Config:
     """File, then flags, then every cross-field and baseline check: what `run` and `check-config` share."""
     config = load_file(args.config) if args.config else Config()
-    config = apply_flags(config, upstream=args.upstream, listen=args.listen, metrics_listen=args.metrics_listen,
-                         model=args.model, model_version=args.model_version, baseline=args.baseline,
-                         web_config=args.web_config)
+    config = apply_flags(
+        config,
+        upstream=args.upstream,
+        listen=args.listen,
+        metrics_listen=args.metrics_listen,
+        model=args.model,
+        model_version=args.model_version,
+        baseline=args.baseline,
+        web_config=args.web_config,
+    )
     return validate_complete(config)
 
 
@@ -78,16 +90,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from exporter.sidecar.web_config import load_web_config
 
                 load_web_config(config.web_config)
-            print(f"{args.config}: OK (upstream {config.upstream.url}, proxy {config.listen}, "
-                  f"metrics {config.metrics_listen}, baseline {config.baseline or 'none'})")
+            print(
+                f"{args.config}: OK (upstream {config.upstream.url}, proxy {config.listen}, "
+                f"metrics {config.metrics_listen}, baseline {config.baseline or 'none'})"
+            )
             return 0
         if args.command == "baseline":
             return run_baseline(args)
         if args.command == "demo":
             from exporter.demo.runner import run_demo
 
-            return run_demo(duration=args.duration, proxy_port=args.proxy_port, metrics_port=args.metrics_port,
-                            model_port=args.model_port, rate=args.rate, drift_after=args.drift_after)
+            return run_demo(
+                duration=args.duration,
+                proxy_port=args.proxy_port,
+                metrics_port=args.metrics_port,
+                model_port=args.model_port,
+                rate=args.rate,
+                drift_after=args.drift_after,
+            )
     except ConfigError as exc:
         print(f"model-exporter: error: {exc}", file=sys.stderr)
         return 2

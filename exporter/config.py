@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -115,14 +116,14 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    pid: int | None = None        # the model server's PID
-    match: str | None = None      # or a regex on its command line
-    gpu: str = "auto"             # auto: GPUs if an NVIDIA driver is present; on; off
+    pid: int | None = None  # the model server's PID
+    match: str | None = None  # or a regex on its command line
+    gpu: str = "auto"  # auto: GPUs if an NVIDIA driver is present; on; off
 
 
 @dataclass(frozen=True)
 class ColumnDrift:
-    methods: tuple[str, ...] | None = None        # None: the default for the column's type
+    methods: tuple[str, ...] | None = None  # None: the default for the column's type
     thresholds: tuple[tuple[str, float], ...] = ()  # method → practical threshold
 
 
@@ -338,8 +339,9 @@ def _methods(path: str, value: Any) -> tuple[str, ...]:
         raise _fail(path, value, f"expected a method or a list of methods ({', '.join(DRIFT_METHODS)})")
     for i, item in enumerate(items):
         if item not in DRIFT_METHODS:
-            raise _fail(f"{path}[{i}]" if isinstance(value, list) else path, item,
-                        f"expected one of {', '.join(DRIFT_METHODS)}")
+            raise _fail(
+                f"{path}[{i}]" if isinstance(value, list) else path, item, f"expected one of {', '.join(DRIFT_METHODS)}"
+            )
     return tuple(items)
 
 
@@ -351,7 +353,11 @@ def _column_drift(path: str, value: Any) -> ColumnDrift:
     if raw is not None:
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
             if methods is None or len(methods) != 1:
-                raise _fail(f"{path}.threshold", raw, "expected a mapping of method to threshold when the column has not exactly one method")
+                raise _fail(
+                    f"{path}.threshold",
+                    raw,
+                    "expected a mapping of method to threshold when the column has not exactly one method",
+                )
             raw = {methods[0]: raw}
         if not isinstance(raw, Mapping):
             raise _fail(f"{path}.threshold", raw, "expected a number or a mapping of method to threshold")
@@ -424,7 +430,9 @@ def _routes(path: str, value: Any) -> tuple[RouteConfig, ...]:
         fields = _mapping(item_path, item, {"pattern", "name"})
         pattern = fields.get("pattern")
         if not isinstance(pattern, str) or not _ROUTE_PATTERN.match(pattern):
-            raise _fail(f"{item_path}.pattern", pattern, "expected a path template starting with /, e.g. /predict/{model}")
+            raise _fail(
+                f"{item_path}.pattern", pattern, "expected a path template starting with /, e.g. /predict/{model}"
+            )
         name = _string(f"{item_path}.name", fields["name"]) if "name" in fields else pattern
         routes.append(RouteConfig(pattern=pattern, name=name))
     return tuple(routes)
@@ -456,46 +464,151 @@ def _fields(fields: dict[str, Any], path: str, parsers: dict[str, Callable[[str,
 
 def from_dict(raw: Any) -> Config:
     """Validate a parsed YAML document into a Config; raises ConfigError naming the path."""
-    top = _mapping("", raw, {"upstream", "listen", "metrics_listen", "model", "metrics", "capture", "resources",
-                                 "baseline", "drift", "quality", "shutdown", "web_config"})
-    upstream_raw = _mapping("upstream", top.get("upstream"), {"url", "connect_timeout", "read_timeout", "max_connections", "health"})
-    health = HealthConfig(**_section(upstream_raw, "health", "upstream.health", {
-        "path": _url_path, "interval": parse_duration, "timeout": parse_duration,
-    }))
+    top = _mapping(
+        "",
+        raw,
+        {
+            "upstream",
+            "listen",
+            "metrics_listen",
+            "model",
+            "metrics",
+            "capture",
+            "resources",
+            "baseline",
+            "drift",
+            "quality",
+            "shutdown",
+            "web_config",
+        },
+    )
+    upstream_raw = _mapping(
+        "upstream", top.get("upstream"), {"url", "connect_timeout", "read_timeout", "max_connections", "health"}
+    )
+    health = HealthConfig(
+        **_section(
+            upstream_raw,
+            "health",
+            "upstream.health",
+            {
+                "path": _url_path,
+                "interval": parse_duration,
+                "timeout": parse_duration,
+            },
+        )
+    )
     upstream_fields = {k: v for k, v in upstream_raw.items() if k != "health"}
-    upstream = UpstreamConfig(health=health, **_fields(upstream_fields, "upstream", {
-        "url": parse_url, "connect_timeout": parse_duration, "read_timeout": parse_duration,
-        "max_connections": _positive_int,
-    }))
-    model = ModelConfig(**_section(top, "model", "model", {
-        "name": _string, "version": lambda p, v: _string(p, str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v),
-        "protocol": _choice(PROTOCOLS), "known": _string_list, "max_names": _positive_int, "custom": _custom,
-    }))
+    upstream = UpstreamConfig(
+        health=health,
+        **_fields(
+            upstream_fields,
+            "upstream",
+            {
+                "url": parse_url,
+                "connect_timeout": parse_duration,
+                "read_timeout": parse_duration,
+                "max_connections": _positive_int,
+            },
+        ),
+    )
+    model = ModelConfig(
+        **_section(
+            top,
+            "model",
+            "model",
+            {
+                "name": _string,
+                "version": lambda p, v: _string(
+                    p, str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                ),
+                "protocol": _choice(PROTOCOLS),
+                "known": _string_list,
+                "max_names": _positive_int,
+                "custom": _custom,
+            },
+        )
+    )
     if model.protocol == "custom" and model.custom is None:
-        raise ConfigError("model.custom: required when model.protocol is custom (JSON paths: features, predictions, id)")
-    capture = CaptureConfig(**_section(top, "capture", "capture", {
-        "enabled": _bool, "max_body_bytes": _positive_int, "queue_size": _positive_int, "id_header": _header_name,
-    }))
-    metrics = MetricsConfig(**_section(top, "metrics", "metrics", {
-        "duration_buckets": _buckets, "size_buckets": _buckets, "routes": _routes,
-    }))
-    resources = ResourcesConfig(**_section(top, "resources", "resources", {
-        "pid": _positive_int, "match": _regex, "gpu": _choice(("auto", "on", "off")),
-    }))
-    drift_fields = _section(top, "drift", "drift", {
-        "windows": _windows, "min_rows": _positive_int, "false_alarm_rate": _probability,
-        "numeric_methods": _methods, "categorical_methods": _methods, "columns": _drift_columns,
-    })
+        raise ConfigError(
+            "model.custom: required when model.protocol is custom (JSON paths: features, predictions, id)"
+        )
+    capture = CaptureConfig(
+        **_section(
+            top,
+            "capture",
+            "capture",
+            {
+                "enabled": _bool,
+                "max_body_bytes": _positive_int,
+                "queue_size": _positive_int,
+                "id_header": _header_name,
+            },
+        )
+    )
+    metrics = MetricsConfig(
+        **_section(
+            top,
+            "metrics",
+            "metrics",
+            {
+                "duration_buckets": _buckets,
+                "size_buckets": _buckets,
+                "routes": _routes,
+            },
+        )
+    )
+    resources = ResourcesConfig(
+        **_section(
+            top,
+            "resources",
+            "resources",
+            {
+                "pid": _positive_int,
+                "match": _regex,
+                "gpu": _choice(("auto", "on", "off")),
+            },
+        )
+    )
+    drift_fields = _section(
+        top,
+        "drift",
+        "drift",
+        {
+            "windows": _windows,
+            "min_rows": _positive_int,
+            "false_alarm_rate": _probability,
+            "numeric_methods": _methods,
+            "categorical_methods": _methods,
+            "columns": _drift_columns,
+        },
+    )
     drift = DriftConfig(**drift_fields)
     quality = QualityConfig(**_section(top, "quality", "quality", {"range_tolerance": _fraction, "bounds": _bounds}))
-    shutdown = ShutdownConfig(**_section(top, "shutdown", "shutdown", {
-        "delay": _non_negative_duration, "grace_period": parse_duration,
-    }))
+    shutdown = ShutdownConfig(
+        **_section(
+            top,
+            "shutdown",
+            "shutdown",
+            {
+                "delay": _non_negative_duration,
+                "grace_period": parse_duration,
+            },
+        )
+    )
     baseline = _file_path("baseline", top["baseline"]) if "baseline" in top else None
     web_config = _file_path("web_config", top["web_config"]) if "web_config" in top else None
-    config = Config(upstream=upstream, model=model, metrics=metrics, capture=capture, resources=resources,
-                    baseline=baseline, drift=drift, quality=quality, shutdown=shutdown,
-                    web_config=web_config)
+    config = Config(
+        upstream=upstream,
+        model=model,
+        metrics=metrics,
+        capture=capture,
+        resources=resources,
+        baseline=baseline,
+        drift=drift,
+        quality=quality,
+        shutdown=shutdown,
+        web_config=web_config,
+    )
     if "listen" in top:
         config = dataclasses.replace(config, listen=parse_host_port("listen", top["listen"]))
     if "metrics_listen" in top:
@@ -528,17 +641,26 @@ def load_file(path: str | Path) -> Config:
     return config
 
 
-def apply_flags(config: Config, *, upstream: str | None = None, listen: str | None = None,
-                metrics_listen: str | None = None, model: str | None = None,
-                model_version: str | None = None, baseline: str | None = None,
-                web_config: str | None = None) -> Config:
+def apply_flags(
+    config: Config,
+    *,
+    upstream: str | None = None,
+    listen: str | None = None,
+    metrics_listen: str | None = None,
+    model: str | None = None,
+    model_version: str | None = None,
+    baseline: str | None = None,
+    web_config: str | None = None,
+) -> Config:
     """Flags override the file; errors name the flag."""
     if web_config is not None:
         config = dataclasses.replace(config, web_config=_file_path("--web-config", web_config))
     if baseline is not None:
         config = dataclasses.replace(config, baseline=_file_path("--baseline", baseline))
     if upstream is not None:
-        config = dataclasses.replace(config, upstream=dataclasses.replace(config.upstream, url=parse_url("--upstream", upstream)))
+        config = dataclasses.replace(
+            config, upstream=dataclasses.replace(config.upstream, url=parse_url("--upstream", upstream))
+        )
     if listen is not None:
         config = dataclasses.replace(config, listen=parse_host_port("--listen", listen))
     if metrics_listen is not None:
@@ -546,7 +668,9 @@ def apply_flags(config: Config, *, upstream: str | None = None, listen: str | No
     if model is not None:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, name=_string("--model", model)))
     if model_version is not None:
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, version=_string("--model-version", model_version)))
+        config = dataclasses.replace(
+            config, model=dataclasses.replace(config.model, version=_string("--model-version", model_version))
+        )
     return config
 
 
@@ -559,5 +683,7 @@ def validate_complete(config: Config) -> Config:
     if not config.upstream.url:
         raise ConfigError("upstream.url: required (set it in the config or pass --upstream http://HOST:PORT)")
     if config.listen == config.metrics_listen:
-        raise ConfigError(f"metrics_listen: must differ from listen (both {config.listen}); admin endpoints never share the proxy port")
+        raise ConfigError(
+            f"metrics_listen: must differ from listen (both {config.listen}); admin endpoints never share the proxy port"
+        )
     return config

@@ -24,9 +24,9 @@ DROP_REASONS = ("queue_full", "body_too_large", "worker_down")
 class Event(NamedTuple):
     """A captured exchange: plain tuples and bytes so a batch pickles at memcpy speed."""
 
-    time: float                         # wall clock at completion
+    time: float  # wall clock at completion
     route: str
-    target: bytes                       # path and query as sent
+    target: bytes  # path and query as sent
     status: int
     duration: float
     request_headers: dict[bytes, bytes]  # lower-cased names, REQUEST_HEADERS and the id header only
@@ -63,10 +63,10 @@ class Extraction:
 HEADER = struct.Struct("!IB")  # payload length, kind
 
 # frame kinds
-EVENTS = 1      # proxy → worker: list[Event]
-COLLECT = 2     # proxy → worker: request id; worker → proxy: (request id, families)
-ACK = 3         # worker → proxy: number of events processed
-RELOAD = 4      # proxy → worker: (request id, settings); worker → proxy: (request id, error or None)
+EVENTS = 1  # proxy → worker: list[Event]
+COLLECT = 2  # proxy → worker: request id; worker → proxy: (request id, families)
+ACK = 3  # worker → proxy: number of events processed
+RELOAD = 4  # proxy → worker: (request id, settings); worker → proxy: (request id, error or None)
 
 
 def encode(kind: int, payload: Any) -> bytes:
@@ -88,6 +88,6 @@ class FrameReader:
             end = HEADER.size + length
             if len(self._buf) < end:
                 break
-            frames.append((kind, pickle.loads(self._buf[HEADER.size:end])))
+            frames.append((kind, pickle.loads(self._buf[HEADER.size : end])))
             del self._buf[:end]
         return frames

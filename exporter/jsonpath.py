@@ -43,7 +43,8 @@ class JsonPath:
             if m is None:
                 raise ValueError(
                     f"JSON path {text!r}: cannot read {text[pos:]!r} at position {pos}; "
-                    "allowed steps are .key, ['key'], [n] and [*]")
+                    "allowed steps are .key, ['key'], [n] and [*]"
+                )
             if m["key"] is not None:
                 steps.append(m["key"])
             elif m["index"] is not None:

@@ -54,8 +54,9 @@ class _Model:
 class LabelPolicy:
     """Decides (model, version) label values; state is bounded by the caps, not by traffic."""
 
-    def __init__(self, name: str | None = None, version: str | None = None, known: tuple[str, ...] = (),
-                 max_names: int = 10) -> None:
+    def __init__(
+        self, name: str | None = None, version: str | None = None, known: tuple[str, ...] = (), max_names: int = 10
+    ) -> None:
         self.name = name
         self.version = version
         self.known = tuple(known)
@@ -91,8 +92,9 @@ class LabelPolicy:
     def settings(self) -> tuple[object, ...]:
         return (self.name, self.version, self.known, self.max_names)
 
-    def decide(self, name: str | None = None, version: str | None = None, admit: bool = True,
-               count: bool = True) -> tuple[str, str]:
+    def decide(
+        self, name: str | None = None, version: str | None = None, admit: bool = True, count: bool = True
+    ) -> tuple[str, str]:
         """(model, version) label values for an exchange whose path (or payload) names `name`/`version`.
 
         `admit`: whether this exchange may add a new name or version to the kept ones (the proxy
@@ -105,12 +107,14 @@ class LabelPolicy:
             version = None
         model = self._models.get(name)
         if model is None:
-            model = self._admit_name(name, admit, count)  # type: ignore[arg-type]
+            # None is always in _models (the "no name" entry), so a miss is a real name
+            model = self._admit_name(name, admit, count) if name is not None else None
             if model is None:
                 return self._other
         labels = model.versions.get(version)
         if labels is None:
-            labels = self._admit_version(model, version, admit, count)  # type: ignore[arg-type]
+            # likewise None is always in versions: a miss is a real version
+            labels = self._admit_version(model, version, admit, count) if version is not None else model.other
         return labels
 
     def _admit_name(self, name: str, admit: bool, count: bool) -> _Model | None:

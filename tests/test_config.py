@@ -8,7 +8,14 @@ import pytest
 import yaml
 
 from exporter.config import (
-    Config, ConfigError, HostPort, apply_flags, from_dict, load_file, parse_duration, validate_complete,
+    Config,
+    ConfigError,
+    HostPort,
+    apply_flags,
+    from_dict,
+    load_file,
+    parse_duration,
+    validate_complete,
 )
 
 
@@ -65,7 +72,7 @@ def test_durations(value: object, seconds: float) -> None:
 
 
 BAD_CONFIGS = [
-    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, drift, listen, metrics, metrics_listen, model, quality, resources, shutdown, upstream)"),
+    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, drift, listen, metrics, metrics_listen, model, quality, resources, shutdown, upstream, web_config)"),
     ({"capture": {"enabled": "yes"}}, "capture.enabled: expected true or false, got 'yes'"),
     ({"capture": {"max_body_bytes": 1.5}}, "capture.max_body_bytes: expected a positive integer, got 1.5"),
     ({"capture": {"id_header": "X Request"}}, "capture.id_header: expected an HTTP header name, e.g. X-Request-Id, got 'X Request'"),

@@ -16,11 +16,11 @@ from exporter.baseline.build import BuildOptions, build_baseline
 from exporter.baseline.format import save_baseline
 from exporter.baseline.readers import Chunk
 from exporter.config import Config, ModelConfig
-from exporter.labels import LabelPolicy
-from exporter.worker.analysis import Analysis
 from exporter.events import Event
+from exporter.labels import LabelPolicy
 from exporter.proxy.stats import TrafficStats
 from exporter.sidecar.reload import Reloader
+from exporter.worker.analysis import Analysis
 
 JSON = {b"content-type": b"application/json"}
 

@@ -8,17 +8,17 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 
+from exporter.analyzers.content import ContentStats
+from exporter.collectors.base import Isolated
+from exporter.config import Config
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 from exporter.metrics.docs import readme_section, render
 from exporter.metrics.exposition import build_registry
-from exporter.analyzers.content import ContentStats
-from exporter.config import Config
-from exporter.collectors.base import Isolated
-from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
-from exporter.sidecar.link import WorkerLink
 from exporter.proxy.server import ProxyContext
 from exporter.proxy.stats import TrafficStats
+from exporter.sidecar.link import WorkerLink
 from exporter.sidecar.reload import Reloader
+from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
 
 ROOT = Path(__file__).parent.parent
 

@@ -10,8 +10,9 @@ from typing import Protocol
 
 from exporter.adapters import mlflow, openai, seldon, v1, v2
 from exporter.adapters.base import ID_HEADER, PAYLOAD_ERROR_REASONS, Adapter, Message, PayloadError, Rows
-from exporter.adapters.custom import CustomAdapter, JsonPath
+from exporter.adapters.custom import CustomAdapter
 from exporter.adapters.encoding import DEFAULT_LIMIT, decode_body
+from exporter.jsonpath import JsonPath
 
 
 class BuiltinAdapter(Adapter, Protocol):
@@ -41,6 +42,18 @@ def detect(request: Message) -> BuiltinAdapter | None:
 
 
 __all__ = [
-    "ADAPTERS", "BY_NAME", "DEFAULT_LIMIT", "ID_HEADER", "PAYLOAD_ERROR_REASONS", "Adapter", "BuiltinAdapter",
-    "CustomAdapter", "JsonPath", "Message", "PayloadError", "Rows", "decode_body", "detect",
+    "ADAPTERS",
+    "BY_NAME",
+    "DEFAULT_LIMIT",
+    "ID_HEADER",
+    "PAYLOAD_ERROR_REASONS",
+    "Adapter",
+    "BuiltinAdapter",
+    "CustomAdapter",
+    "JsonPath",
+    "Message",
+    "PayloadError",
+    "Rows",
+    "decode_body",
+    "detect",
 ]

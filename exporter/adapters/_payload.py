@@ -6,7 +6,8 @@ import base64
 import binascii
 import functools
 import json
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -88,4 +89,4 @@ def guarded(method: F) -> F:
         except Exception as exc:  # an adapter bug is counted, never raised into the pipeline
             raise PayloadError("internal", f"{type(exc).__name__}: {exc}"[:300]) from exc
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps keeps the signature; mypy cannot see that

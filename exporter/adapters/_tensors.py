@@ -10,9 +10,17 @@ from exporter.adapters.base import PayloadError
 
 # Little-endian numpy dtype per V2 datatype; BOOL, BF16 and BYTES are decoded specially.
 NUMPY_DTYPES: dict[str, str] = {
-    "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-    "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8",
-    "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
 }
 ITEM_SIZES: dict[str, int] = {**{k: int(v[2]) for k, v in NUMPY_DTYPES.items()}, "BOOL": 1, "BF16": 2}
 DATATYPES = frozenset(ITEM_SIZES) | {"BYTES"}
@@ -21,7 +29,11 @@ DATATYPES = frozenset(ITEM_SIZES) | {"BYTES"}
 # strings in a numeric tensor, ragged lists) keeps the Python values for quality checks.
 _JSON_KINDS: dict[str, str] = {
     **{k: "iu" for k in NUMPY_DTYPES if k[0] in "UI"},
-    "FP16": "fiu", "FP32": "fiu", "FP64": "fiu", "BF16": "fiu", "BOOL": "b",
+    "FP16": "fiu",
+    "FP32": "fiu",
+    "FP64": "fiu",
+    "BF16": "fiu",
+    "BOOL": "b",
 }
 _MAX_EMPTY_WIDTH = 1024
 # Below this many rows, numpy's per-array overhead costs more than it saves downstream:
@@ -92,11 +104,14 @@ def from_binary(chunk: memoryview, datatype: str, total: int) -> np.ndarray | li
         return _bytes_elements(chunk, total)
     expected = total * ITEM_SIZES[datatype]
     if len(chunk) != expected:
-        raise PayloadError("invalid_binary", f"{datatype} tensor of {total} values needs {expected} bytes, got {len(chunk)}")
+        raise PayloadError(
+            "invalid_binary", f"{datatype} tensor of {total} values needs {expected} bytes, got {len(chunk)}"
+        )
     if total == 0:
         return np.empty(0, dtype=np.float32 if datatype == "BF16" else NUMPY_DTYPES.get(datatype, "?"))
     if datatype == "BOOL":
-        return np.frombuffer(chunk, dtype=np.uint8) != 0  # any non-zero byte is true
+        flags: np.ndarray = np.frombuffer(chunk, dtype=np.uint8) != 0  # any non-zero byte is true
+        return flags
     if datatype == "BF16":
         # bfloat16 is the high half of a float32: widen, shift, reinterpret
         wide = np.frombuffer(chunk, dtype="<u2").astype(np.uint32) << 16
@@ -111,11 +126,11 @@ def _bytes_elements(chunk: memoryview, total: int) -> list[Any]:
     while pos < end:
         if pos + 4 > end:
             raise PayloadError("invalid_binary", "BYTES element length prefix cut short")
-        length = int.from_bytes(chunk[pos:pos + 4], "little")
+        length = int.from_bytes(chunk[pos : pos + 4], "little")
         pos += 4
         if pos + length > end:
             raise PayloadError("invalid_binary", "BYTES element longer than its tensor data")
-        out.append(bytes(chunk[pos:pos + length]))
+        out.append(bytes(chunk[pos : pos + length]))
         pos += length
     if len(out) != total:
         raise PayloadError("invalid_binary", f"BYTES tensor holds {len(out)} elements, shape says {total}")

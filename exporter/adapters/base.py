@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 # The only values `model_payload_errors_total{reason}` can take.
 PAYLOAD_ERROR_REASONS = (
-    "invalid_json",        # body is not JSON (or not the JSON the protocol defines)
-    "invalid_encoding",    # gzip/deflate or base64/UTF-8 decoding failed
-    "unsupported_shape",   # valid JSON, but not a shape this protocol allows
-    "inconsistent_rows",   # columns of different lengths, shape × data size mismatch
-    "invalid_binary",      # V2 binary extension: bad header length, short tensor data
-    "unknown_protocol",    # no adapter recognised the exchange
-    "truncated",           # body cut by the capture limit
-    "internal",            # an adapter bug; counted, never raised into the pipeline
+    "invalid_json",  # body is not JSON (or not the JSON the protocol defines)
+    "invalid_encoding",  # gzip/deflate or base64/UTF-8 decoding failed
+    "unsupported_shape",  # valid JSON, but not a shape this protocol allows
+    "inconsistent_rows",  # columns of different lengths, shape × data size mismatch
+    "invalid_binary",  # V2 binary extension: bad header length, short tensor data
+    "unknown_protocol",  # no adapter recognised the exchange
+    "truncated",  # body cut by the capture limit
+    "internal",  # an adapter bug; counted, never raised into the pipeline
 )
 
 ID_HEADER = "x-request-id"  # the pipeline stores the configured id header under this name
@@ -34,10 +35,10 @@ class PayloadError(Exception):
 class Message:
     """One side of an exchange as the adapters see it: decoded body plus the headers they use."""
 
-    path: str                      # request path without the query, e.g. /v2/models/m/infer
-    route: str                     # normalised route template, e.g. /v2/models/{model}/infer
-    headers: Mapping[str, str]     # lower-cased names; only content-type, inference-header-content-length, ID_HEADER
-    body: bytes                    # already decompressed (Content-Encoding handled by the pipeline)
+    path: str  # request path without the query, e.g. /v2/models/m/infer
+    route: str  # normalised route template, e.g. /v2/models/{model}/infer
+    headers: Mapping[str, str]  # lower-cased names; only content-type, inference-header-content-length, ID_HEADER
+    body: bytes  # already decompressed (Content-Encoding handled by the pipeline)
 
 
 @dataclass(slots=True)
@@ -51,12 +52,12 @@ class Rows:
 
     columns: dict[str, Sequence[Any]]
     n: int
-    ids: list[str] | None = None               # one per row when the payload has them
-    model: str | None = None                   # from the payload (V2 response model_name, …)
+    ids: list[str] | None = None  # one per row when the payload has them
+    model: str | None = None  # from the payload (V2 response model_name, …)
     version: str | None = None
-    positional: bool = False                   # names were generated (x0, x1, …), not sent
+    positional: bool = False  # names were generated (x0, x1, …), not sent
     datatypes: dict[str, str] = field(default_factory=dict)  # declared type per column (V2 datatype)
-    counts: dict[str, int] = field(default_factory=dict)     # extra counters, e.g. OpenAI tokens {"prompt": 12}
+    counts: dict[str, int] = field(default_factory=dict)  # extra counters, e.g. OpenAI tokens {"prompt": 12}
 
 
 class Adapter(Protocol):

@@ -139,15 +139,20 @@ class OpenAIAdapter:
 
     def match_body(self, request: Message) -> bool:
         doc = sniff_object(request.body)
-        return doc is not None and type(doc.get("model")) is str and (
-            type(doc.get("messages")) is list or "prompt" in doc)
+        return (
+            doc is not None and type(doc.get("model")) is str and (type(doc.get("messages")) is list or "prompt" in doc)
+        )
 
     @guarded
     def parse_request(self, request: Message) -> Rows:
         doc = loads_object(request.body)
         chars, messages = _prompt(doc)
-        return Rows(columns={"prompt_chars": [chars], "prompt_messages": [messages]}, n=1,
-                    ids=row_ids(header_id(request), 1), model=_model(doc))
+        return Rows(
+            columns={"prompt_chars": [chars], "prompt_messages": [messages]},
+            n=1,
+            ids=row_ids(header_id(request), 1),
+            model=_model(doc),
+        )
 
     @guarded
     def parse_response(self, request: Message, response: Message) -> Rows:
@@ -168,8 +173,13 @@ class OpenAIAdapter:
         else:
             completion.add(loads_object(response.body), streamed=False)
             counts = completion.usage
-        return Rows(columns={"completion_chars": [completion.chars], "finish_reason": [completion.finish]}, n=1,
-                    ids=row_ids(header_id(request) or completion.id, 1), model=completion.model, counts=counts)
+        return Rows(
+            columns={"completion_chars": [completion.chars], "finish_reason": [completion.finish]},
+            n=1,
+            ids=row_ids(header_id(request) or completion.id, 1),
+            model=completion.model,
+            counts=counts,
+        )
 
 
 adapter = OpenAIAdapter()

@@ -6,6 +6,7 @@ Request and response share the shape; `meta.puid` is the row id.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from exporter.adapters._payload import b64decode, guarded, header_id, loads_object, row_ids, sniff_object
@@ -31,7 +32,7 @@ def _tensor(tensor: Any, names: list[Any] | None) -> Rows:
     keys = [str(name) for name in names] if names else positional(width)
     if len(set(keys)) != len(keys):
         raise PayloadError("unsupported_shape", "duplicate column names")
-    columns = {key: values[j::width] for j, key in enumerate(keys)}
+    columns: dict[str, Sequence[Any]] = {key: values[j::width] for j, key in enumerate(keys)}
     return Rows(columns=columns, n=rows, positional=not names)
 
 

@@ -81,7 +81,7 @@ def _tensor_rows(tensors: Any, binary: memoryview, what: str) -> Rows:
         if size is not None:
             if type(size) is not int or size < 0:
                 raise PayloadError("invalid_binary", f"tensor {name!r:.40}: binary_data_size {size!r:.40}")
-            chunk = binary[offset:offset + size]
+            chunk = binary[offset : offset + size]
             if len(chunk) < size:
                 raise PayloadError("invalid_binary", f"tensor {name!r:.40}: {size} bytes announced, {len(chunk)} sent")
             offset += size
@@ -127,6 +127,7 @@ class V2Adapter:
     def match_body(self, request: Message) -> bool:
         if b'"datatype"' not in request.body:
             return False
+        doc: dict[str, Any] | None
         try:
             doc, _ = _split(request)
         except PayloadError:

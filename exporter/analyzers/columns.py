@@ -8,10 +8,11 @@ state, and no value a client sends becomes a label.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from prometheus_client.core import Metric
@@ -23,17 +24,18 @@ from exporter.config import Config
 from exporter.drift.methods import METHODS, Reference, check_method, score
 from exporter.drift.thresholds import CriticalValues
 from exporter.drift.windows import SlidingCounts
+from exporter.events import Extraction
 from exporter.labels import default_labels
 from exporter.metrics.families import Sample, families
-from exporter.events import Extraction
 
 SCHEMA_KINDS = ("missing_column", "unexpected_column", "column_count", "datatype")
 QUALITY = ("values", "missing", "low", "high", "unseen", "type_errors")
 OTHER_BIN = "__other__"
 BELOW_BIN, ABOVE_BIN = "below", "above"  # numeric values below / above the training range
 ROLES = ("feature", "prediction")
-NUMERIC_DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                               "FP16", "FP32", "FP64", "BF16"})
+NUMERIC_DATATYPES = frozenset(
+    {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BF16"}
+)
 
 
 def coarse_bin_labels(col: Column) -> list[str]:
@@ -93,7 +95,8 @@ class Tracked:
 
 def _gather(chunks: list[Any]) -> Sequence[Any] | np.ndarray:
     if len(chunks) == 1:
-        return chunks[0]  # type: ignore[no-any-return]
+        only: Sequence[Any] | np.ndarray = chunks[0]
+        return only
     types = set(map(type, chunks))
     if types == {list}:
         return list(chain.from_iterable(chunks))
@@ -121,8 +124,13 @@ def _bin_categorical(col: CategoricalColumn, values: Sequence[Any] | np.ndarray)
         return BinResult(bins=np.asarray(found, dtype=np.intp), n_bins=n_bins)
     rest = bin_categorical(col, [v for v, i in zip(items, found) if i is None])
     known = np.asarray([i for i in found if i is not None], dtype=np.intp)
-    return BinResult(bins=np.concatenate([known, rest.bins]), n_bins=n_bins, missing=rest.missing,
-                     type_errors=rest.type_errors, unseen=rest.unseen)
+    return BinResult(
+        bins=np.concatenate([known, rest.bins]),
+        n_bins=n_bins,
+        missing=rest.missing,
+        type_errors=rest.type_errors,
+        unseen=rest.unseen,
+    )
 
 
 class ColumnMonitor:
@@ -132,8 +140,9 @@ class ColumnMonitor:
     the caller owns it (the worker builds the default, tests a cheaper one).
     """
 
-    def __init__(self, baseline: Baseline, config: Config, previous: ColumnMonitor | None = None, *,
-                 critical: CriticalValues) -> None:
+    def __init__(
+        self, baseline: Baseline, config: Config, previous: ColumnMonitor | None = None, *, critical: CriticalValues
+    ) -> None:
         self.baseline = baseline
         self.drift = config.drift
         self.tolerance = config.quality.range_tolerance
@@ -157,8 +166,16 @@ class ColumnMonitor:
             practical = {m: METHODS[m].threshold for m in methods} | dict(spec.thresholds)
             ref = Reference.from_column(col)
             labels = coarse_bin_labels(col)
-            tracked = Tracked(col, offset, ref, methods, practical, bounds.get(col.name), labels,
-                              np.zeros(len(labels), dtype=np.int64))
+            tracked = Tracked(
+                col,
+                offset,
+                ref,
+                methods,
+                practical,
+                bounds.get(col.name),
+                labels,
+                np.zeros(len(labels), dtype=np.int64),
+            )
             if previous is not None:  # counters never go backwards across a reload
                 old = previous.find(col.role, col.name)
                 if old is not None:
@@ -169,20 +186,25 @@ class ColumnMonitor:
             layout.append((col.role, col.name, col.edges if isinstance(col, NumericColumn) else col.categories))
             offset += tracked.n_bins + len(QUALITY)
         self.size = offset + 1  # the last slot counts rows
-        self.windows = {name: SlidingCounts(width, 12 if width >= 3600 else 10, self.size)
-                        for name, width in self.drift.windows}
+        self.windows = {
+            name: SlidingCounts(width, 12 if width >= 3600 else 10, self.size) for name, width in self.drift.windows
+        }
         self.layout = tuple(layout)
         if previous is not None and previous.layout == self.layout and previous.window_spec == self.drift.windows:
             self.windows = previous.windows  # the same slots with the same bins: windows carry over
-        self.window_spec = self.drift.windows
-        self.schema_errors = dict.fromkeys(SCHEMA_KINDS, 0) if previous is None else previous.schema_errors
+        self.window_spec: tuple[tuple[str, float], ...] = self.drift.windows
+        self.schema_errors: dict[str, int] = (
+            dict.fromkeys(SCHEMA_KINDS, 0) if previous is None else previous.schema_errors
+        )
         self.critical = critical
         self.by_name = {(t.col.role, t.col.name): t for role in ROLES for t in self.columns[role]}
         self.names = {role: {t.col.name for t in self.columns[role]} for role in ROLES}
         # training columns the baseline left out on purpose (--exclude, all null): expected, not schema errors
         self.ignored = frozenset(c.name for c in baseline.ignored)
         self.known = {role: self.names[role] | self.ignored for role in ROLES}
-        self.numeric_names = {role: {t.col.name for t in self.columns[role] if t.col.type == "numeric"} for role in ROLES}
+        self.numeric_names = {
+            role: {t.col.name for t in self.columns[role] if t.col.type == "numeric"} for role in ROLES
+        }
 
     def find(self, role: str, name: str) -> Tracked | None:
         return self.by_name.get((role, name))
@@ -224,8 +246,11 @@ class ColumnMonitor:
         keys = rows.columns.keys()
         if not rows.positional and (keys == self.names[role] or (self.ignored and keys == self.known[role])):
             whole.append(rows.columns)
-            if rows.datatypes and any(declared not in NUMERIC_DATATYPES for name, declared in rows.datatypes.items()
-                                      if name in self.numeric_names[role]):
+            if rows.datatypes and any(
+                declared not in NUMERIC_DATATYPES
+                for name, declared in rows.datatypes.items()
+                if name in self.numeric_names[role]
+            ):
                 self.schema_errors["datatype"] += 1
             return
         strict = role == "feature"
@@ -234,7 +259,7 @@ class ColumnMonitor:
             if len(names) != len(tracked):
                 self.schema_errors["column_count"] += 1
             pairs = list(zip(tracked, names))
-            for t in tracked[len(names):]:
+            for t in tracked[len(names) :]:
                 t.absent += rows.n
         else:
             if strict and any(name not in self.known[role] for name in names):
@@ -273,7 +298,7 @@ class ColumnMonitor:
             else:
                 result = _bin_categorical(t.col, values)
             fine = result.counts()
-            vector[t.offset:t.offset + t.n_bins] += fine
+            vector[t.offset : t.offset + t.n_bins] += fine
             t.coarse_total += np.add.reduceat(fine, t.ref.groups)
             q["values"] = len(values)
             q["missing"] = result.missing
@@ -335,18 +360,22 @@ class ColumnMonitor:
         if isinstance(t.col, CategoricalColumn):
             yield "model_column_unseen_total", labels, q["unseen"]
         for window, total in totals.items():
-            slots = total[t.qoffset:t.qoffset + len(QUALITY)]
+            slots = total[t.qoffset : t.qoffset + len(QUALITY)]
             seen = int(slots[0])
             if seen:
                 wl = [role, name, window, *mv]
                 yield "model_missing_ratio", wl, slots[1] / seen
                 yield "model_out_of_range_ratio", wl, (slots[2] + slots[3]) / seen
-            fine = total[t.offset:t.offset + t.n_bins]
+            fine = total[t.offset : t.offset + t.n_bins]
             n = int(fine.sum())
             for method in t.methods:
                 ml = [role, name, method, window, *mv]
                 practical = t.practical[method]
-                threshold = self.critical.threshold(method, t.ref, n, self.drift.false_alarm_rate, practical) if n else practical
+                threshold = (
+                    self.critical.threshold(method, t.ref, n, self.drift.false_alarm_rate, practical)
+                    if n
+                    else practical
+                )
                 yield "model_drift_threshold", ml, threshold
                 if n < self.drift.min_rows:
                     continue  # too few rows for a score that means anything

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
 from exporter.adapters import PAYLOAD_ERROR_REASONS
-from exporter.metrics.definitions import family
 from exporter.events import Extraction
+from exporter.metrics.definitions import family
 
 TOKEN_KINDS = ("prompt", "completion")
 SIDES = ("request", "response")
@@ -37,18 +37,22 @@ class ContentStats:
             self.prediction_rows[mv] = self.prediction_rows.get(mv, 0) + ex.predictions.n
             for kind, n in ex.predictions.counts.items():
                 if kind in TOKEN_KINDS:
-                    key = (*mv, kind)
-                    self.tokens[key] = self.tokens.get(key, 0) + n
+                    token_key = (*mv, kind)
+                    self.tokens[token_key] = self.tokens.get(token_key, 0) + n
         for side, reason in ex.errors:
-            key = (*mv, side, reason)
-            self.errors[key] = self.errors.get(key, 0) + 1
+            error_key = (*mv, side, reason)
+            self.errors[error_key] = self.errors.get(error_key, 0) + 1
 
     def collect(self, model: str, version: str) -> Iterator[Metric]:
         """The families; every label pair counted so far gets all its series (at 0 where nothing
         happened), and (model, version), the labels without an exchange, stands in before any."""
-        pairs = sorted(self.seen | self.rows.keys() | self.prediction_rows.keys()
-                       | {(mdl, ver) for mdl, ver, _, _ in self.errors}
-                       | {(mdl, ver) for mdl, ver, _ in self.tokens}) or [(model, version)]
+        pairs = sorted(
+            self.seen
+            | self.rows.keys()
+            | self.prediction_rows.keys()
+            | {(mdl, ver) for mdl, ver, _, _ in self.errors}
+            | {(mdl, ver) for mdl, ver, _ in self.tokens}
+        ) or [(model, version)]
         for name, table in (("model_rows_total", self.rows), ("model_prediction_rows_total", self.prediction_rows)):
             counter = family(name)
             for mv in pairs:

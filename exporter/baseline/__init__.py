@@ -10,12 +10,24 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "BinResult": "binning", "bin_categorical": "binning", "bin_numeric": "binning", "category_key": "binning",
-    "Baseline": "format", "BaselineError": "format", "CategoricalColumn": "format", "Column": "format",
-    "NumericColumn": "format", "Source": "format", "derive_psi_groups": "format", "dumps": "format",
-    "save_baseline": "format", "seal": "format",
-    "load_baseline": "load", "parse_baseline": "load",
-    "merge": "merge", "merge_all": "merge",
+    "BinResult": "binning",
+    "bin_categorical": "binning",
+    "bin_numeric": "binning",
+    "category_key": "binning",
+    "Baseline": "format",
+    "BaselineError": "format",
+    "CategoricalColumn": "format",
+    "Column": "format",
+    "NumericColumn": "format",
+    "Source": "format",
+    "derive_psi_groups": "format",
+    "dumps": "format",
+    "save_baseline": "format",
+    "seal": "format",
+    "load_baseline": "load",
+    "parse_baseline": "load",
+    "merge": "merge",
+    "merge_all": "merge",
 }
 
 __all__ = sorted(_WHERE)

@@ -17,8 +17,9 @@ Value rules (the same when building the baseline and when binning live traffic):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,13 +32,13 @@ Values = Sequence[Any] | np.ndarray
 class BinResult:
     """Bin index per valid value, and how many values were not valid or not inside the baseline."""
 
-    bins: np.ndarray     # intp, one per valid value, in input order
-    n_bins: int          # numeric: len(edges) + 1; categorical: len(categories) + 1 ("other" last)
+    bins: np.ndarray  # intp, one per valid value, in input order
+    n_bins: int  # numeric: len(edges) + 1; categorical: len(categories) + 1 ("other" last)
     missing: int = 0
     type_errors: int = 0
-    below: int = 0       # numeric: valid values below min - tolerance·(max - min) (still binned)
-    above: int = 0       # numeric: valid values above max + tolerance·(max - min) (still binned)
-    unseen: int = 0      # categorical: valid values not among the categories (binned as "other")
+    below: int = 0  # numeric: valid values below min - tolerance·(max - min) (still binned)
+    above: int = 0  # numeric: valid values above max + tolerance·(max - min) (still binned)
+    unseen: int = 0  # categorical: valid values not among the categories (binned as "other")
 
     @property
     def valid(self) -> int:
@@ -52,10 +53,10 @@ class BinResult:
 class Floats:
     """A column parsed as numbers: the finite values and how many were not."""
 
-    values: np.ndarray   # float64, finite, in input order
+    values: np.ndarray  # float64, finite, in input order
     missing: int
-    nonfinite: int       # ±inf
-    invalid: int         # not a number at all
+    nonfinite: int  # ±inf
+    invalid: int  # not a number at all
 
 
 def parse_floats(values: Values, *, stop_at_invalid: bool = False) -> Floats:
@@ -123,10 +124,14 @@ def bin_numeric(col: NumericColumn, values: Values, tolerance: float = 0.0) -> B
     x = parsed.values
     bins = np.searchsorted(col.edges_array, x, side="right")
     slack = tolerance * (col.max - col.min)
-    return BinResult(bins=bins, n_bins=len(col.edges) + 1, missing=parsed.missing,
-                     type_errors=parsed.nonfinite + parsed.invalid,
-                     below=int(np.count_nonzero(x < col.min - slack)),
-                     above=int(np.count_nonzero(x > col.max + slack)))
+    return BinResult(
+        bins=bins,
+        n_bins=len(col.edges) + 1,
+        missing=parsed.missing,
+        type_errors=parsed.nonfinite + parsed.invalid,
+        below=int(np.count_nonzero(x < col.min - slack)),
+        above=int(np.count_nonzero(x > col.max + slack)),
+    )
 
 
 def number_key(f: float) -> str:
@@ -264,5 +269,6 @@ def bin_categorical(col: CategoricalColumn, values: Values) -> BinResult:
             unseen += 1
             i = other
         append(i)
-    return BinResult(bins=np.asarray(out, dtype=np.intp), n_bins=other + 1, missing=missing,
-                     type_errors=type_errors, unseen=unseen)
+    return BinResult(
+        bins=np.asarray(out, dtype=np.intp), n_bins=other + 1, missing=missing, type_errors=type_errors, unseen=unseen
+    )

@@ -8,8 +8,9 @@ value exactly on the chosen edges and categories, with the same binning live tra
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +23,8 @@ from exporter.baseline.binning import (
     number_key,
     parse_floats,
 )
+from exporter.baseline.defaults import DEFAULT_PSI_BINS
 from exporter.baseline.format import (
-    DEFAULT_PSI_BINS,
     Baseline,
     BaselineError,
     CategoricalColumn,
@@ -133,8 +134,9 @@ class _Scan:
     def _become_categorical(self, values: Values) -> None:
         example = next(v for v in values if parse_floats([v]).invalid)
         if self.forced == "numeric":
-            raise BaselineError(f"column {self.name!r}: the --edges-from baseline says numeric, but the data has "
-                                f"{show(example)}")
+            raise BaselineError(
+                f"column {self.name!r}: the --edges-from baseline says numeric, but the data has {show(example)}"
+            )
         self.numeric = False
         self.why = f"non-numeric value {show(example)}"
         if self.small is None:
@@ -148,7 +150,7 @@ def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequenc
     """The sealed baseline of all rows `source` yields, with the type inference report."""
     _check_options(options)
     like = {c.name: c for c in options.like.columns} if options.like else None
-    kinds = {name: "categorical" for name in options.categorical}
+    kinds = dict.fromkeys(options.categorical, "categorical")
     if like:
         kinds = {name: col.type for name, col in like.items()}
     scans: dict[str, _Scan] = {}
@@ -160,7 +162,7 @@ def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequenc
     rescan = {name for name, s in scans.items() if s.rescan}
     if rescan:
         fresh = {name: _Scan(name, "categorical", options) for name in rescan}
-        _scan(source, fresh, {n: "categorical" for n in rescan}, options, rescan, {})
+        _scan(source, fresh, dict.fromkeys(rescan, "categorical"), options, rescan, {})
         for name, s in fresh.items():
             s.why = scans[name].why
             scans[name] = s
@@ -191,15 +193,38 @@ def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequenc
             if pred in chunk.columns and label in chunk.columns:
                 acc.add(chunk.columns[pred], chunk.columns[label])
     columns = [_finish(plan[name], counts[name], options, like is not None) for name in plan]
-    baseline = seal(Baseline(created=created, source=Source(tuple(files), rows), columns=tuple(columns),
-                             performance=perf[0].result() if perf else {}, ignored=tuple(ignored)))
-    report = tuple(ColumnReport(c.name, c.role, c.type, scans[c.name].why if c.name in scans else "absent",
-                                c.count, c.null_count, len(c.counts_array)) for c in columns)
+    baseline = seal(
+        Baseline(
+            created=created,
+            source=Source(tuple(files), rows),
+            columns=tuple(columns),
+            performance=perf[0].result() if perf else {},
+            ignored=tuple(ignored),
+        )
+    )
+    report = tuple(
+        ColumnReport(
+            c.name,
+            c.role,
+            c.type,
+            scans[c.name].why if c.name in scans else "absent",
+            c.count,
+            c.null_count,
+            len(c.counts_array),
+        )
+        for c in columns
+    )
     return BuildResult(baseline, report, tuple(warnings))
 
 
-def _scan(source: ChunkSource, scans: dict[str, _Scan], kinds: dict[str, str], options: BuildOptions,
-          only: set[str] | None, names: dict[str, None]) -> int:
+def _scan(
+    source: ChunkSource,
+    scans: dict[str, _Scan],
+    kinds: dict[str, str],
+    options: BuildOptions,
+    only: set[str] | None,
+    names: dict[str, None],
+) -> int:
     """One pass: feed every chunk to the scans (created on first sight); returns the row count."""
     rows = 0
     for chunk in source():
@@ -218,8 +243,11 @@ def _scan(source: ChunkSource, scans: dict[str, _Scan], kinds: dict[str, str], o
 def _check_options(options: BuildOptions) -> None:
     """Flag combinations that are wrong whatever the data."""
     if options.like is not None:
-        for flag, given in (("--prediction", options.predictions), ("--label", options.label),
-                            ("--categorical", options.categorical)):
+        for flag, given in (
+            ("--prediction", options.predictions),
+            ("--label", options.label),
+            ("--categorical", options.categorical),
+        ):
             if given:
                 raise BaselineError(f"{flag}: roles and types come from the --edges-from baseline; drop {flag}")
     if options.label is not None and options.label in options.predictions:
@@ -229,8 +257,12 @@ def _check_options(options: BuildOptions) -> None:
 def _check_flags(options: BuildOptions, names: list[str]) -> None:
     """Every column a flag names must exist in the data, and play one part only."""
     listing = ", ".join(names[:20]) + (", …" if len(names) > 20 else "")
-    for flag, cols in (("--prediction", options.predictions), ("--label", (options.label,) if options.label else ()),
-                       ("--categorical", options.categorical), ("--exclude", options.exclude)):
+    for flag, cols in (
+        ("--prediction", options.predictions),
+        ("--label", (options.label,) if options.label else ()),
+        ("--categorical", options.categorical),
+        ("--exclude", options.exclude),
+    ):
         for name in cols:
             if name not in names:
                 raise BaselineError(f"{flag}: column {name!r} not found in the data (columns: {listing})")
@@ -238,16 +270,28 @@ def _check_flags(options: BuildOptions, names: list[str]) -> None:
                 raise BaselineError(f"{flag}: column {name!r} is also given to --exclude")
 
 
-def _plan(name: str, scan: _Scan | None, rows: int, options: BuildOptions, like: dict[str, Column] | None,
-          warnings: list[str]) -> Column | None:
+def _plan(
+    name: str, scan: _Scan | None, rows: int, options: BuildOptions, like: dict[str, Column] | None, warnings: list[str]
+) -> Column | None:
     """The column with its final edges or categories and zero counts, or None when it is left out."""
     if like is not None:
         ref = like[name]
         valid = scan.present - scan.missing if scan else 0
         m = scan.moments if scan else Moments()
         if isinstance(ref, NumericColumn):
-            return NumericColumn(name, ref.role, rows, rows - valid, m.min if m.n else 0.0, m.max if m.n else 0.0,
-                                 m.mean, m.std, ref.edges, (0,) * len(ref.counts), ref.psi_groups)
+            return NumericColumn(
+                name,
+                ref.role,
+                rows,
+                rows - valid,
+                m.min if m.n else 0.0,
+                m.max if m.n else 0.0,
+                m.mean,
+                m.std,
+                ref.edges,
+                (0,) * len(ref.counts),
+                ref.psi_groups,
+            )
         return CategoricalColumn(name, ref.role, rows, rows - valid, ref.categories, (0,) * len(ref.counts), 0)
     assert scan is not None
     role = "prediction" if name in options.predictions else "label" if name == options.label else "feature"
@@ -260,8 +304,10 @@ def _plan(name: str, scan: _Scan | None, rows: int, options: BuildOptions, like:
     if scan.boolean:
         assert scan.booleans is not None
         scan.why = "true/false values"
-        keys = [key for key, n in sorted(zip(("true", "false"), scan.booleans, strict=True), key=lambda kv: -kv[1]) if n]
-        categories = tuple(keys[:options.top_k])
+        keys = [
+            key for key, n in sorted(zip(("true", "false"), scan.booleans, strict=True), key=lambda kv: -kv[1]) if n
+        ]
+        categories = tuple(keys[: options.top_k])
         return CategoricalColumn(name, role, rows, rows - valid, categories, (0,) * len(categories), 0)
     if scan.numeric:
         m = scan.moments
@@ -269,11 +315,14 @@ def _plan(name: str, scan: _Scan | None, rows: int, options: BuildOptions, like:
             edges = _edges(scan.sample.result(), m.min, m.max, options.bins)
         except BaselineError as exc:
             raise BaselineError(f"column {name!r}: {exc}") from None
-        return NumericColumn(name, role, rows, rows - valid, m.min, m.max, m.mean, m.std, edges,
-                             (0,) * (len(edges) + 1), (0,))
+        return NumericColumn(
+            name, role, rows, rows - valid, m.min, m.max, m.mean, m.std, edges, (0,) * (len(edges) + 1), (0,)
+        )
     if len(scan.top.counts) > max(1000, valid // 2):
-        warnings.append(f"column {name!r}: {len(scan.top.counts)}+ distinct values in {valid} rows; "
-                        "an identifier? (leave it out with --exclude)")
+        warnings.append(
+            f"column {name!r}: {len(scan.top.counts)}+ distinct values in {valid} rows; "
+            "an identifier? (leave it out with --exclude)"
+        )
     categories = tuple(scan.top.top(options.top_k))
     return CategoricalColumn(name, role, rows, rows - valid, categories, (0,) * len(categories), 0)
 
@@ -293,20 +342,39 @@ def _finish(col: Column, counts: np.ndarray, options: BuildOptions, keep_order: 
     """The planned column with its exact counts (categories re-ordered by exact frequency)."""
     total = int(counts.sum())
     if total != col.valid:
-        raise BaselineError(f"column {col.name!r}: {col.valid} values in the first pass, {total} in the second; "
-                            "did the data change while the baseline was built?")
+        raise BaselineError(
+            f"column {col.name!r}: {col.valid} values in the first pass, {total} in the second; "
+            "did the data change while the baseline was built?"
+        )
     if isinstance(col, NumericColumn):
-        return NumericColumn(col.name, col.role, col.count, col.null_count, col.min, col.max, col.mean, col.std,
-                             col.edges, tuple(counts.tolist()), derive_psi_groups(counts, options.psi_bins))
+        return NumericColumn(
+            col.name,
+            col.role,
+            col.count,
+            col.null_count,
+            col.min,
+            col.max,
+            col.mean,
+            col.std,
+            col.edges,
+            tuple(counts.tolist()),
+            derive_psi_groups(counts, options.psi_bins),
+        )
     pairs = list(zip(col.categories, counts[:-1].tolist()))
     if not keep_order:
         pairs.sort(key=lambda kv: (-kv[1], kv[0]))
-    return CategoricalColumn(col.name, col.role, col.count, col.null_count, tuple(k for k, _ in pairs),
-                             tuple(n for _, n in pairs), int(counts[-1]))
+    return CategoricalColumn(
+        col.name,
+        col.role,
+        col.count,
+        col.null_count,
+        tuple(k for k, _ in pairs),
+        tuple(n for _, n in pairs),
+        int(counts[-1]),
+    )
 
 
-def _performance_plan(plan: dict[str, Column],
-                      warnings: list[str]) -> tuple[PerformanceAccumulator, str, str] | None:
+def _performance_plan(plan: dict[str, Column], warnings: list[str]) -> tuple[PerformanceAccumulator, str, str] | None:
     """Accuracy for a categorical label, MAE/RMSE for a numeric one, against the first fitting prediction."""
     labels = [c for c in plan.values() if c.role == "label"]
     preds = [c for c in plan.values() if c.role == "prediction"]
@@ -316,8 +384,9 @@ def _performance_plan(plan: dict[str, Column],
     same = [p for p in preds if p.type == label.type]
     pred: Any = same[0] if same else (preds[0] if label.type == "categorical" else None)
     if pred is None:
-        warnings.append(f"no numeric --prediction column to compare with the numeric label {label.name!r}; "
-                        "no reference performance")
+        warnings.append(
+            f"no numeric --prediction column to compare with the numeric label {label.name!r}; no reference performance"
+        )
         return None
     return PerformanceAccumulator(label.type == "categorical"), pred.name, label.name
 

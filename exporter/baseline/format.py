@@ -6,10 +6,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -40,12 +41,12 @@ class NumericColumn:
 
     name: str
     role: str
-    count: int           # rows, including nulls
-    null_count: int      # absent, null, empty, NaN or ±inf
+    count: int  # rows, including nulls
+    null_count: int  # absent, null, empty, NaN or ±inf
     min: float
     max: float
     mean: float
-    std: float           # population standard deviation (ddof=0)
+    std: float  # population standard deviation (ddof=0)
     edges: tuple[float, ...]
     counts: tuple[int, ...]
     psi_groups: tuple[int, ...]
@@ -190,18 +191,34 @@ def _group_inner(c: np.ndarray, bins: int) -> tuple[int, ...]:
 
 
 def column_to_dict(col: Column) -> dict[str, Any]:
-    head: dict[str, Any] = {"name": col.name, "role": col.role, "type": col.type,
-                            "count": col.count, "null_count": col.null_count}
+    head: dict[str, Any] = {
+        "name": col.name,
+        "role": col.role,
+        "type": col.type,
+        "count": col.count,
+        "null_count": col.null_count,
+    }
     if isinstance(col, NumericColumn):
-        return {**head, "min": col.min, "max": col.max, "mean": col.mean, "std": col.std,
-                "edges": list(col.edges), "counts": list(col.counts), "psi_groups": list(col.psi_groups)}
+        return {
+            **head,
+            "min": col.min,
+            "max": col.max,
+            "mean": col.mean,
+            "std": col.std,
+            "edges": list(col.edges),
+            "counts": list(col.counts),
+            "psi_groups": list(col.psi_groups),
+        }
     return {**head, "categories": list(col.categories), "counts": list(col.counts), "other_count": col.other_count}
 
 
 def to_dict(baseline: Baseline) -> dict[str, Any]:
     """The JSON document, in the order a reader expects (sha256 only once sealed)."""
-    doc: dict[str, Any] = {"format_version": baseline.format_version, "created": baseline.created,
-                           "source": {"files": list(baseline.source.files), "rows": baseline.source.rows}}
+    doc: dict[str, Any] = {
+        "format_version": baseline.format_version,
+        "created": baseline.created,
+        "source": {"files": list(baseline.source.files), "rows": baseline.source.rows},
+    }
     if baseline.sha256:
         doc["sha256"] = baseline.sha256
     if baseline.performance:

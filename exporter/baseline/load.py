@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Mapping, NoReturn
+from typing import Any, NoReturn
 
 from exporter.baseline.format import (
     READABLE_VERSIONS,
@@ -45,6 +46,7 @@ def load_baseline(path: str | os.PathLike[str], *, require_sha: bool = True) -> 
 
 def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = True) -> Baseline:
     """Validate a decoded JSON document and build the typed Baseline."""
+
     def fail(path: Path, message: str) -> NoReturn:
         where = f"{origin}: {render_path(path)}: " if path else f"{origin}: "
         raise BaselineError(where + message)
@@ -53,20 +55,29 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
         fail((), f"expected a JSON object at the top level, got {show(doc)}")
     version = doc.get("format_version")
     if "format_version" in doc and (version not in READABLE_VERSIONS or isinstance(version, bool)):
-        fail(("format_version",), f"unsupported version {show(version)} (this model-exporter reads versions "
-             f"{' and '.join(map(str, READABLE_VERSIONS))})")
+        fail(
+            ("format_version",),
+            f"unsupported version {show(version)} (this model-exporter reads versions "
+            f"{' and '.join(map(str, READABLE_VERSIONS))})",
+        )
     error = first_error(doc, SCHEMAS[version if version in SCHEMAS else max(SCHEMAS)])
     if error is not None:
         fail(*error)
     if "sha256" in doc:
         computed = content_sha256(doc)
         if computed != doc["sha256"]:
-            fail(("sha256",), f"does not match the content (file says {doc['sha256'][:12]}…, content hashes to "
-                 f"{computed[:12]}…): the file was edited or damaged; rebuild it, or reseal it with "
-                 "`model-exporter baseline merge FILE -o FILE`")
+            fail(
+                ("sha256",),
+                f"does not match the content (file says {doc['sha256'][:12]}…, content hashes to "
+                f"{computed[:12]}…): the file was edited or damaged; rebuild it, or reseal it with "
+                "`model-exporter baseline merge FILE -o FILE`",
+            )
     elif require_sha:
-        fail(("sha256",), "required field is missing (seal a file written by another tool with "
-             "`model-exporter baseline merge FILE -o FILE`)")
+        fail(
+            ("sha256",),
+            "required field is missing (seal a file written by another tool with "
+            "`model-exporter baseline merge FILE -o FILE`)",
+        )
     version = int(doc["format_version"])  # present and readable: the schema and the check above say so
     columns = tuple(_column(fail, c, i, doc["source"]["rows"], version) for i, c in enumerate(doc["columns"]))
     seen: dict[str, int] = {}
@@ -82,9 +93,14 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
         if name in ignored:
             fail(("ignored_columns", i, "name"), f"duplicate name {show(name)} (also ignored_columns[{ignored[name]}])")
         ignored[name] = i
-    return Baseline(created=doc["created"], source=Source(tuple(doc["source"]["files"]), doc["source"]["rows"]),
-                    columns=columns, performance=dict(doc.get("performance", {})), sha256=doc.get("sha256", ""),
-                    ignored=tuple(IgnoredColumn(e["name"], e["reason"]) for e in doc.get("ignored_columns", ())))
+    return Baseline(
+        created=doc["created"],
+        source=Source(tuple(doc["source"]["files"]), doc["source"]["rows"]),
+        columns=columns,
+        performance=dict(doc.get("performance", {})),
+        sha256=doc.get("sha256", ""),
+        ignored=tuple(IgnoredColumn(e["name"], e["reason"]) for e in doc.get("ignored_columns", ())),
+    )
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -110,17 +126,25 @@ def _column(fail: Any, c: Mapping[str, Any], i: int, rows: int, version: int) ->
         total = sum(c["counts"]) + c["other_count"]
         if total != valid:
             fail((*at, "counts"), f"counts plus other_count add up to {total}, expected count - null_count = {valid}")
-        return CategoricalColumn(name=c["name"], role=c["role"], count=c["count"], null_count=c["null_count"],
-                                 categories=tuple(c["categories"]), counts=tuple(c["counts"]),
-                                 other_count=c["other_count"])
+        return CategoricalColumn(
+            name=c["name"],
+            role=c["role"],
+            count=c["count"],
+            null_count=c["null_count"],
+            categories=tuple(c["categories"]),
+            counts=tuple(c["counts"]),
+            other_count=c["other_count"],
+        )
     edges = c["edges"]
     for key in ("min", "max", "mean", "std"):
         if not math.isfinite(c[key]):
             fail((*at, key), f"expected a finite number, got {show(c[key])}")
     for j in range(1, len(edges)):
         if not edges[j] > edges[j - 1]:
-            fail((*at, "edges", j),
-                 f"expected values in increasing order, got {show(edges[j])} after {show(edges[j - 1])}")
+            fail(
+                (*at, "edges", j),
+                f"expected values in increasing order, got {show(edges[j])} after {show(edges[j - 1])}",
+            )
     if c["min"] > c["max"]:
         fail((*at, "max"), f"expected at least min = {show(c['min'])}, got {show(c['max'])}")
     if len(c["counts"]) != len(edges) + 1:
@@ -133,14 +157,29 @@ def _column(fail: Any, c: Mapping[str, Any], i: int, rows: int, version: int) ->
         fail((*at, "psi_groups", 0), f"expected 0 (the first coarse bin starts at fine bin 0), got {groups[0]}")
     for j in range(1, len(groups)):
         if not groups[j - 1] < groups[j] < n:
-            fail((*at, "psi_groups", j), f"expected increasing fine-bin indexes below {n}, "
-                 f"got {groups[j]} after {groups[j - 1]}")
+            fail(
+                (*at, "psi_groups", j),
+                f"expected increasing fine-bin indexes below {n}, got {groups[j]} after {groups[j - 1]}",
+            )
     if version >= 2 and groups and (len(groups) < 3 or groups[1] != 1 or groups[-1] != n - 1):
-        fail((*at, "psi_groups"), f"expected the below and above bins (fine bins 0 and {n - 1}) to be coarse bins "
-             f"of their own: a list starting 0, 1 and ending {n - 1}, got [{', '.join(map(str, groups))}]")
-    col = NumericColumn(name=c["name"], role=c["role"], count=c["count"], null_count=c["null_count"],
-                        min=float(c["min"]), max=float(c["max"]), mean=float(c["mean"]), std=float(c["std"]),
-                        edges=tuple(float(e) for e in edges), counts=tuple(c["counts"]), psi_groups=tuple(groups))
+        fail(
+            (*at, "psi_groups"),
+            f"expected the below and above bins (fine bins 0 and {n - 1}) to be coarse bins "
+            f"of their own: a list starting 0, 1 and ending {n - 1}, got [{', '.join(map(str, groups))}]",
+        )
+    col = NumericColumn(
+        name=c["name"],
+        role=c["role"],
+        count=c["count"],
+        null_count=c["null_count"],
+        min=float(c["min"]),
+        max=float(c["max"]),
+        mean=float(c["mean"]),
+        std=float(c["std"]),
+        edges=tuple(float(e) for e in edges),
+        counts=tuple(c["counts"]),
+        psi_groups=tuple(groups),
+    )
     if version < 2:
         return upgrade_v1(col, fail, at)
     return col if groups else replace(col, psi_groups=derive_psi_groups(col.counts))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import reduce
-from typing import Sequence
 
+from exporter.baseline.defaults import DEFAULT_PSI_BINS
 from exporter.baseline.format import (
-    DEFAULT_PSI_BINS,
     Baseline,
     BaselineError,
     CategoricalColumn,
@@ -30,14 +30,19 @@ def merge(a: Baseline, b: Baseline, *, psi_bins: int = DEFAULT_PSI_BINS) -> Base
     names_a = [c.name for c in a.columns]
     names_b = [c.name for c in b.columns]
     if names_a != names_b:
-        raise BaselineError(f"merge: the partitions have different columns ({', '.join(names_a)} vs "
-                            f"{', '.join(names_b)}); build every partition with --edges-from the same reference")
+        raise BaselineError(
+            f"merge: the partitions have different columns ({', '.join(names_a)} vs "
+            f"{', '.join(names_b)}); build every partition with --edges-from the same reference"
+        )
     columns = tuple(_merge_column(x, y, psi_bins) for x, y in zip(a.columns, b.columns))
     names = {c.name for c in a.ignored}
-    merged = Baseline(created=max(a.created, b.created),
-                      source=Source(a.source.files + b.source.files, a.source.rows + b.source.rows),
-                      columns=columns, performance=_merge_performance(a, b),
-                      ignored=a.ignored + tuple(c for c in b.ignored if c.name not in names))
+    merged = Baseline(
+        created=max(a.created, b.created),
+        source=Source(a.source.files + b.source.files, a.source.rows + b.source.rows),
+        columns=columns,
+        performance=_merge_performance(a, b),
+        ignored=a.ignored + tuple(c for c in b.ignored if c.name not in names),
+    )
     return seal(merged)
 
 
@@ -55,21 +60,38 @@ def _merge_column(x: Column, y: Column, psi_bins: int) -> Column:
     count, null_count = x.count + y.count, x.null_count + y.null_count
     if isinstance(x, CategoricalColumn) and isinstance(y, CategoricalColumn):
         if x.categories != y.categories:
-            raise BaselineError(f"{where}: categories differ ({len(x.categories)} vs {len(y.categories)}, or in "
-                                "order); build every partition with --edges-from the same reference")
-        return replace(x, count=count, null_count=null_count, other_count=x.other_count + y.other_count,
-                       counts=tuple(i + j for i, j in zip(x.counts, y.counts)))
+            raise BaselineError(
+                f"{where}: categories differ ({len(x.categories)} vs {len(y.categories)}, or in "
+                "order); build every partition with --edges-from the same reference"
+            )
+        return replace(
+            x,
+            count=count,
+            null_count=null_count,
+            other_count=x.other_count + y.other_count,
+            counts=tuple(i + j for i, j in zip(x.counts, y.counts)),
+        )
     assert isinstance(x, NumericColumn) and isinstance(y, NumericColumn)
     if x.edges != y.edges:
-        raise BaselineError(f"{where}: edges differ ({len(x.edges)} vs {len(y.edges)} edges, or in value); "
-                            "build every partition with --edges-from the same reference")
+        raise BaselineError(
+            f"{where}: edges differ ({len(x.edges)} vs {len(y.edges)} edges, or in value); "
+            "build every partition with --edges-from the same reference"
+        )
     counts = tuple(i + j for i, j in zip(x.counts, y.counts))
     mean, std = _combine_moments(x.valid, x.mean, x.std, y.valid, y.mean, y.std)
     lo = [c.min for c in (x, y) if c.valid]
     hi = [c.max for c in (x, y) if c.valid]
-    return replace(x, count=count, null_count=null_count, counts=counts, mean=mean, std=std,
-                   min=min(lo, default=x.min), max=max(hi, default=x.max),
-                   psi_groups=derive_psi_groups(counts, psi_bins))
+    return replace(
+        x,
+        count=count,
+        null_count=null_count,
+        counts=counts,
+        mean=mean,
+        std=std,
+        min=min(lo, default=x.min),
+        max=max(hi, default=x.max),
+        psi_groups=derive_psi_groups(counts, psi_bins),
+    )
 
 
 def _combine_moments(na: int, ma: float, sa: float, nb: int, mb: float, sb: float) -> tuple[float, float]:

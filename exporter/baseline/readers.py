@@ -10,13 +10,13 @@ import gzip
 import io
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from exporter.baseline.defaults import DEFAULT_CHUNK_ROWS
-
 from exporter.baseline.format import BaselineError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -39,8 +39,7 @@ def data_format(path: str) -> str:
     for suffix, kind in FORMATS.items():
         if name.endswith(suffix) and not (kind == "parquet" and path.lower().endswith(".gz")):
             return kind
-    raise BaselineError(f"{path}: unknown data format (expected .csv, .jsonl or .ndjson, optionally .gz, "
-                        "or .parquet)")
+    raise BaselineError(f"{path}: unknown data format (expected .csv, .jsonl or .ndjson, optionally .gz, or .parquet)")
 
 
 def open_source(paths: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ChunkSource:
@@ -56,6 +55,7 @@ def open_source(paths: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> C
     def chunks() -> Iterator[Chunk]:
         for path in paths:
             yield from read_chunks(path, chunk_rows)
+
     return chunks
 
 
@@ -95,8 +95,9 @@ def _read_csv(f: TextIO, path: str, chunk_rows: int) -> Iterator[Chunk]:
             if len(row) != len(header):
                 if not row:
                     continue  # a blank line
-                raise BaselineError(f"{path}:{reader.line_num}: expected {len(header)} fields as in the header, "
-                                    f"got {len(row)}")
+                raise BaselineError(
+                    f"{path}:{reader.line_num}: expected {len(header)} fields as in the header, got {len(row)}"
+                )
             rows.append(row)
             if len(rows) == chunk_rows:
                 yield Chunk(dict(zip(header, zip(*rows))), len(rows))
@@ -135,8 +136,10 @@ def _jsonl_chunk(rows: list[dict[str, Any]], lines: list[int], path: str) -> Chu
         values = [row.get(name) for row in rows]
         for i, v in enumerate(values):
             if isinstance(v, (dict, list)):
-                raise BaselineError(f"{path}:{lines[i]}: column {name!r}: nested {type(v).__name__} values are not "
-                                    "supported (flatten it into scalar columns)")
+                raise BaselineError(
+                    f"{path}:{lines[i]}: column {name!r}: nested {type(v).__name__} values are not "
+                    "supported (flatten it into scalar columns)"
+                )
         columns[name] = values
     return Chunk(columns, len(rows))
 
@@ -145,8 +148,10 @@ def _pyarrow(path: str) -> Any:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise BaselineError(f"{path}: reading Parquet needs pyarrow, which is not installed "
-                            "(pip install pyarrow, or convert the file to CSV or JSON Lines)") from None
+        raise BaselineError(
+            f"{path}: reading Parquet needs pyarrow, which is not installed "
+            "(pip install pyarrow, or convert the file to CSV or JSON Lines)"
+        ) from None
     return pq
 
 
@@ -166,8 +171,12 @@ def _read_parquet(path: str, chunk_rows: int) -> Iterator[Chunk]:
                     columns[name] = arr.cast(pa.float64()).to_numpy(zero_copy_only=False)
                 elif pa.types.is_nested(t):
                     raise BaselineError(f"{path}: column {name!r}: nested Arrow type {t} is not supported")
-                elif pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t) \
-                        or pa.types.is_dictionary(t):
+                elif (
+                    pa.types.is_boolean(t)
+                    or pa.types.is_string(t)
+                    or pa.types.is_large_string(t)
+                    or pa.types.is_dictionary(t)
+                ):
                     columns[name] = arr.to_pylist()
                 else:  # dates, timestamps, decimals, binary: their text form
                     columns[name] = [None if v is None else str(v) for v in arr.to_pylist()]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 # One source of truth: docs/baseline.md prints this schema, load_baseline validates against it.
 # The validator below implements exactly the keywords used here; a keyword it does not know
@@ -18,6 +19,7 @@ _COMMON = {
     "count": _COUNT,
     "null_count": _COUNT,
 }
+
 
 def _schema(version: int) -> dict[str, Any]:
     """The schema of one format version: 2 adds `ignored_columns` and has at least two edges per numeric column."""
@@ -58,8 +60,7 @@ def _schema(version: int) -> dict[str, Any]:
                 "properties": _COMMON,
                 "allOf": [
                     {"if": {"properties": {"type": {"const": "numeric"}}}, "then": {"$ref": "#/$defs/numeric"}},
-                    {"if": {"properties": {"type": {"const": "categorical"}}},
-                     "then": {"$ref": "#/$defs/categorical"}},
+                    {"if": {"properties": {"type": {"const": "categorical"}}}, "then": {"$ref": "#/$defs/categorical"}},
                 ],
             },
             "numeric": {
@@ -97,8 +98,15 @@ SCHEMAS: dict[int, dict[str, Any]] = {1: _schema(1), 2: SCHEMA}  # every version
 
 Path = tuple[str | int, ...]
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-_TYPES = {"object": "an object", "array": "an array", "string": "a string",
-          "number": "a number", "integer": "an integer", "boolean": "true or false", "null": "null"}
+_TYPES = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "null": "null",
+}
 
 
 def render_path(path: Path) -> str:
@@ -111,8 +119,11 @@ def render_path(path: Path) -> str:
 
 def show(value: Any) -> str:
     """A value as JSON, shortened for an error message."""
-    text = json.dumps(value, allow_nan=True) if not isinstance(value, (dict, list)) else _TYPES[
-        "object" if isinstance(value, dict) else "array"]
+    text = (
+        json.dumps(value, allow_nan=True)
+        if not isinstance(value, (dict, list))
+        else _TYPES["object" if isinstance(value, dict) else "array"]
+    )
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -126,8 +137,13 @@ def _is_type(value: Any, name: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if name == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    kinds: dict[str, type | tuple[type, ...]] = {"object": dict, "array": list, "string": str,
-                                                 "boolean": bool, "null": type(None)}
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "object": dict,
+        "array": list,
+        "string": str,
+        "boolean": bool,
+        "null": type(None),
+    }
     return isinstance(value, kinds[name])
 
 
@@ -137,11 +153,11 @@ def _resolve(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
     node: Any = root
     for part in ref[2:].split("/"):
         node = node[part]
-    return node  # type: ignore[no-any-return]
+    resolved: Mapping[str, Any] = node  # a $ref in our own schema always names an object
+    return resolved
 
 
-def _errors(value: Any, schema: Mapping[str, Any], path: Path,
-            root: Mapping[str, Any]) -> Iterator[tuple[Path, str]]:
+def _errors(value: Any, schema: Mapping[str, Any], path: Path, root: Mapping[str, Any]) -> Iterator[tuple[Path, str]]:
     for key, arg in schema.items():
         if key in ("$schema", "$id", "title", "$defs", "then"):
             continue

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable, Iterator, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 from prometheus_client.core import Metric
 
@@ -22,7 +23,7 @@ class Source(Protocol):
 class Isolated:
     """Runs each source's collect() at scrape time and reports success and duration per source."""
 
-    def __init__(self, sources: Iterable[Source], clock=time.perf_counter) -> None:
+    def __init__(self, sources: Iterable[Source], clock: Callable[[], float] = time.perf_counter) -> None:
         self.sources = list(sources)
         self.clock = clock
         self._failing: set[str] = set()
@@ -49,4 +50,3 @@ class Isolated:
             duration.add_metric([source.name], took if took is not None else self.clock() - started)
         yield success
         yield duration
-

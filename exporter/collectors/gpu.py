@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 from prometheus_client.core import Metric
 
@@ -13,15 +14,19 @@ from exporter.metrics.definitions import family
 log = logging.getLogger(__name__)
 
 GPU_METRICS = (
-    "model_gpu_utilization_ratio", "model_gpu_memory_used_bytes", "model_gpu_memory_total_bytes",
-    "model_gpu_temperature_celsius", "model_gpu_power_watts",
+    "model_gpu_utilization_ratio",
+    "model_gpu_memory_used_bytes",
+    "model_gpu_memory_total_bytes",
+    "model_gpu_temperature_celsius",
+    "model_gpu_power_watts",
 )
 
 
 def load_nvml() -> ModuleType:
     import pynvml  # nvidia-ml-py; loads libnvidia-ml.so lazily at nvmlInit
 
-    return pynvml
+    module: ModuleType = pynvml
+    return module
 
 
 class GPUCollector:
@@ -65,7 +70,8 @@ class GPUCollector:
             families["model_gpu_memory_used_bytes"].add_metric(gpu, float(mem.used))
             families["model_gpu_memory_total_bytes"].add_metric(gpu, float(mem.total))
             families["model_gpu_temperature_celsius"].add_metric(
-                gpu, float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)))
+                gpu, float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
+            )
             try:  # not every board reports power
                 families["model_gpu_power_watts"].add_metric(gpu, nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0)
             except nvml.NVMLError:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import psutil
 from prometheus_client.core import Metric
@@ -63,8 +63,14 @@ class ProcessCollector:
 
     name = "process"
 
-    def __init__(self, locate: Callable[[], int | None], model: str, version: str,
-                 proc_root: Path = Path("/proc"), cgroup_root: Path = Path("/sys/fs/cgroup")) -> None:
+    def __init__(
+        self,
+        locate: Callable[[], int | None],
+        model: str,
+        version: str,
+        proc_root: Path = Path("/proc"),
+        cgroup_root: Path = Path("/sys/fs/cgroup"),
+    ) -> None:
         self.locate = locate
         self.labels = [model, version]
         self.proc_root = proc_root

@@ -149,9 +149,7 @@ def _column(feature: Feature, values: list[Any]) -> np.ndarray:
         return np.array(values, dtype=object)
     for index, value in enumerate(values):
         if not _valid_number(value, feature.datatype):
-            raise InferError(
-                f"input '{feature.name}' data[{index}] is {value!r}; not a valid {feature.datatype} value"
-            )
+            raise InferError(f"input '{feature.name}' data[{index}] is {value!r}; not a valid {feature.datatype} value")
     return np.asarray(values, dtype=np.float64)
 
 
@@ -176,9 +174,7 @@ def parse_infer_request(body: Any) -> InferRequest:
         if name in columns:
             raise InferError(f"input '{name}' is given more than once")
         if tensor.get("datatype") != feature.datatype:
-            raise InferError(
-                f"input '{name}' has datatype {tensor.get('datatype')!r}; expected {feature.datatype}"
-            )
+            raise InferError(f"input '{name}' has datatype {tensor.get('datatype')!r}; expected {feature.datatype}")
         n = _rows_from_shape(name, tensor.get("shape"))
         if "data" not in tensor:
             raise InferError(f"input '{name}' has no 'data'")

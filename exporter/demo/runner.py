@@ -18,8 +18,8 @@ from typing import IO
 import aiohttp
 
 from exporter.demo.model_server import FEATURES, MODEL_NAME, MODEL_VERSION, NumericFeature
-from exporter.demo.training import build_demo_baseline
 from exporter.demo.traffic import TrafficSummary, build_infer_request, generate_traffic
+from exporter.demo.training import build_demo_baseline
 
 HEALTHY_TIMEOUT_S = 20.0
 MODEL_READY_TIMEOUT_S = 30.0
@@ -181,9 +181,7 @@ async def _run(
     try:
         baseline = build_demo_baseline(Path(workdir.name))
         print(f"baseline built from 20,000 demo training rows: {baseline}", flush=True)
-        children.append(
-            _start("demo model server", ["-m", "exporter.demo.model_server", "--port", str(model_port)])
-        )
+        children.append(_start("demo model server", ["-m", "exporter.demo.model_server", "--port", str(model_port)]))
         sidecar_args = ["-m", "exporter", "run", "--upstream", model_url]
         sidecar_args += ["--listen", f"127.0.0.1:{proxy_port}"]
         sidecar_args += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]

@@ -95,8 +95,7 @@ def build_infer_request(columns: Columns, request_id: str) -> dict[str, Any]:
     return {
         "id": request_id,
         "inputs": [
-            {"name": f.name, "shape": [rows], "datatype": f.datatype, "data": columns[f.name]}
-            for f in FEATURES
+            {"name": f.name, "shape": [rows], "datatype": f.datatype, "data": columns[f.name]} for f in FEATURES
         ],
     }
 
@@ -164,9 +163,7 @@ async def _stopped_within(stop: asyncio.Event, delay: float) -> bool:
     return True
 
 
-async def _wait_ready(
-    session: aiohttp.ClientSession, target: str, timeout: float, stop: asyncio.Event
-) -> bool:
+async def _wait_ready(session: aiohttp.ClientSession, target: str, timeout: float, stop: asyncio.Event) -> bool:
     """Poll the target's /v2/health/ready until it answers 200; return whether it did."""
     url = target.rstrip("/") + "/v2/health/ready"
     deadline = asyncio.get_running_loop().time() + timeout
@@ -240,10 +237,7 @@ async def generate_traffic(
             drifted = drift_after is not None and now - start >= drift_after
             if drifted and not drift_reported and report:
                 drift_reported = True
-                report(
-                    f"injecting drift: income +{INCOME_DRIFT_STDS} std, "
-                    f"region skewed toward {DRIFT_REGION!r}"
-                )
+                report(f"injecting drift: income +{INCOME_DRIFT_STDS} std, region skewed toward {DRIFT_REGION!r}")
             if len(in_flight) >= max_in_flight:
                 summary.skipped += 1
                 continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ def build_demo_baseline(directory: Path, created: str | None = None) -> Path:
     data = directory / "training.csv"
     write_training_csv(data)
     options = BuildOptions(predictions=PREDICTIONS, label=GROUND_TRUTH, categorical=("label", GROUND_TRUTH))
-    created = created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = created or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     result = build_baseline(open_source([str(data)]), options, files=[data.name], created=created)
     out = directory / "baseline.json"
     save_baseline(result.baseline, out)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -37,17 +38,37 @@ class Method:
     summary: str
 
 
-METHODS: Mapping[str, Method] = {m.name: m for m in (
-    Method("psi", BOTH, 0.1, "coarse", 1.0, False, "population stability index (0.1 moderate, 0.25 major)"),
-    Method("kl", BOTH, 0.05, "coarse", 1.0, False, "Kullback-Leibler divergence KL(live||baseline), nats; "
-           "≈ PSI/2 for small shifts, hence half its threshold"),
-    Method("js", BOTH, 0.1, "coarse", 0.5, False, "Jensen-Shannon distance (natural log)"),
-    Method("ks", NUMERIC, 0.1, "fine", 0.5, True, "Kolmogorov-Smirnov statistic on the fine bins"),
-    Method("wasserstein", NUMERIC, 0.1, "fine", 0.5, False, "Wasserstein-1 distance in baseline standard deviations"),
-    Method("chisquare", CATEGORICAL, 0.1, "fine", 0.5, True, "Cohen's w = sqrt(X²/n) of Pearson's chi-square "
-           "test (0.1 small, 0.3 medium, 0.5 large); the p-value is the test's"),
-    Method("linf", CATEGORICAL, 0.1, "fine", 0.5, False, "largest change of one category's share"),
-)}
+METHODS: Mapping[str, Method] = {
+    m.name: m
+    for m in (
+        Method("psi", BOTH, 0.1, "coarse", 1.0, False, "population stability index (0.1 moderate, 0.25 major)"),
+        Method(
+            "kl",
+            BOTH,
+            0.05,
+            "coarse",
+            1.0,
+            False,
+            "Kullback-Leibler divergence KL(live||baseline), nats; ≈ PSI/2 for small shifts, hence half its threshold",
+        ),
+        Method("js", BOTH, 0.1, "coarse", 0.5, False, "Jensen-Shannon distance (natural log)"),
+        Method("ks", NUMERIC, 0.1, "fine", 0.5, True, "Kolmogorov-Smirnov statistic on the fine bins"),
+        Method(
+            "wasserstein", NUMERIC, 0.1, "fine", 0.5, False, "Wasserstein-1 distance in baseline standard deviations"
+        ),
+        Method(
+            "chisquare",
+            CATEGORICAL,
+            0.1,
+            "fine",
+            0.5,
+            True,
+            "Cohen's w = sqrt(X²/n) of Pearson's chi-square "
+            "test (0.1 small, 0.3 medium, 0.5 large); the p-value is the test's",
+        ),
+        Method("linf", CATEGORICAL, 0.1, "fine", 0.5, False, "largest change of one category's share"),
+    )
+}
 
 DEFAULT_METHOD = "psi"
 
@@ -55,8 +76,17 @@ DEFAULT_METHOD = "psi"
 class Reference:
     """What a column's drift methods compare a window against: the baseline counts and bin geometry."""
 
-    def __init__(self, fine: ArrayLike, *, groups: ArrayLike | None = None, points: ArrayLike | None = None,
-                 scale: float = 1.0, kind: str = "numeric", name: str = "", rows: float | None = None) -> None:
+    def __init__(
+        self,
+        fine: ArrayLike,
+        *,
+        groups: ArrayLike | None = None,
+        points: ArrayLike | None = None,
+        scale: float = 1.0,
+        kind: str = "numeric",
+        name: str = "",
+        rows: float | None = None,
+    ) -> None:
         """`rows`: the baseline's row count N (default: the counts' sum); math.inf treats it as exact."""
         self.name = name
         self.kind = kind
@@ -81,8 +111,7 @@ class Reference:
         e = col.edges_array
         scale = col.std if col.std > 0 else 1.0
         points = np.concatenate([[e[0] - scale], (e[:-1] + e[1:]) / 2, [e[-1] + scale]])
-        return cls(col.counts_array, groups=col.psi_groups, points=points, scale=scale,
-                   kind="numeric", name=col.name)
+        return cls(col.counts_array, groups=col.psi_groups, points=points, scale=scale, kind="numeric", name=col.name)
 
     def expected(self, method: str) -> NDArray[np.float64]:
         """Baseline counts on the bins `method` compares."""
@@ -122,8 +151,9 @@ def check_method(method: str, kind: str) -> Method:
     m = METHODS.get(method)
     if m is None or kind not in m.column_types:
         allowed = [name for name, x in METHODS.items() if kind in x.column_types]
-        raise ValueError(f"drift method {method!r} does not apply to {kind} columns (expected one of: "
-                         f"{', '.join(allowed)})")
+        raise ValueError(
+            f"drift method {method!r} does not apply to {kind} columns (expected one of: {', '.join(allowed)})"
+        )
     return m
 
 
@@ -146,7 +176,8 @@ def values(method: str, ref: Reference, binned: ArrayLike) -> st.Score:
         b = np.asarray(binned, dtype=np.float64)
         x2, _ = st.chi_square(p, b)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.sqrt(x2 / b.sum(axis=-1))  # type: ignore[no-any-return]
+            cramer: st.Score = np.sqrt(x2 / b.sum(axis=-1))  # numpy's sqrt is typed Any here
+            return cramer
     if method == "linf":
         return st.linf(p, binned)
     raise ValueError(f"unknown drift method {method!r}")

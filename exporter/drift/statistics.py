@@ -9,8 +9,6 @@ are normalised to proportions inside (p for the baseline, q for the window). Eve
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special  # not scipy.stats: ~50 MB more RSS in the worker
@@ -19,7 +17,7 @@ from scipy import special  # not scipy.stats: ~50 MB more RSS in the worker
 # empty bin makes the score infinite; a Prometheus rule reproduces it with clamp_min(…, 1e-4).
 EPSILON = 1e-4
 
-Score = Union[float, NDArray[np.float64]]
+Score = float | NDArray[np.float64]
 
 
 def proportions(counts: ArrayLike) -> NDArray[np.float64]:
@@ -137,8 +135,7 @@ def wasserstein(expected: ArrayLike, observed: ArrayLike, points: ArrayLike, sca
     return _out(np.sum(cdf_gap * gaps, axis=-1) / scale)
 
 
-def chi_square(expected: ArrayLike, observed: ArrayLike,
-               epsilon: float = EPSILON) -> tuple[Score, Score]:
+def chi_square(expected: ArrayLike, observed: ArrayLike, epsilon: float = EPSILON) -> tuple[Score, Score]:
     """Pearson's chi-square goodness-of-fit statistic of the window against the baseline, and its p-value.
 
         X² = Σᵢ (Oᵢ − n·p̃ᵢ)² / (n·p̃ᵢ),   p̃ = max(p, ε); bins with pᵢ = 0 and Oᵢ = 0 skipped

@@ -30,8 +30,15 @@ REFERENCE_ROWS = 1024.0  # where methods without a closed form are simulated (se
 _BATCH = 5000
 
 
-def critical_value(method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA, *,
-                   simulations: int | None = None, seed: int = 0) -> float:
+def critical_value(
+    method: str,
+    ref: Reference,
+    n_rows: float,
+    alpha: float = DEFAULT_ALPHA,
+    *,
+    simulations: int | None = None,
+    seed: int = 0,
+) -> float:
     """The no-drift critical value of `method` for a window of `n_rows` rows at false-alarm rate `alpha`."""
     check_method(method, ref.kind)
     n = effective_rows(n_rows, ref.rows)
@@ -79,8 +86,9 @@ def closed_form(method: str, ref: Reference, n: float, alpha: float) -> float | 
     return math.sqrt(c / n)
 
 
-def simulate(method: str, ref: Reference, n: float, alpha: float, *, simulations: int | None = None,
-             seed: int = 0) -> float:
+def simulate(
+    method: str, ref: Reference, n: float, alpha: float, *, simulations: int | None = None, seed: int = 0
+) -> float:
     """The no-drift critical value from seeded multinomial windows of round(n) rows from the baseline.
 
     S = max(10000, 50/alpha) windows by default (50 000 at alpha = 0.001, about 0.3 s for 50
@@ -126,23 +134,28 @@ class CriticalValues:
             # no closed form at any n: simulate once, at REFERENCE_ROWS, and scale by
             # n^-exponent (within ~2 % from 200 to 20,000 effective rows for wasserstein),
             # so a growing window never stalls a scrape on a fresh 0.3 s simulation
-            key = (method, alpha, "reference")
-            value = table.get(key)
-            if value is None:
-                value = table[key] = simulate(method, ref, REFERENCE_ROWS, alpha,
-                                              simulations=self.simulations, seed=self.seed)
-            return value * (REFERENCE_ROWS / n) ** m.exponent
+            at_reference: tuple[Any, ...] = (method, alpha, "reference")
+            base = table.get(at_reference)
+            if base is None:
+                base = table[at_reference] = simulate(
+                    method, ref, REFERENCE_ROWS, alpha, simulations=self.simulations, seed=self.seed
+                )
+            return float(base * (REFERENCE_ROWS / n) ** m.exponent)
         grid = 2 ** (math.floor(math.log2(n) * STEPS_PER_DOUBLING) / STEPS_PER_DOUBLING)
         key = (method, alpha, grid)
         value = table.get(key)
         if value is None:
             closed = closed_form(method, ref, grid, alpha)
-            value = table[key] = closed if closed is not None else simulate(
-                method, ref, grid, alpha, simulations=self.simulations, seed=self.seed)
+            value = table[key] = (
+                closed
+                if closed is not None
+                else simulate(method, ref, grid, alpha, simulations=self.simulations, seed=self.seed)
+            )
         return float(value * (grid / n) ** m.exponent)
 
-    def threshold(self, method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA,
-                  practical: float | None = None) -> float:
+    def threshold(
+        self, method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA, practical: float | None = None
+    ) -> float:
         """max(practical threshold (the method's default unless given), critical value)."""
         floor = METHODS[method].threshold if practical is None else practical
         return max(floor, self.critical(method, ref, n_rows, alpha))

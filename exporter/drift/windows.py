@@ -40,9 +40,9 @@ class SlidingCounts:
                     row = self.ring[k % self.slices]
                     self.total -= row
                     row[:] = 0
-            self.head = current
+            self.head = head = current
         # a clock that steps back lands in the newest slice rather than rewriting history
-        return self.head % self.slices  # type: ignore[operator]
+        return head % self.slices
 
     def add(self, now: float, counts: np.ndarray) -> None:
         row = self._advance(now)

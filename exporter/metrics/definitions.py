@@ -7,14 +7,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 # Model serving spans 1 ms (a tiny tabular model) to a minute (an LLM generation).
 DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
 )
 # Payloads from a few hundred bytes (one tabular row) to tens of MB (images, tensors).
-DEFAULT_SIZE_BUCKETS: tuple[float, ...] = tuple(float(4 ** i * 64) for i in range(11))  # 64 B .. 64 MiB
+DEFAULT_SIZE_BUCKETS: tuple[float, ...] = tuple(float(4**i * 64) for i in range(11))  # 64 B .. 64 MiB
 
 MODEL_LABELS = ("model", "version")
 
@@ -29,66 +43,298 @@ class MetricDef:
     family: str = "traffic"
 
 
-def _d(name: str, type_: str, help_: str, labels: tuple[str, ...] = (), *, model_level: bool = True,
-       family: str = "traffic") -> MetricDef:
+def _d(
+    name: str,
+    type_: str,
+    help_: str,
+    labels: tuple[str, ...] = (),
+    *,
+    model_level: bool = True,
+    family: str = "traffic",
+) -> MetricDef:
     return MetricDef(name, type_, help_, labels, model_level, family)
 
 
 METRICS: tuple[MetricDef, ...] = (
     # traffic (the proxy's RED metrics)
-    _d("model_requests_total", "counter", "Requests proxied to the model server, by normalised route, method and status code (499: client went away).", ("route", "method", "code")),
-    _d("model_request_duration_seconds", "histogram", "Time from the first request byte to the last response byte, as seen by the sidecar.", ("route", "method", "code")),
-    _d("model_time_to_first_byte_seconds", "histogram", "Time from the first request byte to the first response byte from the model server.", ("route",)),
-    _d("model_request_size_bytes", "histogram", "Request body size in bytes (as sent, before any decompression).", ("route",)),
-    _d("model_response_size_bytes", "histogram", "Response body size in bytes (as sent, before any decompression).", ("route",)),
+    _d(
+        "model_requests_total",
+        "counter",
+        "Requests proxied to the model server, by normalised route, method and status code (499: client went away).",
+        ("route", "method", "code"),
+    ),
+    _d(
+        "model_request_duration_seconds",
+        "histogram",
+        "Time from the first request byte to the last response byte, as seen by the sidecar.",
+        ("route", "method", "code"),
+    ),
+    _d(
+        "model_time_to_first_byte_seconds",
+        "histogram",
+        "Time from the first request byte to the first response byte from the model server.",
+        ("route",),
+    ),
+    _d(
+        "model_request_size_bytes",
+        "histogram",
+        "Request body size in bytes (as sent, before any decompression).",
+        ("route",),
+    ),
+    _d(
+        "model_response_size_bytes",
+        "histogram",
+        "Response body size in bytes (as sent, before any decompression).",
+        ("route",),
+    ),
     _d("model_requests_in_flight", "gauge", "Requests currently being proxied."),
-    _d("model_upstream_errors_total", "counter", "Requests the model server could not answer, by reason (refused, connect_error, connect_timeout, timeout, reset, malformed).", ("reason",)),
+    _d(
+        "model_upstream_errors_total",
+        "counter",
+        "Requests the model server could not answer, by reason (refused, connect_error, connect_timeout, timeout, reset, malformed).",
+        ("reason",),
+    ),
     _d("model_upstream_up", "gauge", "1 if the last readiness probe of the model server succeeded, else 0."),
-    _d("model_load_duration_seconds", "gauge", "Seconds from sidecar start until the model server first answered its readiness probe."),
+    _d(
+        "model_load_duration_seconds",
+        "gauge",
+        "Seconds from sidecar start until the model server first answered its readiness probe.",
+    ),
     # content (the analysis worker's view of the payloads)
-    _d("model_rows_total", "counter", "Rows (instances) extracted from request payloads; a batched request counts one per instance.", family="content"),
-    _d("model_prediction_rows_total", "counter", "Rows of predictions extracted from response payloads.", family="content"),
-    _d("model_payload_errors_total", "counter", "Payloads that could not be turned into rows, by reason (a fixed set); the traffic passed unchanged.", ("side", "reason"), family="content"),
-    _d("model_tokens_total", "counter", "LLM tokens from OpenAI-compatible usage fields (completion: streamed chunks when usage is absent), by kind.", ("kind",), family="content"),
+    _d(
+        "model_rows_total",
+        "counter",
+        "Rows (instances) extracted from request payloads; a batched request counts one per instance.",
+        family="content",
+    ),
+    _d(
+        "model_prediction_rows_total",
+        "counter",
+        "Rows of predictions extracted from response payloads.",
+        family="content",
+    ),
+    _d(
+        "model_payload_errors_total",
+        "counter",
+        "Payloads that could not be turned into rows, by reason (a fixed set); the traffic passed unchanged.",
+        ("side", "reason"),
+        family="content",
+    ),
+    _d(
+        "model_tokens_total",
+        "counter",
+        "LLM tokens from OpenAI-compatible usage fields (completion: streamed chunks when usage is absent), by kind.",
+        ("kind",),
+        family="content",
+    ),
     # drift against the baseline (scores computed at scrape time from the window counts)
-    _d("model_drift_score", "gauge", "Drift of the column's live distribution in the window from the baseline; higher means more drift. Exported once the window holds drift.min_rows.", ("role", "column", "method", "window"), family="drift"),
-    _d("model_drift_threshold", "gauge", "Alarm threshold for model_drift_score: the larger of the configured practical threshold and the no-drift critical value for the window's row count at drift.false_alarm_rate.", ("role", "column", "method", "window"), family="drift"),
-    _d("model_drift_pvalue", "gauge", "p-value of the drift test where the method has one (chi-square, KS); small means drift.", ("role", "column", "method", "window"), family="drift"),
+    _d(
+        "model_drift_score",
+        "gauge",
+        "Drift of the column's live distribution in the window from the baseline; higher means more drift. Exported once the window holds drift.min_rows.",
+        ("role", "column", "method", "window"),
+        family="drift",
+    ),
+    _d(
+        "model_drift_threshold",
+        "gauge",
+        "Alarm threshold for model_drift_score: the larger of the configured practical threshold and the no-drift critical value for the window's row count at drift.false_alarm_rate.",
+        ("role", "column", "method", "window"),
+        family="drift",
+    ),
+    _d(
+        "model_drift_pvalue",
+        "gauge",
+        "p-value of the drift test where the method has one (chi-square, KS); small means drift.",
+        ("role", "column", "method", "window"),
+        family="drift",
+    ),
     _d("model_window_rows", "gauge", "Rows in the rolling window.", ("window",), family="drift"),
-    _d("model_column_bin_total", "counter", "Values per baseline PSI bin (numeric: an interval of the training range, or below / above it; categorical: a category or __other__); aggregate across replicas for fleet drift.", ("role", "column", "bin"), family="drift"),
-    _d("model_column_baseline_ratio", "gauge", "Share of the baseline's values in each PSI bin (the reference for model_column_bin_total).", ("role", "column", "bin"), family="drift"),
-    _d("model_baseline_skipped_rows_total", "counter", "Rows (as counted by model_rows_total) left out of drift and quality, with their predictions, because their model or version is not the one the baseline's series are labelled with (the configured one, else the first one seen).", family="drift"),
+    _d(
+        "model_column_bin_total",
+        "counter",
+        "Values per baseline PSI bin (numeric: an interval of the training range, or below / above it; categorical: a category or __other__); aggregate across replicas for fleet drift.",
+        ("role", "column", "bin"),
+        family="drift",
+    ),
+    _d(
+        "model_column_baseline_ratio",
+        "gauge",
+        "Share of the baseline's values in each PSI bin (the reference for model_column_bin_total).",
+        ("role", "column", "bin"),
+        family="drift",
+    ),
+    _d(
+        "model_baseline_skipped_rows_total",
+        "counter",
+        "Rows (as counted by model_rows_total) left out of drift and quality, with their predictions, because their model or version is not the one the baseline's series are labelled with (the configured one, else the first one seen).",
+        family="drift",
+    ),
     _d("model_baseline_info", "gauge", "The baseline in force; always 1.", ("sha256", "created"), family="drift"),
     # data quality (counters aggregate across replicas; ratios over the rolling windows)
-    _d("model_column_values_total", "counter", "Values seen per baseline column (one per row, present or not).", ("role", "column"), family="quality"),
-    _d("model_column_missing_total", "counter", "Missing values: absent key, null, NaN or empty string.", ("role", "column"), family="quality"),
-    _d("model_column_out_of_range_total", "counter", "Numeric values outside the baseline range (plus quality.range_tolerance) or the configured bounds, by side.", ("role", "column", "side"), family="quality"),
-    _d("model_column_unseen_total", "counter", "Categorical values not among the baseline's categories (the values themselves are never labels).", ("role", "column"), family="quality"),
-    _d("model_column_type_errors_total", "counter", "Values of the wrong type: a non-numeric string or a nested value where a number is expected, a non-finite number.", ("role", "column"), family="quality"),
-    _d("model_schema_errors_total", "counter", "Payloads whose shape differs from the baseline schema, by kind (missing_column, unexpected_column, column_count, datatype).", ("kind",), family="quality"),
-    _d("model_missing_ratio", "gauge", "Share of missing values in the rolling window.", ("role", "column", "window"), family="quality"),
-    _d("model_out_of_range_ratio", "gauge", "Share of out-of-range values in the rolling window.", ("role", "column", "window"), family="quality"),
-    _d("model_exporter_config_last_reload_successful", "gauge", "1 if the last configuration reload succeeded (or none was attempted), else 0.", model_level=False, family="exporter"),
-    _d("model_exporter_config_last_reload_success_timestamp_seconds", "gauge", "Unix time of the last successful configuration load.", model_level=False, family="exporter"),
+    _d(
+        "model_column_values_total",
+        "counter",
+        "Values seen per baseline column (one per row, present or not).",
+        ("role", "column"),
+        family="quality",
+    ),
+    _d(
+        "model_column_missing_total",
+        "counter",
+        "Missing values: absent key, null, NaN or empty string.",
+        ("role", "column"),
+        family="quality",
+    ),
+    _d(
+        "model_column_out_of_range_total",
+        "counter",
+        "Numeric values outside the baseline range (plus quality.range_tolerance) or the configured bounds, by side.",
+        ("role", "column", "side"),
+        family="quality",
+    ),
+    _d(
+        "model_column_unseen_total",
+        "counter",
+        "Categorical values not among the baseline's categories (the values themselves are never labels).",
+        ("role", "column"),
+        family="quality",
+    ),
+    _d(
+        "model_column_type_errors_total",
+        "counter",
+        "Values of the wrong type: a non-numeric string or a nested value where a number is expected, a non-finite number.",
+        ("role", "column"),
+        family="quality",
+    ),
+    _d(
+        "model_schema_errors_total",
+        "counter",
+        "Payloads whose shape differs from the baseline schema, by kind (missing_column, unexpected_column, column_count, datatype).",
+        ("kind",),
+        family="quality",
+    ),
+    _d(
+        "model_missing_ratio",
+        "gauge",
+        "Share of missing values in the rolling window.",
+        ("role", "column", "window"),
+        family="quality",
+    ),
+    _d(
+        "model_out_of_range_ratio",
+        "gauge",
+        "Share of out-of-range values in the rolling window.",
+        ("role", "column", "window"),
+        family="quality",
+    ),
+    _d(
+        "model_exporter_config_last_reload_successful",
+        "gauge",
+        "1 if the last configuration reload succeeded (or none was attempted), else 0.",
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_config_last_reload_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful configuration load.",
+        model_level=False,
+        family="exporter",
+    ),
     # resources of the model server (collected at scrape time)
-    _d("model_server_cpu_seconds_total", "counter", "CPU time (user + system) used by the model server process.", family="resources"),
-    _d("model_server_resident_memory_bytes", "gauge", "Resident memory of the model server process.", family="resources"),
-    _d("model_server_memory_limit_bytes", "gauge", "Memory limit of the model server's cgroup (absent when unlimited).", family="resources"),
+    _d(
+        "model_server_cpu_seconds_total",
+        "counter",
+        "CPU time (user + system) used by the model server process.",
+        family="resources",
+    ),
+    _d(
+        "model_server_resident_memory_bytes",
+        "gauge",
+        "Resident memory of the model server process.",
+        family="resources",
+    ),
+    _d(
+        "model_server_memory_limit_bytes",
+        "gauge",
+        "Memory limit of the model server's cgroup (absent when unlimited).",
+        family="resources",
+    ),
     _d("model_server_open_fds", "gauge", "Open file descriptors of the model server process.", family="resources"),
-    _d("model_gpu_utilization_ratio", "gauge", "GPU busy time over the last sample period (NVML), 0 to 1.", ("gpu",), family="resources"),
+    _d(
+        "model_gpu_utilization_ratio",
+        "gauge",
+        "GPU busy time over the last sample period (NVML), 0 to 1.",
+        ("gpu",),
+        family="resources",
+    ),
     _d("model_gpu_memory_used_bytes", "gauge", "GPU memory in use (NVML).", ("gpu",), family="resources"),
     _d("model_gpu_memory_total_bytes", "gauge", "GPU memory installed (NVML).", ("gpu",), family="resources"),
     _d("model_gpu_temperature_celsius", "gauge", "GPU core temperature (NVML).", ("gpu",), family="resources"),
     _d("model_gpu_power_watts", "gauge", "GPU power draw (NVML).", ("gpu",), family="resources"),
     # exporter self-monitoring
-    _d("model_exporter_build_info", "gauge", "Build information of model-exporter; always 1.", ("version",), model_level=False, family="exporter"),
-    _d("model_exporter_events_dropped_total", "counter", "Exchanges left out of payload analysis (never out of the proxied traffic), by reason.", ("reason",), model_level=False, family="exporter"),
-    _d("model_exporter_queue_depth", "gauge", "Exchanges waiting for the analysis worker.", model_level=False, family="exporter"),
-    _d("model_exporter_worker_restarts_total", "counter", "Times the analysis worker exited (or was stopped as stuck) and was started again; its windows start empty.", model_level=False, family="exporter"),
-    _d("model_exporter_queue_capacity", "gauge", "Exchanges the analysis queue holds before it drops (capture.queue_size).", model_level=False, family="exporter"),
-    _d("model_exporter_label_overflow_total", "counter", "Exchanges whose model name (label=model) or version (label=version) from the request path became the label value other because model.max_names values were already kept (README: Model and version labels).", ("label",), model_level=False, family="exporter"),
-    _d("model_exporter_collector_success", "gauge", "1 if the collector produced its metrics at the last scrape, else 0.", ("collector",), model_level=False, family="exporter"),
-    _d("model_exporter_collector_duration_seconds", "gauge", "Seconds the collector took at the last scrape.", ("collector",), model_level=False, family="exporter"),
+    _d(
+        "model_exporter_build_info",
+        "gauge",
+        "Build information of model-exporter; always 1.",
+        ("version",),
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_events_dropped_total",
+        "counter",
+        "Exchanges left out of payload analysis (never out of the proxied traffic), by reason.",
+        ("reason",),
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_queue_depth",
+        "gauge",
+        "Exchanges waiting for the analysis worker.",
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_worker_restarts_total",
+        "counter",
+        "Times the analysis worker exited (or was stopped as stuck) and was started again; its windows start empty.",
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_queue_capacity",
+        "gauge",
+        "Exchanges the analysis queue holds before it drops (capture.queue_size).",
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_label_overflow_total",
+        "counter",
+        "Exchanges whose model name (label=model) or version (label=version) from the request path became the label value other because model.max_names values were already kept (README: Model and version labels).",
+        ("label",),
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_collector_success",
+        "gauge",
+        "1 if the collector produced its metrics at the last scrape, else 0.",
+        ("collector",),
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_collector_duration_seconds",
+        "gauge",
+        "Seconds the collector took at the last scrape.",
+        ("collector",),
+        model_level=False,
+        family="exporter",
+    ),
 )
 
 BY_NAME: dict[str, MetricDef] = {m.name: m for m in METRICS}
@@ -101,8 +347,8 @@ def exposed_names(metric: MetricDef) -> tuple[str, ...]:
     return (metric.name,)
 
 
-_FAMILY_TYPES = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily, "histogram": HistogramMetricFamily,
-                 "info": GaugeMetricFamily}
+# A counter or gauge family: add_metric(labels, value) on either.
+ValueFamily = CounterMetricFamily | GaugeMetricFamily
 
 
 def label_names(metric: MetricDef) -> list[str]:
@@ -110,7 +356,19 @@ def label_names(metric: MetricDef) -> list[str]:
     return [*metric.labels, *(MODEL_LABELS if metric.model_level else ())]
 
 
-def family(name: str) -> Metric:
-    """An empty metric family for a defined metric: type, help and labels from this table."""
+def family(name: str) -> ValueFamily:
+    """An empty counter or gauge family for a defined metric: type, help and labels from this table."""
     m = BY_NAME[name]
-    return _FAMILY_TYPES[m.type](m.name, m.help, labels=label_names(m))
+    if m.type == "counter":
+        return CounterMetricFamily(m.name, m.help, labels=label_names(m))
+    if m.type in ("gauge", "info"):
+        return GaugeMetricFamily(m.name, m.help, labels=label_names(m))
+    raise ValueError(f"{name} is a {m.type}: use histogram_family()")
+
+
+def histogram_family(name: str) -> HistogramMetricFamily:
+    """An empty histogram family for a defined histogram."""
+    m = BY_NAME[name]
+    if m.type != "histogram":
+        raise ValueError(f"{name} is a {m.type}, not a histogram")
+    return HistogramMetricFamily(m.name, m.help, labels=label_names(m))

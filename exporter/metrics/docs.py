@@ -11,18 +11,19 @@ from pathlib import Path
 
 from exporter.metrics.definitions import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 
-
 BEGIN, END = "<!-- metrics:begin -->", "<!-- metrics:end -->"
 
 
 def render() -> str:
-    return "\n".join([
-        "# Metric reference",
-        "",
-        "Generated from `exporter/metrics/definitions.py` by `make docs`; a test checks it is current.",
-        "",
-        table(),
-    ])
+    return "\n".join(
+        [
+            "# Metric reference",
+            "",
+            "Generated from `exporter/metrics/definitions.py` by `make docs`; a test checks it is current.",
+            "",
+            table(),
+        ]
+    )
 
 
 def readme_section(readme: str) -> str:

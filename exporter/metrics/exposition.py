@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import Metric
@@ -32,7 +33,7 @@ def build_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
     GCCollector(registry=registry)
     registry.register(BuildInfo())
     for collector in collectors:
-        registry.register(collector)  # type: ignore[arg-type]
+        registry.register(collector)
     return registry
 
 
@@ -43,17 +44,19 @@ _EOF = b"# EOF\n"
 def negotiate(accept: str | None) -> tuple[str, str]:
     """(format, content type) for an Accept header: OpenMetrics when asked for, else text 0.0.4."""
     _, content_type = choose_encoder(accept or "")
-    return (OPENMETRICS, content_type) if content_type.startswith("application/openmetrics-text") else (TEXT, content_type)
+    return (
+        (OPENMETRICS, content_type) if content_type.startswith("application/openmetrics-text") else (TEXT, content_type)
+    )
 
 
 def encode(collector: Collector | CollectorRegistry, fmt: str) -> bytes:
     """The exposition of `collector` in `fmt`; OpenMetrics ends with `# EOF`."""
     encoder = openmetrics_latest if fmt == OPENMETRICS else generate_latest
-    return encoder(collector)  # type: ignore[arg-type]  # any object with collect() will do
+    return encoder(collector)
 
 
 def join(fmt: str, *parts: bytes) -> bytes:
     """One exposition from several (the proxy's own and the worker's): one `# EOF`, at the end."""
     if fmt != OPENMETRICS:
         return b"".join(parts)
-    return b"".join(p[:-len(_EOF)] if p.endswith(_EOF) else p for p in parts) + _EOF
+    return b"".join(p[: -len(_EOF)] if p.endswith(_EOF) else p for p in parts) + _EOF

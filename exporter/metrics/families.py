@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from prometheus_client.core import Metric
 
-from exporter.metrics.definitions import BY_NAME, family
+from exporter.metrics.definitions import BY_NAME, ValueFamily, family
 
 # (metric name as defined, label values in label_names order, value)
 Sample = tuple[str, Sequence[str], float]
@@ -16,7 +16,7 @@ _ORDER = {name: i for i, name in enumerate(BY_NAME)}
 
 def families(samples: Iterable[Sample]) -> Iterator[Metric]:
     """One family per metric named in `samples`, holding its samples in their order; families in definition order."""
-    out: dict[str, Metric] = {}
+    out: dict[str, ValueFamily] = {}
     for name, labels, value in samples:
         metric = out.get(name)
         if metric is None:

@@ -61,15 +61,52 @@ class Exchange:
     """One request and its response, from the parsed head to the count (states: module docstring)."""
 
     __slots__ = (
-        "client", "ctx", "t0", "method", "target", "route", "model", "version", "labels", "trace_id", "head",
-        "chunked_request", "client_http11", "pending", "retry_body", "retry_size", "request_done",
-        "request_size", "upstream", "state", "status", "close_delimited", "keep_client", "timer", "retried",
-        "capture", "capture_size", "request_headers", "ttfb", "last_activity", "response_size",
+        "client",
+        "ctx",
+        "t0",
+        "method",
+        "target",
+        "route",
+        "model",
+        "version",
+        "labels",
+        "trace_id",
+        "head",
+        "chunked_request",
+        "client_http11",
+        "pending",
+        "retry_body",
+        "retry_size",
+        "request_done",
+        "request_size",
+        "upstream",
+        "state",
+        "status",
+        "close_delimited",
+        "keep_client",
+        "timer",
+        "retried",
+        "capture",
+        "capture_size",
+        "request_headers",
+        "ttfb",
+        "last_activity",
+        "response_size",
     )
 
-    def __init__(self, client: ClientConnection, t0: float, method: bytes, target: bytes, head: bytes,
-                 http11: bool, keep_alive: bool, chunked: bool, trace_id: str | None,
-                 request_headers: dict[bytes, bytes]) -> None:
+    def __init__(
+        self,
+        client: ClientConnection,
+        t0: float,
+        method: bytes,
+        target: bytes,
+        head: bytes,
+        http11: bool,
+        keep_alive: bool,
+        chunked: bool,
+        trace_id: str | None,
+        request_headers: dict[bytes, bytes],
+    ) -> None:
         """Request head parsed: the exchange begins (`t0`: when its first byte was read)."""
         self.client = client
         ctx = self.ctx = client.ctx
@@ -285,10 +322,21 @@ class Exchange:
         assert link is not None  # capture is only ever on with a link to the worker
         body = b"".join(response_body)
         model, version = self.decide_labels(self.status)
-        link.submit(Event(
-            time.time(), self.route, self.target, self.status, perf_counter() - self.t0,
-            self.request_headers, b"".join(self.capture or ()), response_headers, body, model, version,
-        ))
+        link.submit(
+            Event(
+                time.time(),
+                self.route,
+                self.target,
+                self.status,
+                perf_counter() - self.t0,
+                self.request_headers,
+                b"".join(self.capture or ()),
+                response_headers,
+                body,
+                model,
+                version,
+            )
+        )
 
     def _finish(self, code: int) -> None:
         self.state = FINISHED
@@ -297,6 +345,15 @@ class Exchange:
             self.timer = None
         stats = self.ctx.stats
         stats.in_flight -= 1
-        stats.record(self.route, self.method, code, perf_counter() - self.t0, self.ttfb,
-                     self.request_size, self.response_size, self.trace_id, self.decide_labels(code))
+        stats.record(
+            self.route,
+            self.method,
+            code,
+            perf_counter() - self.t0,
+            self.ttfb,
+            self.request_size,
+            self.response_size,
+            self.trace_id,
+            self.decide_labels(code),
+        )
         self.client.exchange_finished(self)

@@ -7,7 +7,7 @@ A match also returns the path's `{model}` and `{version}` segments, raw, for the
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from exporter.config import RouteConfig
 
@@ -46,20 +46,22 @@ BUILTIN_ROUTES: tuple[str, ...] = (
 )
 
 # Routes whose payloads carry features and predictions: the ones captured for analysis.
-INFERENCE_ROUTES: frozenset[str] = frozenset({
-    "/v2/models/{model}/versions/{version}/infer",
-    "/v2/models/{model}/infer",
-    "/v1/models/{model}/versions/{version}:predict",
-    "/v1/models/{model}:predict",
-    "/v1/models/{model}:classify",
-    "/v1/models/{model}:regress",
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/invocations",
-    "/api/v1.0/predictions",
-    "/api/v0.1/predictions",
-    "/predict",
-})
+INFERENCE_ROUTES: frozenset[str] = frozenset(
+    {
+        "/v2/models/{model}/versions/{version}/infer",
+        "/v2/models/{model}/infer",
+        "/v1/models/{model}/versions/{version}:predict",
+        "/v1/models/{model}:predict",
+        "/v1/models/{model}:classify",
+        "/v1/models/{model}:regress",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/invocations",
+        "/api/v1.0/predictions",
+        "/api/v0.1/predictions",
+        "/predict",
+    }
+)
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _CACHE_MAX = 4096
@@ -74,7 +76,7 @@ def _template_regex(template: str, i: int) -> str:
     """Regex of one template; its first {model} and {version} are the groups m<i> and v<i>."""
     out, pos, seen = [], 0, set()
     for m in _PARAM.finditer(template):
-        out.append(re.escape(template[pos:m.start()]))
+        out.append(re.escape(template[pos : m.start()]))
         prefix = _CAPTURED.get(m.group(1))
         if prefix is not None and prefix not in seen:
             seen.add(prefix)
@@ -96,8 +98,9 @@ class RouteTable:
         self._regex = re.compile(r"(?:" + "|".join(groups) + r")/?\Z")
         index = self._regex.groupindex
         # route group → (name, index of its {model} group or 0, of its {version} group or 0)
-        self._by_group = {f"r{i}": (name, index.get(f"m{i}", 0), index.get(f"v{i}", 0))
-                          for i, (_, name) in enumerate(entries)}
+        self._by_group = {
+            f"r{i}": (name, index.get(f"m{i}", 0), index.get(f"v{i}", 0)) for i, (_, name) in enumerate(entries)
+        }
         self._cache: dict[bytes, Match] = {}
         # configured routes are there to be analysed; built-ins only where they carry payloads
         self.inference: frozenset[str] = INFERENCE_ROUTES | {r.name for r in extra}

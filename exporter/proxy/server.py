@@ -48,8 +48,10 @@ class ProxyContext:
 
 
 def _simple_response(code: int, phrase: bytes, body: bytes) -> bytes:
-    return (b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%b" % (code, phrase, len(body), body))
+    return (
+        b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%b" % (code, phrase, len(body), body)
+    )
 
 
 class ClientConnection(asyncio.Protocol):
@@ -196,8 +198,15 @@ class ClientConnection(asyncio.Protocol):
         if not self.has_host:
             self.parts.append(b"Host: %b\r\n" % self.ctx.upstream_host_header)
         ex = self.current = Exchange(
-            self, self.t0, method, url, b"%b %b HTTP/1.1\r\n%b\r\n" % (method, url, b"".join(self.parts)),
-            parser.get_http_version() == "1.1", parser.should_keep_alive(), self.chunked, self.trace_id,
+            self,
+            self.t0,
+            method,
+            url,
+            b"%b %b HTTP/1.1\r\n%b\r\n" % (method, url, b"".join(self.parts)),
+            parser.get_http_version() == "1.1",
+            parser.should_keep_alive(),
+            self.chunked,
+            self.trace_id,
             self.captured,
         )
         if self.active is None:

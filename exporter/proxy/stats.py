@@ -9,13 +9,13 @@ from __future__ import annotations
 import re
 import time
 from bisect import bisect_left
-from typing import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Exemplar
 
 from exporter.labels import OTHER, LabelPolicy
-from exporter.metrics.definitions import family
+from exporter.metrics.definitions import family, histogram_family
 from exporter.proxy.exchange import ERROR_STATUS
 
 # Request methods become label values only from this fixed set; anything else is "other".
@@ -91,9 +91,15 @@ class TrafficStats:
     duration) carry the policy's default: the configured name and version, else "unknown".
     """
 
-    def __init__(self, duration_buckets: Sequence[float], size_buckets: Sequence[float],
-                 model: str | None = None, version: str | None = None, clock=time.time,
-                 labels: LabelPolicy | None = None) -> None:
+    def __init__(
+        self,
+        duration_buckets: Sequence[float],
+        size_buckets: Sequence[float],
+        model: str | None = None,
+        version: str | None = None,
+        clock: Callable[[], float] = time.time,
+        labels: LabelPolicy | None = None,
+    ) -> None:
         self.duration_bounds = tuple(duration_buckets)
         self.size_bounds = tuple(size_buckets)
         self.labels = labels if labels is not None else LabelPolicy(model, version)
@@ -111,9 +117,18 @@ class TrafficStats:
             series = self.series[labels] = _Traffic()
         return series
 
-    def record(self, route: str, method: bytes, code: int, duration: float, ttfb: float | None,
-               request_size: int, response_size: int, trace_id: str | None,
-               labels: tuple[str, str] | None = None) -> None:
+    def record(
+        self,
+        route: str,
+        method: bytes,
+        code: int,
+        duration: float,
+        ttfb: float | None,
+        request_size: int,
+        response_size: int,
+        trace_id: str | None,
+        labels: tuple[str, str] | None = None,
+    ) -> None:
         """Account one finished exchange (the only call on the hot path); `labels`: its (model, version)."""
         series = self._series(labels)
         key = (route, METHODS.get(method, "other"), str(code))
@@ -145,7 +160,7 @@ class TrafficStats:
         default = list(self.labels.default)
         pairs = sorted(self.series.items())
         requests = family("model_requests_total")
-        durations = family("model_request_duration_seconds")
+        durations = histogram_family("model_request_duration_seconds")
         for mv, series in pairs:
             for (route, method, code), n in sorted(series.requests.items()):
                 requests.add_metric([route, method, code, *mv], n)
@@ -159,7 +174,7 @@ class TrafficStats:
             ("model_request_size_bytes", "request_sizes", self.size_bounds),
             ("model_response_size_bytes", "response_sizes", self.size_bounds),
         ):
-            histogram = family(name)
+            histogram = histogram_family(name)
             for mv, series in pairs:
                 for route, hist in sorted(getattr(series, attr).items()):
                     histogram.add_metric([route, *mv], hist.buckets(bounds), hist.sum)
@@ -177,15 +192,15 @@ class TrafficStats:
         # The model server's health belongs to every model it serves: one series per label pair
         # with traffic (never "other"), so an outage alert and its inhibitions match the traffic
         # alerts of the same model and version; the default pair before any traffic.
-        served = [list(mv) for mv, _ in pairs if mv[0] != OTHER] or [default]
+        served = [list(pair) for pair, _ in pairs if pair[0] != OTHER] or [default]
         up = family("model_upstream_up")
-        for mv in served:
-            up.add_metric(mv, self.upstream_up)
+        for labels in served:
+            up.add_metric(labels, self.upstream_up)
         yield up
         if self.load_duration is not None:
             load = family("model_load_duration_seconds")
-            for mv in served:
-                load.add_metric(mv, self.load_duration)
+            for labels in served:
+                load.add_metric(labels, self.load_duration)
             yield load
 
         overflow = family("model_exporter_label_overflow_total")

@@ -24,8 +24,22 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te"
 class UpstreamConnection(asyncio.Protocol):
     """One connection to the model server; carries one exchange at a time."""
 
-    __slots__ = ("pool", "transport", "exchange", "reused", "closed", "parser", "reason", "headers",
-                 "chunked", "interim", "out", "capture", "capture_size", "response_headers")
+    __slots__ = (
+        "pool",
+        "transport",
+        "exchange",
+        "reused",
+        "closed",
+        "parser",
+        "reason",
+        "headers",
+        "chunked",
+        "interim",
+        "out",
+        "capture",
+        "capture_size",
+        "response_headers",
+    )
 
     def __init__(self, pool: UpstreamPool) -> None:
         self.pool = pool
@@ -147,7 +161,10 @@ class UpstreamConnection(asyncio.Protocol):
         # the body ends only when the server closes: no length and not chunked, or chunked to an
         # HTTP/1.0 client, which gets it de-chunked
         close_delimited = (
-            ex.method != b"HEAD" and status != 204 and status != 304 and not self.chunked
+            ex.method != b"HEAD"
+            and status != 204
+            and status != 304
+            and not self.chunked
             and not any(h[:15].lower() == b"content-length:" for h in headers)
         ) or (self.chunked and not ex.client_http11)
         if not ex.response_head(status, close_delimited):
@@ -188,8 +205,15 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamPool:
     """At most `max_connections` to one host:port; idle ones are reused LIFO (warmest first)."""
 
-    def __init__(self, host: str, port: int, max_connections: int, connect_timeout: float,
-                 capture_headers: frozenset[bytes] = frozenset(), capture_limit: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        max_connections: int,
+        connect_timeout: float,
+        capture_headers: frozenset[bytes] = frozenset(),
+        capture_limit: int = 1 << 20,
+    ) -> None:
         self.host = host
         self.port = port
         self.max_connections = max_connections

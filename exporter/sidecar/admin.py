@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from exporter.sidecar.http import Handler, Request, Response, Router, text
 from exporter.sidecar.web_config import BasicAuth
 
-
 INDEX = b"""<html><head><title>model-exporter</title></head><body>
 <h1>model-exporter</h1><ul>
 <li><a href="/metrics">/metrics</a></li><li><a href="/-/healthy">/-/healthy</a></li>
@@ -26,10 +25,12 @@ def refuses_form(request: Request) -> Response | None:
     return None
 
 
-def make_admin_router(render_metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]],
-                      ready: Callable[[], tuple[bool, str]],
-                      reload: Callable[[], Awaitable[str | None]] | None,
-                      auth: BasicAuth | None = None) -> Router:
+def make_admin_router(
+    render_metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]],
+    ready: Callable[[], tuple[bool, str]],
+    reload: Callable[[], Awaitable[str | None]] | None,
+    auth: BasicAuth | None = None,
+) -> Router:
     """The metrics port's endpoints, given how to render, how to tell readiness and how to reload.
 
     With `auth`, every endpoint but the liveness and readiness probes asks for basic auth.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httptools
@@ -17,8 +18,15 @@ log = logging.getLogger(__name__)
 class UpstreamProbe:
     """Polls `url` every `interval` seconds; 2xx within `timeout` means ready."""
 
-    def __init__(self, url: str, interval: float, timeout: float, stats: TrafficStats,
-                 started: float, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        interval: float,
+        timeout: float,
+        stats: TrafficStats,
+        started: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url = url
         self.interval = interval
         self.timeout = timeout
@@ -33,7 +41,7 @@ class UpstreamProbe:
             status = await asyncio.wait_for(get_status(self.url), self.timeout)
             ok = 200 <= status < 300
             self.last_error = "" if ok else f"readiness probe answered HTTP {status}"
-        except (asyncio.TimeoutError, OSError, httptools.HttpParserError) as exc:
+        except (TimeoutError, OSError, httptools.HttpParserError) as exc:
             ok = False
             self.last_error = f"readiness probe failed: {type(exc).__name__} {exc}".strip()
         if ok and self.stats.load_duration is None:
@@ -75,8 +83,10 @@ async def get_status(url: str, max_bytes: int = 1 << 20) -> int:
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: model-exporter-probe\r\n"
-                     "Accept: */*\r\nConnection: close\r\n\r\n".encode("latin-1"))
+        writer.write(
+            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: model-exporter-probe\r\n"
+            "Accept: */*\r\nConnection: close\r\n\r\n".encode("latin-1")
+        )
         response = _Response()
         parser = httptools.HttpResponseParser(response)
         seen = 0

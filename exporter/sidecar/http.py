@@ -21,9 +21,19 @@ MAX_HEAD_BYTES = 16 * 1024  # admin requests are small: a scrape, a probe, a rel
 MAX_BODY_BYTES = 1 << 20  # state-changing endpoints take small bodies
 IDLE_SECONDS = 120.0  # a keep-alive connection with no request for this long is closed
 
-PHRASES = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
-           413: b"Content Too Large", 415: b"Unsupported Media Type", 431: b"Request Header Fields Too Large",
-           500: b"Internal Server Error", 501: b"Not Implemented", 503: b"Service Unavailable"}
+PHRASES = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    413: b"Content Too Large",
+    415: b"Unsupported Media Type",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    503: b"Service Unavailable",
+}
 
 
 @dataclass
@@ -72,9 +82,11 @@ class Router:
 
 def encode_response(response: Response, keep_alive: bool, head_only: bool) -> bytes:
     phrase = PHRASES.get(response.status, b"Unknown")
-    lines = [b"HTTP/1.1 %d %b" % (response.status, phrase),
-             b"Content-Type: " + response.content_type.encode("latin-1"),
-             b"Content-Length: %d" % len(response.body)]
+    lines = [
+        b"HTTP/1.1 %d %b" % (response.status, phrase),
+        b"Content-Type: " + response.content_type.encode("latin-1"),
+        b"Content-Length: %d" % len(response.body),
+    ]
     lines += [f"{k}: {v}".encode("latin-1") for k, v in response.headers.items()]
     if not keep_alive:
         lines.append(b"Connection: close")
@@ -176,6 +188,9 @@ class AdminConnection(asyncio.Protocol):
         self.request = None
         self.pending.put_nowait((request, self.parser.should_keep_alive()))
 
+    def _current_transport(self) -> asyncio.Transport | None:
+        return self.transport
+
     async def _serve(self) -> None:
         while True:
             item = await self.pending.get()
@@ -192,11 +207,12 @@ class AdminConnection(asyncio.Protocol):
                 except Exception:  # a bug of ours must cost one answer, not the port
                     log.exception("admin handler failed for %s %s", request.method, request.path)
                     response = text(500, "model-exporter internal error\n")
-            if self.transport is None:
+            transport = self._current_transport()  # the client may have gone while the handler ran
+            if transport is None:
                 return
-            self.transport.write(encode_response(response, keep_alive, request.method == "HEAD"))
+            transport.write(encode_response(response, keep_alive, request.method == "HEAD"))
             if not keep_alive:
-                self.transport.close()
+                transport.close()
                 return
             self._arm_idle()
 
@@ -211,8 +227,9 @@ class AdminServer:
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: AdminConnection(self.router, self.connections),
-                                               host, port, reuse_address=True, ssl=tls)
+        self.server = await loop.create_server(
+            lambda: AdminConnection(self.router, self.connections), host, port, reuse_address=True, ssl=tls
+        )
 
     async def close(self) -> None:
         if self.server is not None:
@@ -222,4 +239,3 @@ class AdminServer:
                 conn.transport.close()
         if self.server is not None:
             await self.server.wait_closed()
-

@@ -13,16 +13,15 @@ import os
 import socket
 import subprocess
 import sys
-from typing import Any
+from typing import Any, cast
 
 from exporter.config import Config, ConfigError
-from exporter.events import DROP_REASONS, Event
-from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
+from exporter.events import ACK, COLLECT, DROP_REASONS, EVENTS, RELOAD, Event, FrameReader, encode
 
 log = logging.getLogger(__name__)
 
-BATCH_EVENTS = 256       # flush at this many events...
-BATCH_SECONDS = 0.01     # ...or this long after the first one
+BATCH_EVENTS = 256  # flush at this many events...
+BATCH_SECONDS = 0.01  # ...or this long after the first one
 RESTART_SECONDS = 1.0
 MAX_BUFFERED_BYTES = 64 << 20  # socket write buffer cap, whatever the event count
 SCRAPE_WAIT_SECONDS = 1.0  # a scrape waits this long for fresh analysis metrics
@@ -97,7 +96,8 @@ class WorkerLink(asyncio.Protocol):
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "exporter.worker", str(child.fileno())],
-                pass_fds=[child.fileno()], stdin=subprocess.DEVNULL,
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         finally:
@@ -109,7 +109,7 @@ class WorkerLink(asyncio.Protocol):
             raise ConfigError(error)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         self.sent = self.processed = 0
 
     def data_received(self, data: bytes) -> None:
@@ -133,8 +133,9 @@ class WorkerLink(asyncio.Protocol):
             return
         code = self.process.poll() if self.process else None
         self.restarts += 1
-        log.error("analysis worker exited (code %s); restarting in %.0fs; events are dropped meanwhile",
-                  code, RESTART_SECONDS)
+        log.error(
+            "analysis worker exited (code %s); restarting in %.0fs; events are dropped meanwhile", code, RESTART_SECONDS
+        )
         self._restart = asyncio.get_running_loop().call_later(RESTART_SECONDS, self._spawn_again)
 
     def _spawn_again(self) -> None:
@@ -142,7 +143,12 @@ class WorkerLink(asyncio.Protocol):
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
         task = asyncio.get_running_loop().create_task(self.start())
-        task.add_done_callback(lambda t: t.exception() and log.error("restart failed: %s", t.exception()))
+        task.add_done_callback(self._restarted)
+
+    @staticmethod
+    def _restarted(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("restart failed: %s", task.exception())
 
     async def _request(self, kind: int, payload: Any, timeout: float) -> Any:
         if self.transport is None:
@@ -175,7 +181,7 @@ class WorkerLink(asyncio.Protocol):
             pending.add_done_callback(lambda task: self._collected(fmt, task))
         try:
             await asyncio.wait_for(asyncio.shield(pending), timeout)
-        except (ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError):
             pass
         self.last_collect_ok = self._answered_at is not None and loop.time() - self._answered_at <= STALE_SECONDS
         self.last_collect_seconds = loop.time() - started
@@ -197,10 +203,12 @@ class WorkerLink(asyncio.Protocol):
         """
         try:
             error: str | None = await self._request(RELOAD, config, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if self.process is not None and self.process.poll() is None:
-                log.error("analysis worker did not apply a configuration within %.0fs: restarting it with the "
-                          "previous one", timeout)
+                log.error(
+                    "analysis worker did not apply a configuration within %.0fs: restarting it with the previous one",
+                    timeout,
+                )
                 self.process.kill()
             raise
         if error is None:
@@ -220,5 +228,5 @@ class WorkerLink(asyncio.Protocol):
         if self.process is not None:
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.process.wait), 5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.process.kill()

@@ -5,28 +5,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import Metric
 
 from exporter.config import Config, ConfigError
-from exporter.metrics.definitions import family
-from exporter.sidecar.health import UpstreamProbe
 from exporter.labels import LabelPolicy
-from exporter.sidecar.link import WorkerLink
+from exporter.metrics.definitions import family
 from exporter.proxy.server import ProxyContext
+from exporter.sidecar.health import UpstreamProbe
+from exporter.sidecar.link import WorkerLink
 from exporter.sidecar.settings import ProxySettings, RestartOnly
 
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_SECONDS = 10.0  # reading and parsing the config file
 
+
 class Reloader:
     """Holds the config in force and the outcome of the last reload."""
 
-    def __init__(self, config: Config, load: Callable[[], Config] | None, ctx: ProxyContext,
-                 link: WorkerLink | None, probe: UpstreamProbe | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: Config,
+        load: Callable[[], Config] | None,
+        ctx: ProxyContext,
+        link: WorkerLink | None,
+        probe: UpstreamProbe | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.probe = probe
         self.load = load
@@ -58,7 +65,7 @@ class Reloader:
             new = await asyncio.wait_for(asyncio.to_thread(self.load), READ_TIMEOUT_SECONDS)
         except ConfigError as exc:
             return str(exc)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return f"the configuration file could not be read within {READ_TIMEOUT_SECONDS:g}s"
         restart = RestartOnly.of(new).change_from(RestartOnly.of(self.config))
         if restart is not None:
@@ -66,7 +73,7 @@ class Reloader:
         if self.link is not None:
             try:
                 error = await self.link.reload(new)
-            except (ConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, ConnectionError) as exc:
                 return f"analysis worker did not take the new configuration: {exc or type(exc).__name__}"
             if error is not None:
                 return error

@@ -30,8 +30,16 @@ class RestartOnly:
 
     @classmethod
     def of(cls, config: Config) -> RestartOnly:
-        return cls(config.listen, config.metrics_listen, config.upstream.url, config.metrics.duration_buckets,
-                   config.metrics.size_buckets, config.capture.enabled, config.resources, config.web_config)
+        return cls(
+            config.listen,
+            config.metrics_listen,
+            config.upstream.url,
+            config.metrics.duration_buckets,
+            config.metrics.size_buckets,
+            config.capture.enabled,
+            config.resources,
+            config.web_config,
+        )
 
     def change_from(self, old: RestartOnly) -> str | None:
         """Why a reload from `old` to this needs a restart, or None."""

@@ -7,27 +7,28 @@ import gc
 import logging
 import signal
 import time
-from typing import Callable
+from collections.abc import Callable
 
-from exporter.sidecar.admin import make_admin_router
-from exporter.sidecar.http import AdminServer
 from exporter.collectors.base import Isolated, Source
 from exporter.collectors.gpu import GPUCollector, load_nvml
 from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_listener
 from exporter.config import Config
-from exporter.sidecar.health import UpstreamProbe
 from exporter.labels import LabelPolicy, default_labels
-from exporter.metrics.exposition import build_registry, encode, join, negotiate
-from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
-from exporter.sidecar.link import WorkerLink
+from exporter.metrics.exposition import Collector, build_registry, encode, join, negotiate
 from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
+from exporter.sidecar.admin import make_admin_router
+from exporter.sidecar.health import UpstreamProbe
+from exporter.sidecar.http import AdminServer
+from exporter.sidecar.link import WorkerLink
 from exporter.sidecar.reload import Reloader
 from exporter.sidecar.settings import ProxySettings
 from exporter.sidecar.web_config import BasicAuth, WebConfig, load_web_config, ssl_context
+from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
 
 log = logging.getLogger(__name__)
+
 
 async def serve(config: Config, load: Callable[[], Config] | None = None, stop: asyncio.Event | None = None) -> None:
     """Start the proxy and metrics ports; return after a graceful stop. `load` re-reads the config."""
@@ -51,18 +52,25 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     web = load_web_config(config.web_config) if config.web_config is not None else WebConfig()
     auth = BasicAuth(web.users) if web.users else None
     up = config.upstream
-    stats = TrafficStats(config.metrics.duration_buckets, config.metrics.size_buckets,
-                         labels=LabelPolicy.from_config(config.model))
+    stats = TrafficStats(
+        config.metrics.duration_buckets, config.metrics.size_buckets, labels=LabelPolicy.from_config(config.model)
+    )
     link: WorkerLink | None = None
-    collectors: list = [stats]
+    collectors: list[Collector] = [stats]
     if config.capture.enabled:
         link = WorkerLink(config)  # started once the ports are up; until then events count as worker_down
         collectors.append(PipelineCollector(link))
     settings = ProxySettings.of(config)
     pool = UpstreamPool(up.host, up.port, settings.max_connections, settings.connect_timeout)
     host_header = up.url.split("://", 1)[1].encode("latin-1")
-    ctx = ProxyContext(pool=pool, stats=stats, routes=settings.routes, read_timeout=settings.read_timeout,
-                       upstream_host_header=host_header, link=link)
+    ctx = ProxyContext(
+        pool=pool,
+        stats=stats,
+        routes=settings.routes,
+        read_timeout=settings.read_timeout,
+        upstream_host_header=host_header,
+        link=link,
+    )
     probe = UpstreamProbe(settings.probe_url, settings.probe_interval, settings.probe_timeout, stats, started)
     settings.apply(ctx, probe)  # the same function a reload uses
     sources = resource_sources(config)
@@ -92,8 +100,9 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
 
     admin = AdminServer(make_admin_router(render_metrics, readiness, reloader.reload, auth))
     await admin.start(config.metrics_listen.host, config.metrics_listen.port, ssl_context(web, config.web_config or ""))
-    proxy = await loop.create_server(lambda: ClientConnection(ctx), config.listen.host, config.listen.port,
-                                     backlog=2048, reuse_address=True)
+    proxy = await loop.create_server(
+        lambda: ClientConnection(ctx), config.listen.host, config.listen.port, backlog=2048, reuse_address=True
+    )
     tasks = [loop.create_task(probe.run()), loop.create_task(sweep_timeouts(ctx))]
     # Everything allocated so far lives as long as the process: move it out of the cyclic
     # collector's reach, so a full collection does not stall the proxy for milliseconds.
@@ -112,12 +121,15 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         log.info("stopping: /-/ready answers 503; serving for %.1fs more (a second signal skips the wait)", delay)
         try:
             await asyncio.wait_for(stop.wait(), delay)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         grace = reloader.config.shutdown.grace_period
-        log.info("shutting down: refusing new connections, draining %d connection(s) for up to %.1fs",
-                 len(ctx.connections), grace)
+        log.info(
+            "shutting down: refusing new connections, draining %d connection(s) for up to %.1fs",
+            len(ctx.connections),
+            grace,
+        )
         proxy.close()
         for conn in list(ctx.connections):
             conn.shutdown()

@@ -40,8 +40,12 @@ CLIENT_AUTH = {
     "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
     "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
-VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TLS12": ssl.TLSVersion.TLSv1_2,
-            "TLS13": ssl.TLSVersion.TLSv1_3}
+VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
 TLS_KEYS = {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version", "max_version"}
 OPEN_PATHS = frozenset({"/-/healthy", "/-/ready"})
 CACHE_SIZE = 1024
@@ -75,8 +79,9 @@ def parse_web_config(raw: Any, origin: str, base: Path) -> WebConfig:
         raise _fail(origin, raw, "expected a mapping with tls_server_config and/or basic_auth_users")
     for key in raw:
         if key not in ("tls_server_config", "basic_auth_users"):
-            raise ConfigError(f"{origin}: {key}: not supported by model-exporter "
-                              "(supported: tls_server_config, basic_auth_users)")
+            raise ConfigError(
+                f"{origin}: {key}: not supported by model-exporter (supported: tls_server_config, basic_auth_users)"
+            )
     tls = None
     if raw.get("tls_server_config") is not None:
         section = raw["tls_server_config"]
@@ -85,7 +90,9 @@ def parse_web_config(raw: Any, origin: str, base: Path) -> WebConfig:
             raise _fail(where, section, "expected a mapping")
         for key in section:
             if key not in TLS_KEYS:
-                raise ConfigError(f"{where}.{key}: unknown or unsupported key (supported: {', '.join(sorted(TLS_KEYS))})")
+                raise ConfigError(
+                    f"{where}.{key}: unknown or unsupported key (supported: {', '.join(sorted(TLS_KEYS))})"
+                )
         for key in ("cert_file", "key_file"):
             if not isinstance(section.get(key), str) or not section[key]:
                 raise _fail(f"{where}.{key}", section.get(key), "expected a file path (required)")
@@ -102,8 +109,14 @@ def parse_web_config(raw: Any, origin: str, base: Path) -> WebConfig:
         def resolve(name: str | None) -> str | None:
             return None if name is None else str(base / name)
 
-        tls = TLSConfig(resolve(section["cert_file"]) or "", resolve(section["key_file"]) or "", auth, resolve(ca),
-                        section.get("min_version", "TLS12"), section.get("max_version"))
+        tls = TLSConfig(
+            resolve(section["cert_file"]) or "",
+            resolve(section["key_file"]) or "",
+            auth,
+            resolve(ca),
+            section.get("min_version", "TLS12"),
+            section.get("max_version"),
+        )
     users: list[tuple[str, str]] = []
     if raw.get("basic_auth_users") is not None:
         section = raw["basic_auth_users"]
@@ -142,14 +155,17 @@ def ssl_context(web: WebConfig, origin: str = "web config") -> ssl.SSLContext | 
     try:
         context.load_cert_chain(tls.cert_file, tls.key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"{origin}: tls_server_config: cannot load cert_file {tls.cert_file} / key_file "
-                          f"{tls.key_file}: {exc}") from None
+        raise ConfigError(
+            f"{origin}: tls_server_config: cannot load cert_file {tls.cert_file} / key_file {tls.key_file}: {exc}"
+        ) from None
     context.verify_mode = CLIENT_AUTH[tls.client_auth_type]
     if tls.client_ca_file is not None:
         try:
             context.load_verify_locations(cafile=tls.client_ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"{origin}: tls_server_config.client_ca_file: cannot load {tls.client_ca_file}: {exc}") from None
+            raise ConfigError(
+                f"{origin}: tls_server_config.client_ca_file: cannot load {tls.client_ca_file}: {exc}"
+            ) from None
     return context
 
 

@@ -6,7 +6,7 @@ by the metrics endpoint; these are the proxy-side ones.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 

@@ -11,9 +11,9 @@ import socket
 import sys
 
 from exporter.config import ConfigError
+from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
 from exporter.metrics.exposition import encode as exposition
 from exporter.worker.analysis import Analysis
-from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
 
 log = logging.getLogger("exporter.worker")
 
@@ -49,7 +49,9 @@ def serve(sock: socket.socket) -> int:
                     sock.sendall(encode(RELOAD, (request_id, str(exc))))
                 except Exception as exc:  # a bug of ours: say so, keep the old analysis
                     log.exception("building the analysis for a new configuration failed")
-                    sock.sendall(encode(RELOAD, (request_id, f"analysis worker internal error: {type(exc).__name__}: {exc}")))
+                    sock.sendall(
+                        encode(RELOAD, (request_id, f"analysis worker internal error: {type(exc).__name__}: {exc}"))
+                    )
                 else:
                     analysis = new
                     sock.sendall(encode(RELOAD, (request_id, None)))

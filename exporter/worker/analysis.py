@@ -11,10 +11,9 @@ from exporter.analyzers.columns import ColumnMonitor
 from exporter.analyzers.content import ContentStats
 from exporter.config import Config
 from exporter.drift.thresholds import CriticalValues
+from exporter.events import Event, Extraction
 from exporter.labels import default_labels
 from exporter.metrics.definitions import family
-from exporter.events import Event
-from exporter.events import Extraction
 from exporter.worker.checks import load_checked_baseline
 from exporter.worker.extract import Extractor
 
@@ -42,13 +41,16 @@ class Analysis:
         if config.model.name is not None and config.model.version is not None:
             self.bound = self.default
         elif previous is not None and (previous.config.model.name, previous.config.model.version) == (
-                config.model.name, config.model.version):
+            config.model.name,
+            config.model.version,
+        ):
             self.bound = previous.bound
         self.columns: ColumnMonitor | None = None
         baseline = load_checked_baseline(config)  # ConfigError: the worker answers the reload with it
         if baseline is not None:
-            self.columns = ColumnMonitor(baseline, config, previous.columns if previous is not None else None,
-                                         critical=CriticalValues())
+            self.columns = ColumnMonitor(
+                baseline, config, previous.columns if previous is not None else None, critical=CriticalValues()
+            )
             if self.bound is not None:
                 self.columns.model = list(self.bound)
 
@@ -69,7 +71,8 @@ class Analysis:
             if first is None:
                 return extractions  # nothing to bin (payload errors at most): stay unbound
             bound = self.bound = (first.model, first.version)
-            self.columns.model = list(bound)  # type: ignore[union-attr]
+            assert self.columns is not None  # only called with a baseline
+            self.columns.model = list(bound)
         model, version = bound
         if all(ex.model == model and ex.version == version for ex in extractions):
             return extractions  # the usual case: one model behind the sidecar

@@ -22,15 +22,19 @@ def check_against_baseline(config: Config, baseline: Baseline) -> None:
     columns = {col.name: col for col in baseline.columns if col.role in MONITORED_ROLES}
     names = ", ".join(sorted(columns)) or "none"
     drift = config.drift
-    for name, spec in drift.columns:
+    for name, _ in drift.columns:
         if name not in columns:
-            raise ConfigError(f"drift.columns.{name}: the baseline has no feature or prediction column {name!r} "
-                              f"(its columns: {names})")
+            raise ConfigError(
+                f"drift.columns.{name}: the baseline has no feature or prediction column {name!r} "
+                f"(its columns: {names})"
+            )
     for name, _ in config.quality.bounds:
         col = columns.get(name)
         if col is None:
-            raise ConfigError(f"quality.bounds.{name}: the baseline has no feature or prediction column {name!r} "
-                              f"(its columns: {names})")
+            raise ConfigError(
+                f"quality.bounds.{name}: the baseline has no feature or prediction column {name!r} "
+                f"(its columns: {names})"
+            )
         if col.type != "numeric":
             raise ConfigError(f"quality.bounds.{name}: bounds apply to numeric columns; {name!r} is {col.type}")
     for col in columns.values():
@@ -41,7 +45,9 @@ def check_against_baseline(config: Config, baseline: Baseline) -> None:
             path, methods = "drift.numeric_methods", drift.numeric_methods
         else:
             path, methods = "drift.categorical_methods", drift.categorical_methods
-        checks = [(path, m) for m in methods] + [(f"drift.columns.{col.name}.threshold.{m}", m) for m, _ in spec.thresholds]
+        checks = [(path, m) for m in methods] + [
+            (f"drift.columns.{col.name}.threshold.{m}", m) for m, _ in spec.thresholds
+        ]
         for where, method in checks:
             try:
                 check_method(method, col.type)

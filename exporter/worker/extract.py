@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from exporter.adapters import (
     BY_NAME,
@@ -19,7 +21,6 @@ from exporter.config import Config
 from exporter.events import Event, Extraction
 
 log = logging.getLogger(__name__)
-
 
 
 def _headers(raw: dict[bytes, bytes], id_header: bytes) -> dict[str, str]:
@@ -53,8 +54,16 @@ class Extractor:
         out = Extraction(event.model, event.version)
         path = event.target.split(b"?", 1)[0].decode("latin-1")
         try:
-            request = Message(path, event.route, _headers(event.request_headers, self.id_header),
-                              decode_body(event.request_body, event.request_headers.get(b"content-encoding", b"").decode("latin-1") or None, self.limit))
+            request = Message(
+                path,
+                event.route,
+                _headers(event.request_headers, self.id_header),
+                decode_body(
+                    event.request_body,
+                    event.request_headers.get(b"content-encoding", b"").decode("latin-1") or None,
+                    self.limit,
+                ),
+            )
         except PayloadError as exc:
             out.errors.append(("request", exc.reason))
             return out
@@ -65,15 +74,23 @@ class Extractor:
         out.features = self._call(out, "request", adapter.parse_request, request)
         if 200 <= event.status < 300:
             try:
-                response = Message(path, event.route, _headers(event.response_headers, self.id_header),
-                                   decode_body(event.response_body, event.response_headers.get(b"content-encoding", b"").decode("latin-1") or None, self.limit))
+                response = Message(
+                    path,
+                    event.route,
+                    _headers(event.response_headers, self.id_header),
+                    decode_body(
+                        event.response_body,
+                        event.response_headers.get(b"content-encoding", b"").decode("latin-1") or None,
+                        self.limit,
+                    ),
+                )
             except PayloadError as exc:
                 out.errors.append(("response", exc.reason))
             else:
                 out.predictions = self._call(out, "response", adapter.parse_response, request, response)
         return out
 
-    def _call(self, out: Extraction, side: str, fn, *args) -> Rows | None:  # type: ignore[no-untyped-def]
+    def _call(self, out: Extraction, side: str, fn: Callable[..., Rows], *args: Any) -> Rows | None:
         try:
             rows: Rows = fn(*args)
         except PayloadError as exc:

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-
 from adapters_support import assert_valid
+
 from exporter.adapters import detect
 from exporter.adapters.base import Message, PayloadError
 from exporter.adapters.custom import CustomAdapter, JsonPath

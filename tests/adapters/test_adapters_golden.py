@@ -6,8 +6,8 @@ import gzip
 from typing import Any
 
 import pytest
-
 from adapters_support import expected_dict, golden_cases, message, outcome, rows_dict
+
 from exporter.adapters import BY_NAME, decode_body, detect
 from exporter.adapters.base import PayloadError
 

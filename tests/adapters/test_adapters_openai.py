@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from adapters_support import assert_valid
+
 from exporter.adapters import openai
 from exporter.adapters.base import Message, PayloadError, Rows
 

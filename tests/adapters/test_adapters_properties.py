@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 from adapters_support import body_bytes, golden_cases, outcome
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from exporter.adapters import ADAPTERS, decode_body, detect
 from exporter.adapters.base import PAYLOAD_ERROR_REASONS, Message, PayloadError
 from exporter.adapters.custom import CustomAdapter

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from adapters_support import assert_valid
+
 from exporter.adapters import v2
 from exporter.adapters.base import Message, PayloadError
 

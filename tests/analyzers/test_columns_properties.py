@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 from columns_support import baseline, categorical, config, ex, numeric
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.adapters import Rows

@@ -6,8 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from columns_support import (Scrape, baseline, built_baseline, categorical, config, critical_values, ex, features,
-                             numeric, rows, small_baseline)
+from columns_support import (
+    Scrape,
+    baseline,
+    built_baseline,
+    categorical,
+    config,
+    critical_values,
+    ex,
+    features,
+    numeric,
+    rows,
+    small_baseline,
+)
 
 from exporter.analyzers.columns import ColumnMonitor, coarse_bin_labels
 from exporter.baseline.build import BuildOptions, build_baseline

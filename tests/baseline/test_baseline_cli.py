@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from exporter.baseline import load_baseline
 from exporter.baseline.cli import add_baseline_parser, run_baseline
 
-NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def run(*argv: str) -> tuple[int, str]:

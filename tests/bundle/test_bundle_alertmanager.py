@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from harness import free_port
 from bundle_support import ALERTMANAGER, RULE_TESTS, alert_rules, load_yaml, require_tool
+from harness import free_port
 
 CONFIG = ALERTMANAGER / "alertmanager.yml"
 ROUTES = load_yaml(ALERTMANAGER / "tests" / "routes.yml")

@@ -11,9 +11,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-
 from bundle_support import (
-    ALERTMANAGER, GRAFANA, LOOPBACK, PROMETHEUS, REPO, load_yaml, sidecar_sources, watches_a_process,
+    ALERTMANAGER,
+    GRAFANA,
+    LOOPBACK,
+    PROMETHEUS,
+    REPO,
+    load_yaml,
+    sidecar_sources,
+    watches_a_process,
 )
 
 COMPOSE = load_yaml(REPO / "docker-compose.yml")

@@ -9,13 +9,21 @@ from typing import Any
 
 import pytest
 import yaml
+from bundle_support import (
+    GRAFANA,
+    PROMETHEUS,
+    RUNBOOKS,
+    alert_rules,
+    dashboard_queries,
+    dashboards,
+    load_yaml,
+    panels,
+    require_tool,
+)
+
 from exporter.adapters.openai import _ROUTE as OPENAI_ROUTE
 from exporter.metrics.definitions import METRICS, exposed_names
 from exporter.proxy.routes import BUILTIN_ROUTES
-
-from bundle_support import (
-    GRAFANA, PROMETHEUS, RUNBOOKS, alert_rules, dashboard_queries, dashboards, load_yaml, panels, require_tool,
-)
 
 # File stem → uid. Stable: links, bookmarks and GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH use them.
 EXPECTED_UIDS = {
@@ -272,7 +280,7 @@ def _as_rule_expr(expr: str) -> str:
 def test_dashboard_queries_parse(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
     rules = []
-    for stem, board in BOARDS.items():
+    for board in BOARDS.values():
         for where, expr in dashboard_queries(board):
             match = re.fullmatch(r"label_values\((.+), *([A-Za-z_]+)\)", expr)
             rules.append({"record": "dashboard:query:" + str(len(rules)), "expr": _as_rule_expr(

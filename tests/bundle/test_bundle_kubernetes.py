@@ -6,7 +6,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-
 from bundle_support import LOOPBACK, PROMETHEUS, REPO, load_yaml, sidecar_sources, watches_a_process
 
 DEPLOY = REPO / "deploy" / "kubernetes"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from exporter.metrics.definitions import METRICS, MetricDef, exposed_names
-
 from bundle_support import recorded_names
 from metric_names import label_matchers, metric_names, queries, recorded_references, referenced_metric_names
+
+from exporter.metrics.definitions import METRICS, MetricDef, exposed_names
 
 # Metric names (with their labels, from DESIGN.md's metric contract) that rules and
 # dashboards use before the exporter defines them. Defined by the drift/quality/resources

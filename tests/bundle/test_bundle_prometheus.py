@@ -9,13 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exporter.drift.statistics import EPSILON, psi
-from exporter.metrics.definitions import DEFAULT_DURATION_BUCKETS
-
 from bundle_support import (
-    PROMETHEUS, RULE_TESTS, RULES, RUNBOOK_BASE, RUNBOOKS, alert_rules, load_yaml, require_tool, rules,
+    PROMETHEUS,
+    RULE_TESTS,
+    RULES,
+    RUNBOOK_BASE,
+    RUNBOOKS,
+    alert_rules,
+    load_yaml,
+    require_tool,
+    rules,
 )
 from metric_names import recorded_references
+
+from exporter.drift.statistics import EPSILON, psi
+from exporter.metrics.definitions import DEFAULT_DURATION_BUCKETS
 
 # The floor of issue 6, plus the availability-SLO burn alert.
 REQUIRED_ALERTS = {

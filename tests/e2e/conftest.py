@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
-
 from bundle_support import require_tool
 from e2e_stack import Stack, start_stack
 

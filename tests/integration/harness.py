@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 import yaml
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
@@ -223,7 +221,7 @@ def start_sidecar(
     log_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):  # a free port can be taken between free_port() and bind()
         sidecar = spawn_sidecar(log_dir, upstream, config, args, ports_in_config)
-        healthy = wait_until(lambda: not sidecar.running() or _healthy(sidecar), STARTUP_TIMEOUT_S)
+        healthy = wait_until(lambda s=sidecar: not s.running() or _healthy(s), STARTUP_TIMEOUT_S)
         if healthy and sidecar.running():
             return sidecar
         sidecar.stop()

@@ -29,8 +29,8 @@ import random
 import socket
 import struct
 import threading
-from typing import Self
 from dataclasses import dataclass
+from typing import Self
 
 from aiohttp import web
 
@@ -250,7 +250,7 @@ class StandIn(AppServer):
         await resp.write(SSE_FIRST)
         try:
             await asyncio.wait_for(self._gate(gate).wait(), GATE_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.append("gate_timeout")
         log.append("last")
         await resp.write(SSE_LAST)

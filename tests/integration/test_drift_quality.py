@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from harness import Sidecar, SidecarFactory, fetch, metric_snapshot, promtool_check_metrics, snapshot_diff, start_sidecar
+from harness import (
+    Sidecar,
+    SidecarFactory,
+    fetch,
+    metric_snapshot,
+    promtool_check_metrics,
+    snapshot_diff,
+    start_sidecar,
+)
 from stand_in import AppServer
 
 from exporter.baseline.format import NumericColumn

@@ -19,8 +19,30 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from harness import REPO_ROOT, SHARED_MODEL, Response, Sidecar, SidecarFactory, fetch, free_port, send, start_sidecar, wait_until
-from stand_in import CHUNKS, ECHO_RESPONSE_HEADERS, GZIP_BODY, GZIP_PLAIN, SSE_FIRST, SSE_LAST, StandIn, binary_body, sha256, status_body
+from harness import (
+    REPO_ROOT,
+    SHARED_MODEL,
+    Response,
+    Sidecar,
+    SidecarFactory,
+    fetch,
+    free_port,
+    send,
+    start_sidecar,
+    wait_until,
+)
+from stand_in import (
+    CHUNKS,
+    ECHO_RESPONSE_HEADERS,
+    GZIP_BODY,
+    GZIP_PLAIN,
+    SSE_FIRST,
+    SSE_LAST,
+    StandIn,
+    binary_body,
+    sha256,
+    status_body,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,18 @@ import threading
 import pytest
 from harness import fetch, sum_samples, wait_until
 from prometheus_client.samples import Sample
-from stand_in import CHUNKS, GZIP_BODY, GZIP_PLAIN, MALFORMED, SSE_FIRST, SSE_LAST, StandIn, binary_body, sha256, status_body
+from stand_in import (
+    CHUNKS,
+    GZIP_BODY,
+    GZIP_PLAIN,
+    MALFORMED,
+    SSE_FIRST,
+    SSE_LAST,
+    StandIn,
+    binary_body,
+    sha256,
+    status_body,
+)
 
 pytestmark = pytest.mark.integration
 

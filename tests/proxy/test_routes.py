@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.config import RouteConfig
 from exporter.proxy.routes import OTHER, RouteTable

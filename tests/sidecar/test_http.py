@@ -11,8 +11,8 @@ import pytest
 
 from exporter.sidecar import http as admin
 from exporter.sidecar.admin import make_admin_router
-from exporter.sidecar.http import AdminServer
 from exporter.sidecar.health import get_status
+from exporter.sidecar.http import AdminServer
 
 HOST = "127.0.0.1"
 
