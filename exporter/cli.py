@@ -25,6 +25,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="TLS and basic auth of the metrics port (exporter-toolkit web config format)",
     )
+    parser.add_argument(
+        "--state-dir", metavar="DIR", help="snapshots of the analysis windows and counters, restored at start"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +70,7 @@ def load_config(args: argparse.Namespace) -> Config:
         model_version=args.model_version,
         baseline=args.baseline,
         web_config=args.web_config,
+        state_dir=args.state_dir,
     )
     return validate_complete(config)
 

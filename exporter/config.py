@@ -171,6 +171,8 @@ class Config:
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     # TLS and basic auth of the metrics port: an exporter-toolkit web config file (sidecar/web_config.py)
     web_config: str | None = None
+    # where the analysis worker keeps snapshots of its windows and counters (worker/state.py)
+    state_dir: str | None = None
 
     @property
     def health_path(self) -> str:
@@ -480,6 +482,7 @@ def from_dict(raw: Any) -> Config:
             "quality",
             "shutdown",
             "web_config",
+            "state_dir",
         },
     )
     upstream_raw = _mapping(
@@ -597,6 +600,7 @@ def from_dict(raw: Any) -> Config:
     )
     baseline = _file_path("baseline", top["baseline"]) if "baseline" in top else None
     web_config = _file_path("web_config", top["web_config"]) if "web_config" in top else None
+    state_dir = _file_path("state_dir", top["state_dir"]) if "state_dir" in top else None
     config = Config(
         upstream=upstream,
         model=model,
@@ -608,6 +612,7 @@ def from_dict(raw: Any) -> Config:
         quality=quality,
         shutdown=shutdown,
         web_config=web_config,
+        state_dir=state_dir,
     )
     if "listen" in top:
         config = dataclasses.replace(config, listen=parse_host_port("listen", top["listen"]))
@@ -636,6 +641,8 @@ def load_file(path: str | Path) -> Config:
     if config.baseline is not None and not Path(config.baseline).is_absolute():
         # a relative baseline path is relative to the config file, wherever it is run from
         config = dataclasses.replace(config, baseline=str(Path(path).parent / config.baseline))
+    if config.state_dir is not None and not Path(config.state_dir).is_absolute():
+        config = dataclasses.replace(config, state_dir=str(Path(path).parent / config.state_dir))
     if config.web_config is not None and not Path(config.web_config).is_absolute():
         config = dataclasses.replace(config, web_config=str(Path(path).parent / config.web_config))
     return config
@@ -651,8 +658,11 @@ def apply_flags(
     model_version: str | None = None,
     baseline: str | None = None,
     web_config: str | None = None,
+    state_dir: str | None = None,
 ) -> Config:
     """Flags override the file; errors name the flag."""
+    if state_dir is not None:
+        config = dataclasses.replace(config, state_dir=_file_path("--state-dir", state_dir))
     if web_config is not None:
         config = dataclasses.replace(config, web_config=_file_path("--web-config", web_config))
     if baseline is not None:

@@ -305,6 +305,27 @@ METRICS: tuple[MetricDef, ...] = (
         family="exporter",
     ),
     _d(
+        "model_exporter_state_restored",
+        "gauge",
+        "1 if the analysis windows (and, after a clean stop, counters) were restored from a snapshot in state_dir at start, else 0.",
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_state_snapshot_timestamp_seconds",
+        "gauge",
+        "Unix time of the last snapshot of the analysis state written to state_dir.",
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_state_snapshot_failures_total",
+        "counter",
+        "Snapshots of the analysis state that could not be written to state_dir.",
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
         "model_exporter_queue_capacity",
         "gauge",
         "Exchanges the analysis queue holds before it drops (capture.queue_size).",

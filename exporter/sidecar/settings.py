@@ -27,6 +27,7 @@ class RestartOnly:
     capture_enabled: bool
     resources: ResourcesConfig
     web_config: str | None
+    state_dir: str | None
 
     @classmethod
     def of(cls, config: Config) -> RestartOnly:
@@ -39,6 +40,7 @@ class RestartOnly:
             config.capture.enabled,
             config.resources,
             config.web_config,
+            config.state_dir,
         )
 
     def change_from(self, old: RestartOnly) -> str | None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import sys
+import time
 
 from exporter.config import ConfigError
 from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
 from exporter.metrics.exposition import encode as exposition
+from exporter.worker import state
 from exporter.worker.analysis import Analysis
 
 log = logging.getLogger("exporter.worker")
@@ -23,10 +26,20 @@ FRAME_ORDER = {RELOAD: 0, COLLECT: 1}
 def serve(sock: socket.socket) -> int:
     reader = FrameReader()
     analysis: Analysis | None = None
+    last_snapshot = time.monotonic()
     while True:
+        if analysis is not None and time.monotonic() - last_snapshot >= state.SNAPSHOT_SECONDS:
+            analysis.save_state(clean=False)
+            last_snapshot = time.monotonic()
+        # wait with a bound, so snapshots are written even when no traffic comes; the socket
+        # itself stays blocking (a send must never time out half-way through a frame)
+        if not select.select([sock], [], [], state.SNAPSHOT_SECONDS)[0]:
+            continue
         data = sock.recv(1 << 20)
-        if not data:
-            return 0  # the proxy closed its end: we are done
+        if not data:  # the proxy closed its end: a clean stop
+            if analysis is not None:
+                analysis.save_state(clean=True)
+            return 0
         frames = reader.feed(data)
         # a new config first, then scrapes, then the backlog of events
         frames.sort(key=lambda frame: FRAME_ORDER.get(frame[0], 2))

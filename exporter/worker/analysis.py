@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -14,8 +15,11 @@ from exporter.drift.thresholds import CriticalValues
 from exporter.events import Event, Extraction
 from exporter.labels import default_labels
 from exporter.metrics.definitions import family
+from exporter.worker import state
 from exporter.worker.checks import load_checked_baseline
 from exporter.worker.extract import Extractor
+
+log = logging.getLogger(__name__)
 
 
 class Analysis:
@@ -53,6 +57,40 @@ class Analysis:
             )
             if self.bound is not None:
                 self.columns.model = list(self.bound)
+        # snapshots (worker/state.py): restored once, when the worker starts
+        self.restored: bool = previous.restored if previous is not None else False
+        self.snapshot_time: float | None = previous.snapshot_time if previous is not None else None
+        self.snapshot_failures: int = previous.snapshot_failures if previous is not None else 0
+        if previous is None and config.state_dir is not None:
+            self._restore(config.state_dir)
+
+    def _restore(self, directory: str) -> None:
+        doc = state.load(directory)
+        if doc is None:
+            return
+        why_not = state.restore(self, doc)
+        if why_not is None:
+            self.restored = True
+            log.info(
+                "restored the analysis state snapshot from %s (%s)",
+                directory,
+                "windows and counters" if doc.get("clean") else "windows; counters start at 0 after a crash",
+            )
+        else:
+            log.warning("state snapshot in %s not restored: %s", directory, why_not)
+
+    def save_state(self, clean: bool) -> None:
+        """Write a snapshot to state_dir; a failure is logged and counted, never raised."""
+        directory = self.config.state_dir
+        if directory is None:
+            return
+        try:
+            state.save(directory, state.snapshot(self, clean))
+        except OSError as exc:
+            self.snapshot_failures += 1
+            log.warning("cannot write the state snapshot to %s: %s", directory, exc)
+        else:
+            self.snapshot_time = time.time()
 
     def process(self, events: list[Event]) -> None:
         extract = self.extractor.extract
@@ -87,6 +125,17 @@ class Analysis:
 
     def collect(self) -> Iterator[Metric]:
         yield from self.content.collect(*self.default)
+        if self.config.state_dir is not None:
+            restored = family("model_exporter_state_restored")
+            restored.add_metric([], 1 if self.restored else 0)
+            yield restored
+            failures = family("model_exporter_state_snapshot_failures_total")
+            failures.add_metric([], self.snapshot_failures)
+            yield failures
+            if self.snapshot_time is not None:
+                written = family("model_exporter_state_snapshot_timestamp_seconds")
+                written.add_metric([], self.snapshot_time)
+                yield written
         if self.columns is not None:
             yield from self.columns.collect(time.time())
             if self.skipped:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
+from pathlib import Path
 
+import pytest
 from harness import SidecarFactory, fetch, wait_until
 from stand_in import StandIn
 
@@ -57,3 +60,39 @@ def test_sigterm_turns_readiness_off_serves_through_the_delay_and_drains(sidecar
     sidecar.proc.wait(GRACE_S + 5)
     assert sidecar.proc.returncode == 0
     assert time.monotonic() - sent >= 3.4  # it waited for the slow request (due 3.5 s after SIGTERM)
+
+
+def test_a_restart_with_a_state_dir_keeps_the_windows(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Stop the sidecar cleanly and start a new one on the same state_dir: the 1h window is not blind."""
+    import numpy as np
+    from harness import start_sidecar
+    from stand_in import AppServer
+
+    from exporter.demo.model_server import MODEL_NAME, make_app
+    from exporter.demo.traffic import build_infer_request, sample_rows
+    from exporter.demo.training import build_demo_baseline
+    baseline = build_demo_baseline(tmp_path_factory.mktemp("state-baseline"))
+    server = AppServer(make_app(load_seconds=0)).start()
+    config = {"upstream": {"url": server.url}, "baseline": str(baseline), "state_dir": str(tmp_path / "state"),
+              "model": {"name": MODEL_NAME, "version": "1"}}
+    try:
+        first = start_sidecar(tmp_path_factory.mktemp("state-1"), None, config)
+        first.wait_analysis()
+        columns = sample_rows(np.random.default_rng(3), 120, drifted=False)
+        resp = fetch(first.proxy_url + f"/v2/models/{MODEL_NAME}/infer", "POST",
+                     json.dumps(build_infer_request(columns, "r1")).encode(), [("Content-Type", "application/json")])
+        assert resp.status == 200
+        assert wait_until(lambda: first.sample("model_window_rows", window="1h") == 120, timeout=20)
+        first.stop()
+        assert (tmp_path / "state" / "analysis-state.json").exists()
+
+        second = start_sidecar(tmp_path_factory.mktemp("state-2"), None, config)
+        try:
+            second.wait_analysis()
+            assert second.sample("model_window_rows", window="1h") == 120
+            assert second.sample("model_rows_total") == 120  # a clean stop: counters carry on too
+            assert second.sample("model_exporter_state_restored") == 1
+        finally:
+            second.stop()
+    finally:
+        server.stop()
