@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import Metric
 
-from exporter.analyzers.content import ContentStats
 from exporter.collectors.base import Isolated
 from exporter.config import Config
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
@@ -19,6 +17,7 @@ from exporter.proxy.stats import TrafficStats
 from exporter.sidecar.link import WorkerLink
 from exporter.sidecar.reload import Reloader
 from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
+from exporter.worker.analysis import Analysis
 
 ROOT = Path(__file__).parent.parent
 
@@ -43,17 +42,15 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     stats.upstream_error("refused")
     stats.load_duration = 1.5
     link = WorkerLink(Config())  # not started: its answer is set as a scrape would
-    content = ContentStats()
-    content.tokens[("m", "1", "prompt")] = 3
+    # what the worker renders, collected here so its families can be inspected
+    worker = Analysis(dataclasses.replace(Config(), state_dir="/nonexistent"))
+    worker.content.tokens[("m", "1", "prompt")] = 3
+    worker.snapshot_time = 1.0
     link.last_collect_ok = True
-
-    class WorkerPart:  # what the worker renders, collected here so its families can be inspected
-        def collect(self) -> Iterator[Metric]:
-            return content.collect("m", "1")
 
     ctx = ProxyContext(pool=None, stats=stats, routes=None, read_timeout=1.0, upstream_host_header=b"")  # type: ignore[arg-type]
     reloader = Reloader(Config(), None, ctx, None)
-    return build_registry([stats, WorkerPart(), PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader]), stats
+    return build_registry([stats, worker, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader]), stats
 
 
 def test_every_exposed_model_metric_is_defined_with_its_help_and_labels() -> None:
