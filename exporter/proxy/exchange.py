@@ -15,7 +15,11 @@ upstream_failed; from FINISHED every transition is a no-op.
 
 `keep_client` (whether the client connection stays open afterwards) starts as the client
 asked and is only ever turned off: by a close-delimited response, a failure with the response
-cut or the request body unread, a client gone, or a shutdown. `upstream` is the pooled
+cut or the request body unread, a client gone, or a shutdown.
+
+Request bytes read before a connection is attached wait in `pending`; they count against the
+client connection's read-ahead (server.READ_AHEAD_LIMIT), which stops reading the client until
+they leave, so a body is never read faster than it can be forwarded. `upstream` is the pooled
 connection carrying the exchange, from `attach` until it finishes or that connection is lost.
 
 Three meters are plain fields the UpstreamConnection updates as response bytes arrive, so the
@@ -75,6 +79,7 @@ class Exchange:
         "chunked_request",
         "client_http11",
         "pending",
+        "pending_size",
         "retry_body",
         "retry_size",
         "request_done",
@@ -120,6 +125,7 @@ class Exchange:
         self.chunked_request = chunked
         self.client_http11 = http11
         self.pending: list[bytes] = []  # request bytes not yet written upstream
+        self.pending_size = 0  # of them, read from the client (counted in its read-ahead)
         self.retry_body: list[bytes] | None = []
         self.retry_size = 0
         self.request_done = False
@@ -150,6 +156,7 @@ class Exchange:
     def discard(self) -> None:
         """The client connection was refused before this exchange started: never forwarded, never counted."""
         self.state = FINISHED
+        self._drop_pending()
 
     def request_body(self, data: bytes) -> None:
         """A body chunk: forward it (buffered until attached), keep it for a retry and for analysis."""
@@ -173,6 +180,8 @@ class Exchange:
             upstream.transport.write(piece)
         elif self.state != FINISHED:
             self.pending.append(piece)
+            self.pending_size += len(piece)
+            self.client.read_ahead += len(piece)  # the client stops being read past its cap
 
     def request_complete(self) -> None:
         """The whole request was read; from now on the model server's silence counts (read timeout)."""
@@ -213,7 +222,9 @@ class Exchange:
         self.upstream = conn
         data = [self.head, *self.pending] if self.pending else [self.head]
         self.pending = []
-        conn.send(self, data)
+        conn.send(self, data)  # from here on, the upstream connection's own backpressure applies
+        if self.pending_size:
+            self._drop_pending()
         if self.request_done:
             self.last_activity = perf_counter()
 
@@ -338,11 +349,20 @@ class Exchange:
             )
         )
 
+    def _drop_pending(self) -> None:
+        """The buffered request bytes went upstream or will never go: off the client's read-ahead."""
+        self.pending = []
+        if self.pending_size:
+            self.client.forwarded(self.pending_size)
+            self.pending_size = 0
+
     def _finish(self, code: int) -> None:
         self.state = FINISHED
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.pending_size:
+            self._drop_pending()
         stats = self.ctx.stats
         stats.in_flight -= 1
         stats.record(

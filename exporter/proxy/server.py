@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 64 * 1024
 # Pipelined requests are read ahead at most this far before reading pauses.
 MAX_PIPELINED = 16
+# Request bytes read but not yet handed to an upstream connection (bodies waiting for a pooled
+# connection or for their turn behind a pipelined request, heads of queued requests): past this,
+# the client is not read until they leave. One read (up to 256 KiB with uvloop) may overshoot it.
+READ_AHEAD_LIMIT = 256 * 1024
 
 
 @dataclass
@@ -75,7 +79,8 @@ class ClientConnection(asyncio.Protocol):
         self.trace_id: str | None = None
         self.captured: dict[bytes, bytes] = {}  # the capture_headers it has
         self.closing = False
-        self.paused_for = 0  # bit 1: upstream backpressure, bit 2: pipeline read-ahead
+        self.paused_for = 0  # bit 1: upstream backpressure, bit 2: pipelined requests, bit 4: read_ahead
+        self.read_ahead = 0  # request bytes read and held here (READ_AHEAD_LIMIT); exchanges add to it
         self.ready: Exchange | None = None  # parsed head, to start once this read is parsed
 
     # ------------------------------------------------------------ transport events
@@ -93,6 +98,8 @@ class ClientConnection(asyncio.Protocol):
             if ready is not None:
                 self.ready = None
                 ready.start()
+            if self.read_ahead > READ_AHEAD_LIMIT:
+                self._pause(4)
         except httptools.HttpParserUpgrade:
             # WebSocket and other upgrades are refused, not tunnelled: say so plainly
             self._reject(501, b"Not Implemented", b"protocol upgrades (WebSocket) are not proxied by model-exporter\n")
@@ -128,6 +135,12 @@ class ClientConnection(asyncio.Protocol):
         active = self.active
         if active is not None and active.upstream is not None and active.upstream.transport is not None:
             active.upstream.transport.resume_reading()
+
+    def forwarded(self, size: int) -> None:
+        """`size` bytes of the read-ahead went upstream (or were dropped): read on once under the limit."""
+        self.read_ahead -= size
+        if self.paused_for & 4 and self.read_ahead <= READ_AHEAD_LIMIT:
+            self._resume(4)
 
     def pause_for_upstream(self) -> None:
         self._pause(1)
@@ -214,6 +227,7 @@ class ClientConnection(asyncio.Protocol):
             self.ready = ex
         else:
             self.queue.append(ex)
+            self.read_ahead += len(ex.head)
             if len(self.queue) >= MAX_PIPELINED:
                 self._pause(2)
 
@@ -245,6 +259,7 @@ class ClientConnection(asyncio.Protocol):
             nxt = self.queue.popleft()
             self.active = nxt
             self._resume(2)
+            self.forwarded(len(nxt.head))
             nxt.start()
 
     def _reject(self, code: int, phrase: bytes, body: bytes) -> None:

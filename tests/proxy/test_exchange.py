@@ -95,6 +95,10 @@ class FakeClient:
         self.ctx = ctx
         self.transport = FakeTransport()
         self.finished: list[Exchange] = []
+        self.read_ahead = 0
+
+    def forwarded(self, size: int) -> None:
+        self.read_ahead -= size
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)

@@ -1,0 +1,168 @@
+"""Hostile and unlucky clients cannot take the proxy down: bounded memory, timeouts, limits.
+
+Raw sockets play the clients; the upstream is a small aiohttp app whose /sink streams a request
+body into a hash (so nothing but the proxy holds the body) and whose /slow holds a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+from aiohttp import web
+from harness import Sidecar, SidecarFactory
+from stand_in import AppServer
+
+pytestmark = pytest.mark.integration
+
+MB = 1024 * 1024
+BODY_MB = 120
+BLOCK = bytes(range(256)) * 4096  # 1 MiB, not all zeros
+
+
+async def _sink(request: web.Request) -> web.Response:
+    digest, size = hashlib.sha256(), 0
+    async for chunk in request.content.iter_any():
+        digest.update(chunk)
+        size += len(chunk)
+    return web.json_response({"size": size, "sha256": digest.hexdigest()})
+
+
+async def _slow(request: web.Request) -> web.Response:
+    await request.read()
+    await asyncio.sleep(float(request.query.get("delay", "1")))
+    return web.Response(text="slow done\n")
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[AppServer]:
+    app = web.Application()
+    app.router.add_post("/sink", _sink)
+    app.router.add_route("*", "/slow", _slow)
+    app.router.add_get("/v2/health/ready", _ok)
+    server = AppServer(app).start()
+    yield server
+    server.stop()
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ready\n")
+
+
+def _connect(sidecar: Sidecar, timeout: float = 30.0) -> socket.socket:
+    parts = urlsplit(sidecar.proxy_url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+    return sock
+
+
+def _body_digest(mb: int) -> str:
+    digest = hashlib.sha256()
+    for _ in range(mb):
+        digest.update(BLOCK)
+    return digest.hexdigest()
+
+
+def _send_body(sock: socket.socket, mb: int) -> None:
+    for _ in range(mb):
+        sock.sendall(BLOCK)
+
+
+def _read_responses(sock: socket.socket, n: int) -> list[tuple[int, bytes]]:
+    """Read `n` Content-Length delimited responses: (status, body) each."""
+    buf = b""
+    out: list[tuple[int, bytes]] = []
+    while len(out) < n:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(out)} responses: {buf[:200]!r}"
+            buf += chunk
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
+        while len(buf) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed inside a body"
+            buf += chunk
+        out.append((status, buf[:length]))
+        buf = buf[length:]
+    return out
+
+
+class PeakRss:
+    """Samples a process's resident memory in a thread; `growth` is the peak over the start."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.start = self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.02)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
+def _post_head(mb: int) -> bytes:
+    return b"POST /sink HTTP/1.1\r\nHost: model\r\nContent-Length: %d\r\n\r\n" % (mb * MB)
+
+
+def _warm_up(sidecar: Sidecar) -> None:
+    """One large body first, so allocator pools the proxy keeps anyway do not count as growth."""
+    with _connect(sidecar) as sock:
+        sock.sendall(_post_head(4))
+        _send_body(sock, 4)
+        [(status, _)] = _read_responses(sock, 1)
+        assert status == 200
+
+
+# -- 1. request bodies are read no faster than they can be forwarded -----------------------
+
+
+def test_a_body_pipelined_behind_a_slow_request_is_not_buffered(sidecar_factory: SidecarFactory, sink: AppServer) -> None:
+    sidecar = sidecar_factory(sink.url, config={"capture": {"enabled": False}})
+    _warm_up(sidecar)
+    with PeakRss(sidecar.proc.pid) as rss, _connect(sidecar) as sock:
+        sock.sendall(b"GET /slow?delay=2 HTTP/1.1\r\nHost: model\r\n\r\n" + _post_head(BODY_MB))
+        _send_body(sock, BODY_MB)
+        (slow, _), (status, body) = _read_responses(sock, 2)
+    assert (slow, status) == (200, 200)
+    assert json.loads(body) == {"size": BODY_MB * MB, "sha256": _body_digest(BODY_MB)}
+    assert rss.growth < 20 * MB, f"RSS grew by {rss.growth / MB:.1f} MB"
+
+
+def test_a_body_waiting_for_a_pooled_connection_is_not_buffered(sidecar_factory: SidecarFactory, sink: AppServer) -> None:
+    config = {"capture": {"enabled": False}, "upstream": {"max_connections": 1, "connect_timeout": "20s"}}
+    sidecar = sidecar_factory(sink.url, config=config)
+    _warm_up(sidecar)
+    with PeakRss(sidecar.proc.pid) as rss, _connect(sidecar) as busy, _connect(sidecar) as sock:
+        busy.sendall(b"GET /slow?delay=2 HTTP/1.1\r\nHost: model\r\n\r\n")
+        time.sleep(0.2)  # the one pooled connection is taken
+        sock.sendall(_post_head(BODY_MB))
+        _send_body(sock, BODY_MB)
+        [(status, body)] = _read_responses(sock, 1)
+        [(slow, _)] = _read_responses(busy, 1)
+    assert (slow, status) == (200, 200)
+    assert json.loads(body) == {"size": BODY_MB * MB, "sha256": _body_digest(BODY_MB)}
+    assert rss.growth < 20 * MB, f"RSS grew by {rss.growth / MB:.1f} MB"
