@@ -88,6 +88,8 @@ class FrameReader:
             end = HEADER.size + length
             if len(self._buf) < end:
                 break
-            frames.append((kind, pickle.loads(self._buf[HEADER.size : end])))
+            # unpickled from a view, not a copy: a scrape's frame can be megabytes
+            with memoryview(self._buf) as view, view[HEADER.size : end] as payload:
+                frames.append((kind, pickle.loads(payload)))
             del self._buf[:end]
         return frames

@@ -80,7 +80,8 @@ class Router:
         return text(404, "not found\n")
 
 
-def encode_response(response: Response, keep_alive: bool, head_only: bool) -> bytes:
+def encode_response(response: Response, keep_alive: bool, head_only: bool) -> list[bytes]:
+    """The response head and body as buffers to write (a large body is not copied onto the head)."""
     phrase = PHRASES.get(response.status, b"Unknown")
     lines = [
         b"HTTP/1.1 %d %b" % (response.status, phrase),
@@ -91,7 +92,7 @@ def encode_response(response: Response, keep_alive: bool, head_only: bool) -> by
     if not keep_alive:
         lines.append(b"Connection: close")
     head = b"\r\n".join(lines) + b"\r\n\r\n"
-    return head if head_only else head + response.body
+    return [head] if head_only or not response.body else [head, response.body]
 
 
 class AdminConnection(asyncio.Protocol):
@@ -210,7 +211,7 @@ class AdminConnection(asyncio.Protocol):
             transport = self._current_transport()  # the client may have gone while the handler ran
             if transport is None:
                 return
-            transport.write(encode_response(response, keep_alive, request.method == "HEAD"))
+            transport.writelines(encode_response(response, keep_alive, request.method == "HEAD"))
             if not keep_alive:
                 transport.close()
                 return
