@@ -157,6 +157,18 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True)
+class ClientConfig:
+    # The proxy port's side of each client connection (nginx's defaults). A client that holds a
+    # connection without finishing its request head or sending its body for this long is
+    # closed, as is one idle between requests; beyond max_connections a new
+    # connection gets 503 and is closed. Counted in model_exporter_client_connections_closed_total.
+    header_timeout: float = 60.0  # to receive a whole request head (from the connection, or the first byte)
+    body_timeout: float = 60.0  # with no request body bytes
+    keepalive_timeout: float = 75.0  # idle between requests
+    max_connections: int = 4096
+
+
+@dataclass(frozen=True)
 class Config:
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     listen: HostPort = HostPort("0.0.0.0", 8000)
@@ -169,6 +181,7 @@ class Config:
     drift: DriftConfig = field(default_factory=DriftConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
     # TLS and basic auth of the metrics port: an exporter-toolkit web config file (sidecar/web_config.py)
     web_config: str | None = None
     # where the analysis worker keeps snapshots of its windows and counters (worker/state.py)
@@ -481,6 +494,7 @@ def from_dict(raw: Any) -> Config:
             "drift",
             "quality",
             "shutdown",
+            "client",
             "web_config",
             "state_dir",
         },
@@ -598,6 +612,19 @@ def from_dict(raw: Any) -> Config:
             },
         )
     )
+    client = ClientConfig(
+        **_section(
+            top,
+            "client",
+            "client",
+            {
+                "header_timeout": parse_duration,
+                "body_timeout": parse_duration,
+                "keepalive_timeout": parse_duration,
+                "max_connections": _positive_int,
+            },
+        )
+    )
     baseline = _file_path("baseline", top["baseline"]) if "baseline" in top else None
     web_config = _file_path("web_config", top["web_config"]) if "web_config" in top else None
     state_dir = _file_path("state_dir", top["state_dir"]) if "state_dir" in top else None
@@ -611,6 +638,7 @@ def from_dict(raw: Any) -> Config:
         drift=drift,
         quality=quality,
         shutdown=shutdown,
+        client=client,
         web_config=web_config,
         state_dir=state_dir,
     )

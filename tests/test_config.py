@@ -54,6 +54,14 @@ def test_shutdown_durations() -> None:
     assert from_dict({"shutdown": {"delay": "0s"}}).shutdown.delay == 0.0
 
 
+def test_client_timeouts_and_limit() -> None:
+    client = from_dict(None).client
+    assert (client.header_timeout, client.body_timeout, client.keepalive_timeout) == (60, 60, 75)
+    assert client.max_connections == 4096
+    config = from_dict({"client": {"header_timeout": "10s", "keepalive_timeout": "2m", "max_connections": 100}})
+    assert (config.client.header_timeout, config.client.keepalive_timeout, config.client.max_connections) == (10, 120, 100)
+
+
 def test_protocol_sets_the_default_health_path() -> None:
     assert from_dict({"model": {"protocol": "mlflow"}}).health_path == "/ping"
 
@@ -72,7 +80,7 @@ def test_durations(value: object, seconds: float) -> None:
 
 
 BAD_CONFIGS = [
-    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, drift, listen, metrics, metrics_listen, model, quality, resources, shutdown, state_dir, upstream, web_config)"),
+    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, client, drift, listen, metrics, metrics_listen, model, quality, resources, shutdown, state_dir, upstream, web_config)"),
     ({"capture": {"enabled": "yes"}}, "capture.enabled: expected true or false, got 'yes'"),
     ({"capture": {"max_body_bytes": 1.5}}, "capture.max_body_bytes: expected a positive integer, got 1.5"),
     ({"capture": {"id_header": "X Request"}}, "capture.id_header: expected an HTTP header name, e.g. X-Request-Id, got 'X Request'"),
@@ -104,6 +112,8 @@ BAD_CONFIGS = [
     ({"shutdown": {"delay": -2}}, "shutdown.delay: expected a non-negative duration, got -2"),
     ({"shutdown": {"grace_period": 0}}, "shutdown.grace_period: expected a positive duration, got 0"),
     ({"upstream": {"max_connections": 0}}, "upstream.max_connections: expected a positive integer, got 0"),
+    ({"client": {"body_timeout": 0}}, "client.body_timeout: expected a positive duration, got 0"),
+    ({"client": {"idle_timeout": "5s"}}, "client.idle_timeout: unknown key (allowed: body_timeout, header_timeout, keepalive_timeout, max_connections)"),
     ({"upstream": {"max_connections": True}}, "upstream.max_connections: expected a positive integer, got True"),
     ({"upstream": {"health": {"path": "ready"}}}, "upstream.health.path: expected a URL path starting with /, got 'ready'"),
     ({"upstream": {"health": {"every": "5s"}}}, "upstream.health.every: unknown key (allowed: interval, path, timeout)"),

@@ -341,6 +341,21 @@ METRICS: tuple[MetricDef, ...] = (
         family="exporter",
     ),
     _d(
+        "model_exporter_client_connections",
+        "gauge",
+        "Client connections open on the proxy port (client.max_connections at most).",
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_client_connections_closed_total",
+        "counter",
+        "Client connections closed, by reason: client_closed, no_keepalive (the request or response said close), keepalive_timeout, header_timeout, body_timeout, limit (over client.max_connections: 503), protocol_error (a malformed or refused request), upstream_error (a response cut, or a request body left unread, by a model server failure), shutdown.",
+        ("reason",),
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
         "model_exporter_collector_success",
         "gauge",
         "1 if the collector produced its metrics at the last scrape, else 0.",

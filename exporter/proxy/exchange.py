@@ -55,6 +55,21 @@ ERROR_STATUS = {
     "malformed": (502, b"Bad Gateway", b"model server sent a malformed response\n"),
 }
 CLIENT_GONE = 499
+REQUEST_TIMEOUT = (408, b"Request Timeout", b"request body not received in time\n")
+
+# Why a client connection closed: the label values of model_exporter_client_connections_closed_total.
+# The exchange names the last four when it turns keep_client off; server.py the others.
+CLOSE_REASONS = (
+    "client_closed",
+    "keepalive_timeout",
+    "header_timeout",
+    "limit",
+    "protocol_error",
+    "no_keepalive",
+    "body_timeout",
+    "upstream_error",
+    "shutdown",
+)
 
 # A request whose body fits is kept whole so it can be re-sent once when a pooled
 # connection turns out to have been closed by the server (the keep-alive race).
@@ -89,6 +104,7 @@ class Exchange:
         "status",
         "close_delimited",
         "keep_client",
+        "close_reason",
         "timer",
         "retried",
         "capture",
@@ -135,6 +151,7 @@ class Exchange:
         self.status = 0
         self.close_delimited = False
         self.keep_client = keep_alive  # False for HTTP/1.0 without keep-alive, or Connection: close
+        self.close_reason = "no_keepalive"  # why, once keep_client is off (one of CLOSE_REASONS)
         self.timer: asyncio.TimerHandle | None = None  # only while waiting for a pooled connection
         self.retried = False
         # request body kept for analysis (None: not captured)
@@ -292,18 +309,27 @@ class Exchange:
         if streaming:
             # part of the response is already with the client: all we can do is cut it
             self.keep_client = False
+            self.close_reason = "upstream_error"
             self._finish(self.status)
-            self.client.transport.abort()
+            self.client.abort("upstream_error")
             return
         code, phrase, body = ERROR_STATUS[reason]
         if not self.request_done:
-            self.keep_client = False  # the rest of the request body would be read as a new request
-        self.client.write(
-            b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%b\r\n%b"
-            % (code, phrase, len(body), b"" if self.keep_client else b"Connection: close\r\n", body)
-        )
-        self.response_size = len(body)
-        self._finish(code)
+            # the rest of the request body would be read as a new request
+            self.keep_client = False
+            self.close_reason = "upstream_error"
+        self._answer(code, phrase, body)
+
+    def request_timeout(self) -> None:
+        """The client stopped sending the request body (client.body_timeout) before any answer: 408, then close."""
+        if self.state != WAITING:
+            return
+        if self.upstream is not None:
+            self.upstream.abort()
+            self.upstream = None
+        self.keep_client = False
+        self.close_reason = "body_timeout"
+        self._answer(*REQUEST_TIMEOUT)
 
     def client_gone(self) -> None:
         """The client disconnected before the response was complete: cancel upstream, count 499."""
@@ -318,6 +344,7 @@ class Exchange:
     def shutdown(self) -> None:
         """The proxy is shutting down: answer this exchange, then close the client connection."""
         self.keep_client = False
+        self.close_reason = "shutdown"
 
     # ------------------------------------------------------------ completion
 
@@ -348,6 +375,15 @@ class Exchange:
                 version,
             )
         )
+
+    def _answer(self, code: int, phrase: bytes, body: bytes) -> None:
+        """Answer with a short text of the proxy's own (nothing went to the client yet) and finish."""
+        self.client.write(
+            b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%b\r\n%b"
+            % (code, phrase, len(body), b"" if self.keep_client else b"Connection: close\r\n", body)
+        )
+        self.response_size = len(body)
+        self._finish(code)
 
     def _drop_pending(self) -> None:
         """The buffered request bytes went upstream or will never go: off the client's read-ahead."""

@@ -11,8 +11,9 @@ from typing import cast
 
 import httptools
 
+from exporter.config import ClientConfig
 from exporter.events import EventSink
-from exporter.proxy.exchange import Exchange
+from exporter.proxy.exchange import WAITING, Exchange
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.stats import TrafficStats, trace_id_from_traceparent
 from exporter.proxy.upstream import HOP_BY_HOP, UpstreamPool
@@ -42,6 +43,7 @@ class ProxyContext:
     capture_routes: frozenset[str] = frozenset()
     capture_headers: frozenset[bytes] = frozenset()
     capture_limit: int = 1 << 20
+    client: ClientConfig = field(default_factory=ClientConfig)  # client-side timeouts and the connection limit
     connections: set[ClientConnection] = field(default_factory=set)
     _warned_tokens: bool = False
 
@@ -82,13 +84,30 @@ class ClientConnection(asyncio.Protocol):
         self.paused_for = 0  # bit 1: upstream backpressure, bit 2: pipelined requests, bit 4: read_ahead
         self.read_ahead = 0  # request bytes read and held here (READ_AHEAD_LIMIT); exchanges add to it
         self.ready: Exchange | None = None  # parsed head, to start once this read is parsed
+        # what the sweeper times (check_timeouts); no timer per connection
+        self.in_head = True  # a request head is being read, or awaited on a fresh connection
+        self.since = 0.0  # when the client's current turn began: connection, head, last body bytes seen, idle
+        self.body_seen = -1  # the body's size at the sweeper's last look
+        self.close_reason = ""  # one of exchange.CLOSE_REASONS once the proxy closes; "" if the client did
+        self.draining = False  # the proxy is shutting down
 
     # ------------------------------------------------------------ transport events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream transport (write, pause_reading); uvloop's do not subclass asyncio.Transport
         self.transport = cast(asyncio.Transport, transport)
-        self.ctx.connections.add(self)
+        self.since = perf_counter()
+        ctx = self.ctx
+        if len(ctx.connections) >= ctx.client.max_connections:
+            # over the limit: answered at once and closed, so the client learns why (and file
+            # descriptors stay free for the model server's connections and the metrics port)
+            self.close_reason = "limit"
+            self.closing = True
+            self.transport.write(_simple_response(503, b"Service Unavailable", b"too many client connections\n"))
+            self.transport.close()
+            return
+        ctx.connections.add(self)
+        ctx.stats.client_connections += 1
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -118,7 +137,12 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.ready = None
-        self.ctx.connections.discard(self)
+        ctx = self.ctx
+        if self in ctx.connections:
+            ctx.connections.remove(self)
+            ctx.stats.client_connections -= 1
+        reason = self.close_reason or ("shutdown" if self.draining else "client_closed")
+        ctx.stats.client_closed[reason] += 1
         active = self.active
         self.active = None
         self.queue.clear()
@@ -158,6 +182,10 @@ class ClientConnection(asyncio.Protocol):
         self.paused_for &= ~bit
         if was and not self.paused_for and not self.closing:
             self.transport.resume_reading()
+            # the client's waits start again from now: it was not read in the meantime
+            self.body_seen = -1
+            if self.in_head:
+                self.since = perf_counter()
 
     def write(self, data: bytes) -> None:
         if not self.closing:
@@ -167,10 +195,26 @@ class ClientConnection(asyncio.Protocol):
         if not self.closing:
             self.transport.writelines(data)
 
+    def close(self, reason: str) -> None:
+        """Close once what is buffered is written; `reason`: one of exchange.CLOSE_REASONS."""
+        self.close_reason = self.close_reason or reason
+        self.closing = True
+        self.queue.clear()
+        self.transport.close()
+
+    def abort(self, reason: str) -> None:
+        """Close now, dropping what is buffered; what is in flight ends as 499 (connection_lost)."""
+        self.close_reason = self.close_reason or reason
+        self.closing = True
+        self.transport.abort()
+
     # ------------------------------------------------------------ httptools request callbacks
 
     def on_message_begin(self) -> None:
         self.t0 = perf_counter()
+        if not self.in_head:  # a fresh connection's header_timeout runs from the connection
+            self.in_head = True
+            self.since = self.t0
         self.url = b""
         self.parts = []
         self.head_bytes = 0
@@ -203,6 +247,8 @@ class ClientConnection(asyncio.Protocol):
         self.parts.append(b"%b: %b\r\n" % (name, value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.body_seen = -1
         parser = self.parser
         if parser.should_upgrade():
             return  # feed_data raises HttpParserUpgrade next; answered there
@@ -251,9 +297,7 @@ class ClientConnection(asyncio.Protocol):
         if self.paused_for & 1:  # its upstream connection will never say resume_writing now
             self._resume(1)
         if not ex.keep_client:
-            self.closing = True
-            self.queue.clear()
-            self.transport.close()  # flushes what is buffered first
+            self.close(ex.close_reason)
             return
         if self.queue:
             nxt = self.queue.popleft()
@@ -261,6 +305,8 @@ class ClientConnection(asyncio.Protocol):
             self._resume(2)
             self.forwarded(len(nxt.head))
             nxt.start()
+        elif not self.in_head:
+            self.since = perf_counter()  # idle: keepalive_timeout from now
 
     def _reject(self, code: int, phrase: bytes, body: bytes) -> None:
         if self.ready is not None:  # parsed fine, but what followed did not: answer neither
@@ -269,27 +315,51 @@ class ClientConnection(asyncio.Protocol):
         if self.active is None and not self.closing:
             self.ctx.stats.record("other", b"", code, 0.0, None, 0, len(body), None)
             self.transport.write(_simple_response(code, phrase, body))
-        self.closing = True
-        self.queue.clear()
-        self.transport.close()
+        self.close("protocol_error")
 
     def shutdown(self) -> None:
         """Close when idle; an in-flight exchange finishes first, then the connection closes."""
+        self.draining = True
         if self.active is None:
-            self.closing = True
-            self.transport.close()
+            self.close("shutdown")
         else:
             self.active.shutdown()
             self.queue.clear()
 
+    # ------------------------------------------------------------ timeouts
+
+    def check_timeouts(self, now: float) -> None:
+        """The sweeper's look: fail a silent model server, close a client that kept us waiting."""
+        active = self.active
+        if active is not None:
+            active.check_timeout(now, self.ctx.read_timeout)
+        if self.paused_for or self.closing:
+            return  # the client is not being read: none of its silence is its fault
+        limits = self.ctx.client
+        current = self.current
+        if current is not None:  # its request body is being read
+            if current.request_size != self.body_seen:
+                self.body_seen = current.request_size
+                self.since = now
+            elif now - self.since >= limits.body_timeout:
+                if current is active and current.state == WAITING:
+                    current.request_timeout()  # 408, then closed with reason body_timeout
+                else:
+                    self.abort("body_timeout")
+        elif active is None and not self.queue:
+            if self.in_head:
+                if now - self.since >= limits.header_timeout:
+                    self.write(_simple_response(408, b"Request Timeout", b"request head not received in time\n"))
+                    self.close("header_timeout")
+            elif now - self.since >= limits.keepalive_timeout:
+                self.close("keepalive_timeout")
+
 
 async def sweep_timeouts(ctx: ProxyContext) -> None:
-    """Fail exchanges whose model server went silent for read_timeout (one timer for all)."""
-    interval = min(ctx.read_timeout / 4, 0.25)
+    """Fail or close what waited too long, model servers (read_timeout) and clients (ctx.client): one timer for all."""
     while True:
-        await asyncio.sleep(interval)
+        c = ctx.client
+        await asyncio.sleep(min(ctx.read_timeout, c.header_timeout, c.body_timeout, c.keepalive_timeout, 1.0) / 4)
         now = perf_counter()
         for conn in list(ctx.connections):
-            active = conn.active
-            if active is not None:
-                active.check_timeout(now, ctx.read_timeout)
+            conn.check_timeouts(now)

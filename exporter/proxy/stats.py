@@ -16,7 +16,7 @@ from prometheus_client.samples import Exemplar
 
 from exporter.labels import OTHER, LabelPolicy
 from exporter.metrics.definitions import family, histogram_family
-from exporter.proxy.exchange import ERROR_STATUS
+from exporter.proxy.exchange import CLOSE_REASONS, ERROR_STATUS
 
 # Request methods become label values only from this fixed set; anything else is "other".
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
@@ -108,6 +108,9 @@ class TrafficStats:
         self.in_flight = 0
         self.upstream_up = 0
         self.load_duration: float | None = None
+        # client connections of the proxy port (server.py counts them; no model labels)
+        self.client_connections = 0
+        self.client_closed: dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
 
     def _series(self, labels: tuple[str, str] | None) -> _Traffic:
         if labels is None:  # no exchange to decide from (a request rejected before it had one)
@@ -207,3 +210,11 @@ class TrafficStats:
         for label, n in self.labels.overflow.items():
             overflow.add_metric([label], n)
         yield overflow
+
+        connections = family("model_exporter_client_connections")
+        connections.add_metric([], self.client_connections)
+        yield connections
+        closed = family("model_exporter_client_connections_closed_total")
+        for reason, n in self.client_closed.items():
+            closed.add_metric([reason], n)
+        yield closed

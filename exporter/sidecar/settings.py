@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from exporter.config import Config, HostPort, ResourcesConfig
+from exporter.config import ClientConfig, Config, HostPort, ResourcesConfig
 from exporter.events import REQUEST_HEADERS
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ProxyContext
@@ -66,6 +66,7 @@ class ProxySettings:
     probe_url: str
     probe_interval: float
     probe_timeout: float
+    client: ClientConfig  # client-side timeouts and the connection limit
 
     @classmethod
     def of(cls, config: Config) -> ProxySettings:
@@ -82,6 +83,7 @@ class ProxySettings:
             probe_url=up.url + config.health_path,
             probe_interval=up.health.interval,
             probe_timeout=up.health.timeout,
+            client=config.client,
         )
 
     def apply(self, ctx: ProxyContext, probe: UpstreamProbe | None) -> None:
@@ -91,6 +93,7 @@ class ProxySettings:
         ctx.capture_routes = self.capture_routes
         ctx.capture_headers = self.capture_headers
         ctx.capture_limit = self.capture_limit
+        ctx.client = self.client
         pool = ctx.pool
         pool.connect_timeout = self.connect_timeout
         pool.max_connections = self.max_connections

@@ -166,3 +166,84 @@ def test_a_body_waiting_for_a_pooled_connection_is_not_buffered(sidecar_factory:
     assert (slow, status) == (200, 200)
     assert json.loads(body) == {"size": BODY_MB * MB, "sha256": _body_digest(BODY_MB)}
     assert rss.growth < 20 * MB, f"RSS grew by {rss.growth / MB:.1f} MB"
+
+
+# -- 2. clients that hold connections are closed, counted, and limited ----------------------
+
+CLOSED = "model_exporter_client_connections_closed_total"
+OPEN = "model_exporter_client_connections"
+FAST_CLIENT = {"header_timeout": "1s", "body_timeout": "1s", "keepalive_timeout": "1s"}
+
+
+def _closed_by_peer(sock: socket.socket, timeout: float = 10.0) -> bytes:
+    """Everything the proxy sends until it closes the connection (asserts it does within `timeout`)."""
+    sock.settimeout(timeout)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_slowloris_heads_are_closed_after_header_timeout(sidecar_factory: SidecarFactory, sink: AppServer) -> None:
+    sidecar = sidecar_factory(sink.url, config={"client": FAST_CLIENT})
+    socks = [_connect(sidecar) for _ in range(300)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: model\r\nX-Slow: ")
+        sidecar.wait_sample(OPEN, lambda v: v == 300)
+        replies = [_closed_by_peer(sock) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+    assert all(reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for reply in replies)
+    sidecar.wait_sample(CLOSED, lambda v: v == 300, reason="header_timeout")
+    assert sidecar.sample(OPEN) == 0
+    assert sidecar.sample("model_requests_total") == 0  # nothing was forwarded
+
+
+def test_idle_keep_alive_connections_are_closed_after_keepalive_timeout(sidecar_factory: SidecarFactory,
+                                                                         sink: AppServer) -> None:
+    sidecar = sidecar_factory(sink.url, config={"client": FAST_CLIENT})
+    socks = [_connect(sidecar) for _ in range(300)]
+    try:
+        for sock in socks:
+            sock.sendall(b"GET /slow?delay=0 HTTP/1.1\r\nHost: model\r\n\r\n")
+        for sock in socks:
+            [(status, _)] = _read_responses(sock, 1)
+            assert status == 200
+        assert all(_closed_by_peer(sock) == b"" for sock in socks)
+    finally:
+        for sock in socks:
+            sock.close()
+    sidecar.wait_sample(CLOSED, lambda v: v == 300, reason="keepalive_timeout")
+    assert sidecar.sample(OPEN) == 0
+
+
+def test_a_stalled_request_body_gets_408_after_body_timeout(sidecar_factory: SidecarFactory, sink: AppServer) -> None:
+    sidecar = sidecar_factory(sink.url, config={"client": FAST_CLIENT})
+    with _connect(sidecar) as sock:
+        sock.sendall(b"POST /sink HTTP/1.1\r\nHost: model\r\nContent-Length: 1000\r\n\r\n" + b"x" * 100)
+        reply = _closed_by_peer(sock)
+    assert reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    sidecar.wait_sample(CLOSED, lambda v: v == 1, reason="body_timeout")
+    assert sidecar.sample("model_requests_total", code="408") == 1
+    assert sidecar.sample("model_upstream_errors_total") == 0
+
+
+def test_connections_beyond_the_limit_get_503_and_are_counted(sidecar_factory: SidecarFactory, sink: AppServer) -> None:
+    sidecar = sidecar_factory(sink.url, config={"client": {"max_connections": 20}})
+    held = [_connect(sidecar) for _ in range(20)]
+    try:
+        sidecar.wait_sample(OPEN, lambda v: v == 20)
+        with _connect(sidecar) as extra:
+            assert _closed_by_peer(extra).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        sidecar.wait_sample(CLOSED, lambda v: v == 1, reason="limit")
+        assert sidecar.sample(OPEN) == 20
+    finally:
+        for sock in held:
+            sock.close()
+    sidecar.wait_sample(CLOSED, lambda v: v == 20, reason="client_closed")
+    with _connect(sidecar) as sock:  # room again
+        sock.sendall(b"GET /slow?delay=0 HTTP/1.1\r\nHost: model\r\n\r\n")
+        [(status, _)] = _read_responses(sock, 1)
+    assert status == 200

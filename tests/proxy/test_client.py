@@ -6,6 +6,7 @@ records what it is asked for and attaches nothing unless a test does.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from test_exchange import FakePool, FakeTransport, FakeUpstream, _ctx
@@ -60,3 +61,117 @@ def test_a_body_pipelined_behind_a_request_in_flight_waits_for_its_turn_unread()
     ((second, _),) = _pool(client).acquired[1:]
     second.attach(FakeUpstream())  # type: ignore[arg-type]
     assert not transport.paused and client.read_ahead == 0
+
+
+# ------------------------------------------------------------ client timeouts and the connection limit
+
+
+def _limited(**client: Any) -> ProxyContext:
+    ctx = _ctx()
+    ctx.client = dataclasses.replace(ctx.client, **client)
+    return ctx
+
+
+def _closed(client: ClientConnection, transport: FakeTransport) -> dict[str, int]:
+    """Let the transport report the close, as the loop would; the closed-by-reason counts that changed."""
+    assert transport.closed or transport.aborted
+    client.connection_lost(None)
+    return {reason: n for reason, n in client.ctx.stats.client_closed.items() if n}
+
+
+def test_a_fresh_connection_that_sends_no_head_within_header_timeout_gets_408_and_is_closed() -> None:
+    client, transport = _client(_limited(header_timeout=10.0))
+    assert client.ctx.stats.client_connections == 1
+    client.check_timeouts(client.since + 9.9)
+    assert not transport.closed
+    client.data_received(b"GET / HTTP/1.1\r\nHost: m\r\n")  # a slow head: its clock ran from the connection
+    client.check_timeouts(client.since + 10.0)
+    assert b"".join(transport.written).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert _closed(client, transport) == {"header_timeout": 1}
+    assert client.ctx.stats.client_connections == 0
+    assert _pool(client).acquired == []
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_then_a_new_head_gets_header_timeout() -> None:
+    client, transport = _client(_limited(keepalive_timeout=5.0, header_timeout=20.0))
+    client.data_received(b"GET / HTTP/1.1\r\nHost: m\r\n\r\n")
+    ((ex, _),) = _pool(client).acquired
+    ex.attach(FakeUpstream())  # type: ignore[arg-type]
+    ex.response_head(200, close_delimited=False)
+    ex.complete(keep_alive=True)
+    idle = client.since
+    client.check_timeouts(idle + 4.9)
+    assert not transport.closed
+    client.data_received(b"GET / HT")  # the next head began: header_timeout from its first byte
+    client.check_timeouts(idle + 19.0)
+    assert not transport.closed
+    client.check_timeouts(client.since + 20.0)
+    assert _closed(client, transport) == {"header_timeout": 1}
+
+
+def test_keepalive_timeout_closes_an_idle_connection_silently() -> None:
+    client, transport = _client(_limited(keepalive_timeout=5.0))
+    client.data_received(b"GET / HTTP/1.1\r\nHost: m\r\n\r\n")
+    ((ex, _),) = _pool(client).acquired
+    ex.attach(FakeUpstream())  # type: ignore[arg-type]
+    ex.response_head(200, close_delimited=False)
+    ex.complete(keep_alive=True)
+    written = list(transport.written)
+    client.check_timeouts(client.since + 5.0)
+    assert transport.written == written
+    assert _closed(client, transport) == {"keepalive_timeout": 1}
+
+
+def test_a_request_body_that_stops_arriving_gets_408_and_the_upstream_request_is_cancelled() -> None:
+    client, transport = _client(_limited(body_timeout=5.0, header_timeout=1.0))
+    client.data_received(b"POST / HTTP/1.1\r\nHost: m\r\nContent-Length: 10\r\n\r\nabc")
+    ((ex, _),) = _pool(client).acquired
+    conn = FakeUpstream()
+    ex.attach(conn)  # type: ignore[arg-type]
+    client.check_timeouts(100.0)  # the sweeper's first look: 3 bytes so far (the header timeout is over)
+    client.data_received(b"de")
+    client.check_timeouts(104.0)  # more bytes came: the clock starts again
+    client.check_timeouts(108.9)
+    assert not transport.closed
+    client.check_timeouts(109.0)
+    assert b"".join(transport.written).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert conn.aborted
+    assert _closed(client, transport) == {"body_timeout": 1}
+    assert sum(n for (_, _, code), n in _requests(client).items() if code == "408") == 1
+
+
+def test_no_client_timeout_runs_while_the_proxy_is_not_reading_the_client() -> None:
+    client, transport = _client(_limited(body_timeout=5.0))
+    client.data_received(b"POST / HTTP/1.1\r\nHost: m\r\nContent-Length: 10\r\n\r\nabc")
+    client.check_timeouts(100.0)
+    client.pause_for_upstream()  # the model server reads slowly
+    client.check_timeouts(200.0)
+    assert not transport.closed
+    client.resume_for_upstream()
+    client.check_timeouts(300.0)  # the clock starts again once reading resumes
+    assert not transport.closed
+
+
+def test_beyond_max_connections_a_connection_gets_503_and_is_closed() -> None:
+    ctx = _limited(max_connections=2)
+    _client(ctx)
+    _client(ctx)
+    third, transport = _client(ctx)
+    assert b"".join(transport.written).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert ctx.stats.client_connections == 2 and len(ctx.connections) == 2
+    assert _closed(third, transport) == {"limit": 1}
+    assert ctx.stats.client_connections == 2
+
+
+def test_a_client_that_closes_is_counted_client_closed_and_shutdown_closes_idle_ones() -> None:
+    ctx = _ctx()
+    first, _ = _client(ctx)
+    second, transport = _client(ctx)
+    first.connection_lost(None)
+    second.shutdown()
+    assert _closed(second, transport) == {"client_closed": 1, "shutdown": 1}
+    assert ctx.stats.client_connections == 0
+
+
+def _requests(client: ClientConnection) -> dict[tuple[str, str, str], int]:
+    return {k: n for series in client.ctx.stats.series.values() for k, n in series.requests.items()}

@@ -96,9 +96,14 @@ class FakeClient:
         self.transport = FakeTransport()
         self.finished: list[Exchange] = []
         self.read_ahead = 0
+        self.close_reason = ""
 
     def forwarded(self, size: int) -> None:
         self.read_ahead -= size
+
+    def abort(self, reason: str) -> None:
+        self.close_reason = reason
+        self.transport.abort()
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
