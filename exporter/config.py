@@ -131,7 +131,7 @@ class ColumnDrift:
 class DriftConfig:
     windows: tuple[tuple[str, float], ...] = (("5m", 300.0), ("1h", 3600.0))
     min_rows: int = 200
-    false_alarm_rate: float = 0.001
+    false_alarm_rate: float = 0.0002  # per column per window: 20 columns alarm together on ≤ 0.4 % of windows
     numeric_methods: tuple[str, ...] = ("psi",)
     categorical_methods: tuple[str, ...] = ("psi",)
     columns: tuple[tuple[str, ColumnDrift], ...] = ()
@@ -144,6 +144,34 @@ class DriftConfig:
 class QualityConfig:
     range_tolerance: float = 0.0  # fraction of the baseline's range allowed beyond min/max
     bounds: tuple[tuple[str, tuple[float | None, float | None]], ...] = ()  # explicit per-column bounds
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    # POST /feedback: ground-truth labels joined to recent predictions by id (worker/labels_join.py).
+    # The cache holds the last `cache_size` predictions for at most `ttl`: size it to your prediction
+    # rate × the longest label delay you want joined (README, "Ground truth").
+    cache_size: int = 100_000
+    ttl: float = 3600.0
+    queue_size: int = 10_000  # labels in flight to the worker; beyond, dropped and counted
+
+
+PERFORMANCE_TASKS = ("auto", "classification", "regression")
+
+
+@dataclass(frozen=True)
+class PerformanceConfig:
+    # classification or regression; auto: the baseline's label column type (categorical →
+    # classification, numeric → regression), else classification
+    task: str = "auto"
+    prediction: str | None = None  # the prediction column; None: the only one, else the baseline's
+    score: str | None = None  # binary: the positive-class score column (ROC AUC, log-loss)
+    threshold: float = 0.5  # a score at or above it predicts the positive class
+    positive: str = "1"  # the positive class (compared as text: 1, 1.0, "1" and true/"true" agree)
+    max_classes: int = 20  # classes with their own series; further ones are "__other__"
+    min_labels: int = 100  # a window's scores are exported once it holds this many labels
+    tolerance: float = 0.01  # practical drop (absolute) that is never an alarm, whatever the label count
+    false_alarm_rate: float = 0.001  # noise margin of model_performance_threshold
 
 
 @dataclass(frozen=True)
@@ -181,6 +209,8 @@ class Config:
     drift: DriftConfig = field(default_factory=DriftConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     # TLS and basic auth of the metrics port: an exporter-toolkit web config file (sidecar/web_config.py)
     web_config: str | None = None
@@ -349,6 +379,12 @@ def _fraction(path: str, value: Any) -> float:
 
 
 def _methods(path: str, value: Any) -> tuple[str, ...]:
+def _tolerance(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise _fail(path, value, "expected a number from 0 to 1 (an absolute drop in the metric)")
+    return float(value)
+
+
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise _fail(path, value, f"expected a method or a list of methods ({', '.join(DRIFT_METHODS)})")
@@ -494,6 +530,8 @@ def from_dict(raw: Any) -> Config:
             "drift",
             "quality",
             "shutdown",
+            "labels",
+            "performance",
             "client",
             "web_config",
             "state_dir",
@@ -602,6 +640,36 @@ def from_dict(raw: Any) -> Config:
     drift = DriftConfig(**drift_fields)
     quality = QualityConfig(**_section(top, "quality", "quality", {"range_tolerance": _fraction, "bounds": _bounds}))
     shutdown = ShutdownConfig(
+    labels = LabelsConfig(
+        **_section(
+            top,
+            "labels",
+            "labels",
+            {
+                "cache_size": _positive_int,
+                "ttl": parse_duration,
+                "queue_size": _positive_int,
+            },
+        )
+    )
+    performance = PerformanceConfig(
+        **_section(
+            top,
+            "performance",
+            "performance",
+            {
+                "task": _choice(PERFORMANCE_TASKS),
+                "prediction": _string,
+                "score": _string,
+                "threshold": _probability,
+                "positive": lambda p, v: _string(p, str(v).lower() if isinstance(v, (bool, int)) else v),
+                "max_classes": _positive_int,
+                "min_labels": _positive_int,
+                "tolerance": _tolerance,
+                "false_alarm_rate": _probability,
+            },
+        )
+    )
         **_section(
             top,
             "shutdown",
@@ -639,6 +707,8 @@ def from_dict(raw: Any) -> Config:
         quality=quality,
         shutdown=shutdown,
         client=client,
+        labels=labels,
+        performance=performance,
         web_config=web_config,
         state_dir=state_dir,
     )

@@ -67,6 +67,24 @@ EVENTS = 1  # proxy → worker: list[Event]
 COLLECT = 2  # proxy → worker: request id; worker → proxy: (request id, families)
 ACK = 3  # worker → proxy: number of events processed
 RELOAD = 4  # proxy → worker: (request id, settings); worker → proxy: (request id, error or None)
+LABELS = 5  # proxy → worker: Feedback; worker → proxy: number of labels processed
+
+
+class Label(NamedTuple):
+    """One ground-truth record from POST /feedback, validated by the proxy (sidecar/feedback.py)."""
+
+    id: str
+    label: str | int | float | bool
+    time: float | None  # when the outcome happened (epoch seconds); None: when it arrived
+    value: float | None  # a business outcome (revenue, cost), if sent
+
+
+class Feedback(NamedTuple):
+    """A LABELS frame: the valid records of one POST and how many were invalid."""
+
+    received: float  # wall clock when the proxy took the POST
+    labels: list[Label]
+    invalid: int
 
 
 def encode(kind: int, payload: Any) -> bytes:

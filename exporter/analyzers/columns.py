@@ -21,7 +21,7 @@ from exporter.adapters import Rows
 from exporter.baseline.binning import BinResult, bin_categorical, bin_numeric, parse_floats
 from exporter.baseline.format import Baseline, CategoricalColumn, Column, NumericColumn
 from exporter.config import Config
-from exporter.drift.methods import METHODS, Reference, check_method, score
+from exporter.drift.methods import DETECTORS, METHODS, Reference, check_method, score
 from exporter.drift.thresholds import CriticalValues
 from exporter.drift.windows import SlidingCounts
 from exporter.events import Extraction
@@ -163,6 +163,9 @@ class ColumnMonitor:
                     check_method(method, col.type)
                 except ValueError as exc:
                     raise ValueError(f"drift.columns.{col.name}: {exc}") from None
+            detector = DETECTORS[col.type]
+            if detector not in methods:  # the default decision's score and threshold are always exported
+                methods = (*methods, detector)
             practical = {m: METHODS[m].threshold for m in methods} | dict(spec.thresholds)
             ref = Reference.from_column(col)
             labels = coarse_bin_labels(col)
@@ -383,3 +386,5 @@ class ColumnMonitor:
                 yield "model_drift_score", ml, float(result.value)
                 if result.pvalue is not None:
                     yield "model_drift_pvalue", ml, float(result.pvalue)
+                if method == DETECTORS[t.col.type]:
+                    yield "model_drift_detected", ml, int(float(result.value) > threshold)

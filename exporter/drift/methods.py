@@ -72,6 +72,12 @@ METHODS: Mapping[str, Method] = {
 
 DEFAULT_METHOD = "psi"
 
+# The default decision (model_drift_detected): per column type, the method whose score must pass
+# both its effect-size floor (the practical threshold, in units a person reads: 0.1 baseline
+# standard deviations of transport; Cohen's w 0.1, "small") and the no-drift critical value for
+# the window's rows, so that small windows stay quiet and large ones ignore trivial effects.
+DETECTORS: Mapping[str, str] = {"numeric": "wasserstein", "categorical": "chisquare"}
+
 
 class Reference:
     """What a column's drift methods compare a window against: the baseline counts and bin geometry."""

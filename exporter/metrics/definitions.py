@@ -29,6 +29,8 @@ DEFAULT_DURATION_BUCKETS: tuple[float, ...] = (
 )
 # Payloads from a few hundred bytes (one tabular row) to tens of MB (images, tensors).
 DEFAULT_SIZE_BUCKETS: tuple[float, ...] = tuple(float(4**i * 64) for i in range(11))  # 64 B .. 64 MiB
+# Labels arrive seconds (a click) to weeks (a loan default) after the prediction.
+LABEL_DELAY_BUCKETS: tuple[float, ...] = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 10800.0, 21600.0, 86400.0, 604800.0)
 
 MODEL_LABELS = ("model", "version")
 
@@ -143,6 +145,13 @@ METRICS: tuple[MetricDef, ...] = (
         family="drift",
     ),
     _d(
+        "model_drift_detected",
+        "gauge",
+        "The default drift decision, 1 when the column drifted in the window (method: the statistic that decides): its Wasserstein distance (numeric, in baseline standard deviations) or chi-square effect size (categorical, Cohen's w) is above both the effect-size floor (0.1; drift.columns.NAME.threshold.wasserstein or .chisquare) and the no-drift critical value for the window's rows at drift.false_alarm_rate. Exported once the window holds drift.min_rows.",
+        ("role", "column", "method", "window"),
+        family="drift",
+    ),
+    _d(
         "model_drift_pvalue",
         "gauge",
         "p-value of the drift test where the method has one (chi-square, KS); small means drift.",
@@ -227,6 +236,88 @@ METRICS: tuple[MetricDef, ...] = (
         "Share of out-of-range values in the rolling window.",
         ("role", "column", "window"),
         family="quality",
+    ),
+    # performance from ground-truth labels (POST /feedback) joined to predictions by id
+    _d(
+        "model_labels_total",
+        "counter",
+        "Labels received on POST /feedback, by outcome of the join to recent predictions: matched (scored), unknown_id (no prediction with that id in the cache), expired (more than labels.ttl after its prediction), duplicate (the prediction was already labelled), invalid (a malformed record).",
+        ("outcome",),
+        family="performance",
+    ),
+    _d(
+        "model_label_delay_seconds",
+        "histogram",
+        "Time from a prediction to its matched label (the label's time, else when it arrived).",
+        family="performance",
+    ),
+    _d(
+        "model_labels_cache_entries",
+        "gauge",
+        "Predictions held for joining labels (labels.cache_size at most).",
+        family="performance",
+    ),
+    _d(
+        "model_labels_cache_evictions_total",
+        "counter",
+        "Predictions forgotten before a label came: full (pushed out by newer ones: raise labels.cache_size), expired (older than twice labels.ttl).",
+        ("reason",),
+        family="performance",
+    ),
+    _d("model_window_labels", "gauge", "Scored labels in the rolling window.", ("window",), family="performance"),
+    _d(
+        "model_performance_score",
+        "gauge",
+        "Realised performance over the window's labels: accuracy, precision, recall, f1 (binary: of performance.positive; else macro), roc_auc, log_loss (binary, with a score column); mae, rmse, mape (regression). Exported once the window holds performance.min_labels.",
+        ("metric", "window"),
+        family="performance",
+    ),
+    _d(
+        "model_performance_threshold",
+        "gauge",
+        "Alarm threshold for model_performance_score: the baseline, worse by the larger of performance.tolerance and the noise at the window's label count (at performance.false_alarm_rate).",
+        ("metric", "window"),
+        family="performance",
+    ),
+    _d(
+        "model_performance_baseline",
+        "gauge",
+        "The model's reference performance from the baseline file's performance section.",
+        ("metric",),
+        family="performance",
+    ),
+    _d(
+        "model_performance_labels_scored_total",
+        "counter",
+        "Matched labels that were scored (a usable prediction and label); the denominator of the fleet recording rules.",
+        family="performance",
+    ),
+    _d(
+        "model_performance_class_total",
+        "counter",
+        "One-vs-rest confusion cells per class (tp, fp, fn) of scored labels; classes are the baseline's label categories, else the first performance.max_classes seen, then __other__.",
+        ("class", "cell"),
+        family="performance",
+    ),
+    _d(
+        "model_performance_absolute_error_total",
+        "counter",
+        "Sum of absolute errors, abs(prediction − label), of scored labels (regression).",
+        family="performance",
+    ),
+    _d(
+        "model_performance_squared_error_total",
+        "counter",
+        "Sum of squared errors (prediction − label)² of scored labels (regression).",
+        family="performance",
+    ),
+    _d(
+        "model_exporter_labels_dropped_total",
+        "counter",
+        "Labels of POST /feedback the proxy could not hand to the analysis worker: queue_full (labels.queue_size in flight), worker_down.",
+        ("reason",),
+        model_level=False,
+        family="performance",
     ),
     _d(
         "model_exporter_config_last_reload_successful",

@@ -1,9 +1,12 @@
-"""The metrics port's endpoints: /metrics, /-/healthy, /-/ready, POST /-/reload. Never the proxy port."""
+"""The metrics port's endpoints: /metrics, /-/healthy, /-/ready, POST /-/reload, POST /feedback. Never the proxy port."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
+from exporter.events import Feedback
+from exporter.sidecar.feedback import answer, parse_feedback
 from exporter.sidecar.http import Handler, Request, Response, Router, text
 from exporter.sidecar.web_config import BasicAuth
 
@@ -30,10 +33,12 @@ def make_admin_router(
     ready: Callable[[], tuple[bool, str]],
     reload: Callable[[], Awaitable[str | None]] | None,
     auth: BasicAuth | None = None,
+    labels: Callable[[Feedback], int] | None = None,
 ) -> Router:
     """The metrics port's endpoints, given how to render, how to tell readiness and how to reload.
 
     With `auth`, every endpoint but the liveness and readiness probes asks for basic auth.
+    `labels` hands the labels of a POST /feedback to the worker and returns how many it dropped.
     """
     router = Router()
 
@@ -70,6 +75,17 @@ def make_admin_router(
             return text(200, "configuration reloaded\n")
         return text(400, f"reload failed, previous configuration kept: {error}\n")
 
+    async def feedback(request: Request) -> Response:
+        refused = refuses_form(request)
+        if refused is not None:
+            return refused
+        if labels is None:
+            return text(501, "feedback is not available: the analysis worker is off (capture.enabled: false)\n")
+        records, failures = parse_feedback(request.body)
+        dropped = labels(Feedback(time.time(), records, len(failures))) if records or failures else 0
+        status, body = answer(len(records) - dropped, failures, dropped)
+        return Response(status, body, "application/json")
+
     async def index(request: Request) -> Response:
         return Response(200, INDEX, "text/html; charset=utf-8")
 
@@ -77,5 +93,6 @@ def make_admin_router(
     router.add("GET", "/-/healthy", healthy)
     router.add("GET", "/-/ready", readiness)
     router.add("POST", "/-/reload", guarded(do_reload))
+    router.add("POST", "/feedback", guarded(feedback))
     router.add("GET", "/", guarded(index))
     return router

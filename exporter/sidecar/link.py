@@ -16,7 +16,7 @@ import sys
 from typing import Any, cast
 
 from exporter.config import Config, ConfigError
-from exporter.events import ACK, COLLECT, DROP_REASONS, EVENTS, RELOAD, Event, FrameReader, encode
+from exporter.events import ACK, COLLECT, DROP_REASONS, EVENTS, LABELS, RELOAD, Event, Feedback, FrameReader, encode
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,12 @@ class WorkerLink(asyncio.Protocol):
         self.last_collect_ok = False
         self.last_collect_seconds = 0.0
         self.restarts = 0  # times the worker exited and was started again
+        # POST /feedback labels: in flight to the worker (sent, not yet acknowledged), bounded apart
+        # from the events so that traffic never crowds out labels, nor labels traffic
+        self.max_labels = config.labels.queue_size
+        self.labels_sent = 0
+        self.labels_processed = 0
+        self.labels_dropped: dict[str, int] = {"queue_full": 0, "worker_down": 0}
         self._reader = FrameReader()
         self._flush_handle: asyncio.TimerHandle | None = None
         self._waiters: dict[int, asyncio.Future[Any]] = {}
@@ -85,6 +91,23 @@ class WorkerLink(asyncio.Protocol):
         self.transport.write(encode(EVENTS, batch))
         self.sent += len(batch)
 
+    def submit_labels(self, feedback: Feedback) -> int:
+        """Hand a POST's labels to the worker at once; never blocks. Returns how many were dropped."""
+        n = len(feedback.labels)
+        if self.transport is None:
+            reason = "worker_down"
+        elif (
+            self.labels_sent - self.labels_processed + n > self.max_labels
+            or self.transport.get_write_buffer_size() > MAX_BUFFERED_BYTES
+        ):
+            reason = "queue_full"
+        else:
+            self.transport.write(encode(LABELS, feedback))
+            self.labels_sent += n
+            return 0
+        self.labels_dropped[reason] += n
+        return n
+
     @property
     def queue_depth(self) -> int:
         return self.sent - self.processed + len(self.pending)
@@ -111,11 +134,14 @@ class WorkerLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass it
         self.sent = self.processed = 0
+        self.labels_sent = self.labels_processed = 0
 
     def data_received(self, data: bytes) -> None:
         for kind, payload in self._reader.feed(data):
             if kind == ACK:
                 self.processed += payload
+            elif kind == LABELS:
+                self.labels_processed += payload
             elif kind in (COLLECT, RELOAD):
                 request_id, result = payload
                 waiter = self._waiters.pop(request_id, None)
@@ -214,6 +240,7 @@ class WorkerLink(asyncio.Protocol):
         if error is None:
             self.config = config
             self.max_queue = config.capture.queue_size
+            self.max_labels = config.labels.queue_size
         return error
 
     async def close(self) -> None:

@@ -19,6 +19,7 @@ from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
 from exporter.sidecar.admin import make_admin_router
+from exporter.sidecar.feedback import LabelsDropped
 from exporter.sidecar.health import UpstreamProbe
 from exporter.sidecar.http import AdminServer
 from exporter.sidecar.link import WorkerLink
@@ -60,6 +61,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     if config.capture.enabled:
         link = WorkerLink(config)  # started once the ports are up; until then events count as worker_down
         collectors.append(PipelineCollector(link))
+        collectors.append(LabelsDropped(lambda: link.labels_dropped if link is not None else {}))
     settings = ProxySettings.of(config)
     pool = UpstreamPool(up.host, up.port, settings.max_connections, settings.connect_timeout)
     host_header = up.url.split("://", 1)[1].encode("latin-1")
@@ -98,7 +100,11 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
             return False, "the sidecar is shutting down"
         return probe.ready, probe.last_error
 
-    admin = AdminServer(make_admin_router(render_metrics, readiness, reloader.reload, auth))
+    admin = AdminServer(
+        make_admin_router(
+            render_metrics, readiness, reloader.reload, auth, labels=link.submit_labels if link is not None else None
+        )
+    )
     await admin.start(config.metrics_listen.host, config.metrics_listen.port, ssl_context(web, config.web_config or ""))
     proxy = await loop.create_server(
         lambda: ClientConnection(ctx), config.listen.host, config.listen.port, backlog=2048, reuse_address=True

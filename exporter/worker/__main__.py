@@ -13,7 +13,7 @@ import sys
 import time
 
 from exporter.config import ConfigError
-from exporter.events import ACK, COLLECT, EVENTS, RELOAD, FrameReader, encode
+from exporter.events import ACK, COLLECT, EVENTS, LABELS, RELOAD, FrameReader, encode
 from exporter.metrics.exposition import encode as exposition
 from exporter.worker import state
 from exporter.worker.analysis import Analysis
@@ -41,13 +41,18 @@ def serve(sock: socket.socket) -> int:
                 analysis.save_state(clean=True)
             return 0
         frames = reader.feed(data)
-        # a new config first, then scrapes, then the backlog of events
+        # a new config first, then scrapes, then the backlog of events and labels (in their order:
+        # a label right after its prediction's event finds it)
         frames.sort(key=lambda frame: FRAME_ORDER.get(frame[0], 2))
         for kind, payload in frames:
             if kind == EVENTS:
                 if analysis is not None:
                     analysis.process(payload)
                 sock.sendall(encode(ACK, len(payload)))
+            elif kind == LABELS:
+                if analysis is not None:
+                    analysis.labels(payload)
+                sock.sendall(encode(LABELS, len(payload.labels)))
             elif kind == COLLECT:
                 request_id, fmt = payload
                 # rendered here, not in the proxy: a large exposition would stall the proxy's loop.

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
+from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client.core import Metric
 
 from exporter.analyzers.columns import ColumnMonitor
 from exporter.analyzers.content import ContentStats
+from exporter.analyzers.performance import Performance, Prediction
 from exporter.config import Config
 from exporter.drift.thresholds import CriticalValues
-from exporter.events import Event, Extraction
+from exporter.events import Event, Extraction, Feedback
 from exporter.labels import default_labels
-from exporter.metrics.definitions import family
+from exporter.metrics.definitions import LABEL_DELAY_BUCKETS, family, histogram_family
+from exporter.metrics.families import families
 from exporter.worker import state
 from exporter.worker.checks import load_checked_baseline
 from exporter.worker.extract import Extractor
+from exporter.worker.labels_join import JoinCache
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,15 @@ class Analysis:
             self.bound = previous.bound
         self.columns: ColumnMonitor | None = None
         baseline = load_checked_baseline(config)  # ConfigError: the worker answers the reload with it
+        # labels joined to predictions (POST /feedback): the cache and the counters survive a reload
+        self.performance: Performance = Performance(
+            config, baseline, previous.performance if previous is not None else None
+        )
+        self.joins: JoinCache[Prediction] = (
+            previous.joins if previous is not None else JoinCache(config.labels.cache_size, config.labels.ttl)
+        )
+        self.joins.resize(config.labels.cache_size, config.labels.ttl)
+        self.delays: list[float] = previous.delays if previous is not None else [0.0] * (len(LABEL_DELAY_BUCKETS) + 2)
         if baseline is not None:
             self.columns = ColumnMonitor(
                 baseline, config, previous.columns if previous is not None else None, critical=CriticalValues()
@@ -98,8 +112,63 @@ class Analysis:
         extractions = [extract(event) for event in events]
         for ex in extractions:
             content.update(ex)
+        self._remember(events, extractions)
         if self.columns is not None:
             self.columns.update(self._bound(extractions), time.time())
+
+    def _remember(self, events: list[Event], extractions: list[Extraction]) -> None:
+        """Cache each prediction row that has an id, for the labels to come."""
+        add = self.joins.add
+        for event, ex in zip(events, extractions):
+            rows = ex.predictions
+            if rows is None or rows.n == 0:
+                continue
+            ids = rows.ids or (ex.features.ids if ex.features is not None and ex.features.n == rows.n else None)
+            if ids is None:
+                continue
+            for rid, prediction in zip(ids, self.performance.read(rows)):
+                add(rid, event.time, prediction)
+
+    def labels(self, feedback: Feedback) -> None:
+        """Join a POST's labels to cached predictions and score the matches."""
+        joins = self.joins
+        joins.outcomes["invalid"] += feedback.invalid
+        pairs = []
+        delays = self.delays
+        for label in feedback.labels:
+            at = label.time if label.time is not None else feedback.received
+            outcome, entry = joins.join(label.id, at)
+            if entry is None:
+                continue
+            pairs.append((entry.prediction, label.label))
+            delay = max(at - entry.time, 0.0)
+            delays[bisect_left(LABEL_DELAY_BUCKETS, delay)] += 1
+            delays[-1] += delay
+        if pairs:
+            self.performance.add(pairs, time.time())
+        joins.expire(feedback.received)
+
+    def _label_metrics(self, now: float) -> Iterator[Metric]:
+        mv = list(self.bound or self.default)
+        joins = self.joins
+        yield from families(
+            [
+                *(("model_labels_total", [outcome, *mv], float(n)) for outcome, n in joins.outcomes.items()),
+                ("model_labels_cache_entries", mv, float(len(joins.entries))),
+                *(
+                    ("model_labels_cache_evictions_total", [reason, *mv], float(n))
+                    for reason, n in joins.evictions.items()
+                ),
+                *self.performance.samples(now, mv),
+            ]
+        )
+        delay = histogram_family("model_label_delay_seconds")
+        cumulative, buckets = 0.0, []
+        for bound, n in zip([*LABEL_DELAY_BUCKETS, math.inf], self.delays):
+            cumulative += n
+            buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+        delay.add_metric(mv, buckets, self.delays[-1])
+        yield delay
 
     def _bound(self, extractions: list[Extraction]) -> list[Extraction]:
         """The extractions of the monitor's (model, version); the others are counted as skipped."""
@@ -125,6 +194,7 @@ class Analysis:
 
     def collect(self) -> Iterator[Metric]:
         yield from self.content.collect(*self.default)
+        yield from self._label_metrics(time.time())
         if self.config.state_dir is not None:
             restored = family("model_exporter_state_restored")
             restored.add_metric([], 1 if self.restored else 0)

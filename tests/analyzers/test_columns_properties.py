@@ -24,7 +24,7 @@ BIN_LABELS = {label for col in BASELINE.columns for label in coarse_bin_labels(c
 NAMES = {col.name for col in BASELINE.columns}
 ALLOWED = {
     "column": NAMES, "kind": set(SCHEMA_KINDS), "side": {"low", "high"}, "bin": BIN_LABELS,
-    "window": {name for name, _ in WINDOWS}, "role": {"feature", "prediction"}, "method": {"psi"},
+    "window": {name for name, _ in WINDOWS}, "role": {"feature", "prediction"}, "method": {"psi", "wasserstein", "chisquare"},
     "model": {"unknown"}, "version": {"unknown"}, "sha256": {BASELINE.sha256}, "created": {BASELINE.created},
 }
 

@@ -8,15 +8,9 @@ from metric_names import label_matchers, metric_names, queries, recorded_referen
 from exporter.metrics.definitions import METRICS, MetricDef, exposed_names
 
 # Metric names (with their labels, from DESIGN.md's metric contract) that rules and
-# dashboards use before the exporter defines them. Defined by the drift/quality/resources
-# work in progress — and the performance work: remove each entry when its metric lands in
+# dashboards use before the exporter defines them: remove each entry when its metric lands in
 # definitions.py (a test below fails while a defined name is still listed here).
-PENDING: dict[str, tuple[str, ...]] = {
-    "model_labels_total": ("outcome",),
-    # `segment`: per-segment scores, from a configured, capped set of segments
-    "model_performance_score": ("metric", "window", "segment"),
-    "model_performance_baseline": ("metric",),
-}
+PENDING: dict[str, tuple[str, ...]] = {}
 
 # Labels every scraped series carries, whatever the exporter defines.
 TARGET_LABELS = {"job", "instance"}

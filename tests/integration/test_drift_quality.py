@@ -37,6 +37,7 @@ INFER = f"/v2/models/{MODEL_NAME}/infer"
 JSON_HEADERS = (("Content-Type", "application/json"),)
 SCORE = "model_drift_score"
 THRESHOLD = "model_drift_threshold"
+DETECTED = "model_drift_detected"
 WINDOW_ROWS = "model_window_rows"
 ANALYSIS_TIMEOUT_S = 20.0  # the worker runs at idle priority: on a busy machine it trails the traffic
 QUALITY_PREFIXES = ("model_column_", "model_schema_errors_total")
@@ -129,6 +130,18 @@ def one(samples: list[Any], name: str, **labels: str) -> float:
     return float(found[0].value)
 
 
+def decision(samples: list[Any], column: str) -> tuple[float, float, float]:
+    """The default decision of a feature's 5m window: (detected, its score, its threshold), the same method's."""
+    found = [s for s in samples if s.name == DETECTED and s.labels.get("column") == column
+             and s.labels.get("role") == "feature" and s.labels.get("window") == "5m"]
+    assert len(found) == 1, f"{DETECTED} of {column}: {found}"
+    method = found[0].labels["method"]
+    score = one(samples, SCORE, role="feature", column=column, window="5m", method=method)
+    threshold = one(samples, THRESHOLD, role="feature", column=column, window="5m", method=method)
+    assert found[0].value == float(score > threshold)
+    return float(found[0].value), score, threshold
+
+
 def stable_columns(seed: int, n: int) -> dict[str, list[Any]]:
     return sample_rows(np.random.default_rng(seed), n, drifted=False)
 
@@ -154,9 +167,8 @@ def test_stable_traffic_scores_below_threshold(drift_sidecar: Sidecar, model_ser
     wait_rows(drift_sidecar, before + sent)
     samples = wait_window(drift_sidecar, int(window_before) + sent)
     for column in ("income", "age", "credit_score", "debt_ratio", "tenure_months", "region"):
-        score = one(samples, SCORE, role="feature", column=column, window="5m")
-        threshold = one(samples, THRESHOLD, role="feature", column=column, window="5m")
-        assert 0 <= score < threshold, f"{column}: stable traffic scored {score} >= threshold {threshold}"
+        detected, score, threshold = decision(samples, column)
+        assert not detected and 0 <= score, f"{column}: stable traffic scored {score} >= threshold {threshold}"
     assert one(samples, SCORE, column="income", window="5m", method="psi") < 0.1
 
 
@@ -289,13 +301,11 @@ def test_income_shift_crosses_threshold_other_columns_do_not(sidecar_factory: Si
     sent = send_rows(sidecar, model_server, columns, 50, "drifted")
     wait_rows(sidecar, sent)
     samples = wait_window(sidecar, sent)
-    score = one(samples, SCORE, role="feature", column="income", window="5m")
-    threshold = one(samples, THRESHOLD, role="feature", column="income", window="5m")
-    assert score > threshold, f"income shifted by {INCOME_SHIFT_STDS} sd scored {score} <= threshold {threshold}"
+    detected, score, threshold = decision(samples, "income")
+    assert detected, f"income shifted by {INCOME_SHIFT_STDS} sd scored {score} <= threshold {threshold}"
     for column in ("tenure_months", "age", "credit_score", "region"):
-        score = one(samples, SCORE, role="feature", column=column, window="5m")
-        threshold = one(samples, THRESHOLD, role="feature", column=column, window="5m")
-        assert score < threshold, f"{column} did not move, yet scored {score} >= threshold {threshold}"
+        detected, score, threshold = decision(samples, column)
+        assert not detected, f"{column} did not move, yet scored {score} >= threshold {threshold}"
 
 
 # -- exposition -------------------------------------------------------------------------------

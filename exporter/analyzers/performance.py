@@ -1,0 +1,303 @@
+"""Realised performance from predictions joined to their labels, over the drift windows.
+
+Classification: a confusion matrix over a capped class set (the baseline's label categories,
+else the first `performance.max_classes` classes seen, then "__other__"), plus, for a binary
+model with a score column, score histograms by label (ROC AUC) and the log-loss sum.
+Regression: sums of absolute, squared, fourth-power and absolute percentage errors.
+Every window holds these as a ring of slices, so memory is fixed by the config, and the
+cumulative counters aggregate across replicas (prometheus/rules/performance.yml).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from statistics import NormalDist
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from exporter.adapters import Rows
+from exporter.baseline.binning import category_key
+from exporter.baseline.format import Baseline, CategoricalColumn
+from exporter.config import Config
+from exporter.drift.windows import SlidingCounts, parse_windows
+from exporter.metrics.families import Sample
+
+OTHER_CLASS = "__other__"
+SCORE_BINS = 1000  # ROC AUC from scores binned to 0.001: off by at most the share of tied pairs in a bin
+EPS = 1e-15  # log-loss clips probabilities to [EPS, 1 − EPS]
+HIGHER_IS_BETTER = ("accuracy", "precision", "recall", "f1", "roc_auc")
+LOWER_IS_BETTER = ("mae", "rmse", "mape", "log_loss")
+
+
+class Prediction(NamedTuple):
+    """What the join remembers of one prediction row."""
+
+    value: str | float | None  # class key (classification) or number (regression); None: no usable value
+    score: float | None  # binary: the positive-class score, if configured
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _key(v: Any) -> str | None:
+    try:
+        return category_key(v)
+    except TypeError:
+        return None
+
+
+def _list(values: Any) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
+def _window(width: float, slices: int, size: int) -> SlidingCounts:
+    """A SlidingCounts of floats (error sums are not integers)."""
+    window = SlidingCounts(width, slices, size)
+    window.ring = window.ring.astype(np.float64)
+    window.total = window.total.astype(np.float64)
+    return window
+
+
+def negative_class(positive: str) -> str:
+    return {"1": "0", "true": "false", "yes": "no"}.get(positive, "__negative__")
+
+
+class Performance:
+    """Scores joined (prediction, label) pairs; windows and counters carry over a reload when shapes agree."""
+
+    def __init__(self, config: Config, baseline: Baseline | None, previous: Performance | None = None) -> None:
+        perf = config.performance
+        self.config = perf
+        self.reference: Mapping[str, float] = dict(baseline.performance) if baseline is not None else {}
+        self.baseline_predictions = [c.name for c in baseline.columns if c.role == "prediction"] if baseline else []
+        label_col = next((c for c in baseline.columns if c.role == "label"), None) if baseline else None
+        task = perf.task
+        if task == "auto":
+            numeric_label = label_col is not None and not isinstance(label_col, CategoricalColumn)
+            task = "regression" if numeric_label else "classification"
+        self.task = task
+        self.scored_mode = perf.score is not None and perf.prediction is None  # classes from score ≥ threshold
+        if self.scored_mode:
+            self.classes = [negative_class(perf.positive), perf.positive]
+            self.fixed = True
+        elif isinstance(label_col, CategoricalColumn):
+            self.classes = [str(c) for c in label_col.categories][: perf.max_classes]
+            self.fixed = True
+        else:
+            self.classes = []
+            self.fixed = False
+        k = perf.max_classes + 1
+        self.k = k
+        self.size = k * k + 2 * SCORE_BINS + 2 if task == "classification" else 6
+        specs = parse_windows(dict(config.drift.windows))
+        self.windows = {name: _window(width, slices, self.size) for name, (width, slices) in specs.items()}
+        self.cumulative = np.zeros(self.size, dtype=np.float64)
+        self.z = NormalDist().inv_cdf(1 - perf.false_alarm_rate)
+        if (
+            previous is not None
+            and previous.task == task
+            and previous.size == self.size
+            and (previous.classes == self.classes or not self.fixed)
+        ):
+            self.classes = previous.classes if not self.fixed else self.classes
+            self.cumulative = previous.cumulative
+            for name, window in self.windows.items():
+                old = previous.windows.get(name)
+                if old is not None and old.width == window.width:
+                    self.windows[name] = old
+
+    # ------------------------------------------------------------ predictions
+
+    def read(self, rows: Rows) -> list[Prediction]:
+        """One Prediction per row of a response."""
+        perf = self.config
+        name = perf.prediction
+        if name is None and not self.scored_mode:
+            if len(rows.columns) == 1:
+                name = next(iter(rows.columns))
+            else:
+                name = next((c for c in self.baseline_predictions if c in rows.columns), None)
+                name = name or next(iter(rows.columns), None)
+        values = _list(rows.columns.get(name, ()) if name is not None else ())
+        scores = _list(rows.columns.get(perf.score, ()) if perf.score is not None else ())
+        out = []
+        regression = self.task == "regression"
+        for i in range(rows.n):
+            score = _float(scores[i]) if i < len(scores) else None
+            value: str | float | None
+            if self.scored_mode:
+                value = None if score is None else perf.positive if score >= perf.threshold else self.classes[0]
+            elif i >= len(values):
+                value = None
+            else:
+                value = _float(values[i]) if regression else _key(values[i])
+            out.append(Prediction(value, score))
+        return out
+
+    # ------------------------------------------------------------ labels
+
+    def _class(self, key: str) -> int:
+        try:
+            return self.classes.index(key)
+        except ValueError:
+            if not self.fixed and len(self.classes) < self.config.max_classes:
+                self.classes.append(key)
+                return len(self.classes) - 1
+            return self.k - 1
+
+    def add(self, pairs: Sequence[tuple[Prediction, Any]], now: float) -> int:
+        """Score joined (prediction, label) pairs at `now`; returns how many could be scored."""
+        vector = np.zeros(self.size, dtype=np.float64)
+        scored = 0
+        if self.task == "regression":
+            for pred, label in pairs:
+                y = _float(label)
+                if y is None or not isinstance(pred.value, float):
+                    continue
+                e = abs(pred.value - y)
+                vector[:4] += (1.0, e, e * e, e**4)
+                if y != 0:
+                    vector[4] += e / abs(y)
+                    vector[5] += 1
+                scored += 1
+        else:
+            k = self.k
+            base = k * k
+            positive = self.config.positive
+            for pred, label in pairs:
+                key = _key(label)
+                if key is None or not isinstance(pred.value, str):
+                    continue
+                if self.scored_mode and key != positive:
+                    key = self.classes[0]
+                vector[self._class(key) * k + self._class(pred.value)] += 1
+                scored += 1
+                if pred.score is not None:
+                    s = min(max(pred.score, 0.0), 1.0)
+                    is_pos = key == positive
+                    vector[base + (0 if is_pos else SCORE_BINS) + min(int(s * SCORE_BINS), SCORE_BINS - 1)] += 1
+                    p = min(max(s, EPS), 1 - EPS)
+                    vector[base + 2 * SCORE_BINS] -= math.log(p if is_pos else 1 - p)
+                    vector[base + 2 * SCORE_BINS + 1] += 1
+        if scored:
+            self.cumulative += vector
+            for window in self.windows.values():
+                window.add(now, vector)
+        return scored
+
+    # ------------------------------------------------------------ scores
+
+    def scores(self, v: np.ndarray) -> tuple[int, dict[str, float], dict[str, float]]:
+        """(labels, metric → value, metric → effective sample size for its noise margin) of a vector."""
+        if self.task == "regression":
+            n = int(v[0])
+            if n == 0:
+                return 0, {}, {}
+            errors = {"mae": float(v[1] / n), "rmse": math.sqrt(v[2] / n)}
+            if v[5] > 0:
+                errors["mape"] = float(v[4] / v[5])
+            return n, errors, {"mae": n, "rmse": n}
+        k = self.k
+        cm = v[: k * k].reshape(k, k)
+        n = int(cm.sum())
+        if n == 0:
+            return 0, {}, {}
+        out: dict[str, float] = {"accuracy": float(np.trace(cm)) / n}
+        sizes: dict[str, float] = {"accuracy": n}
+        tp = np.diag(cm)
+        predicted = cm.sum(axis=0)
+        actual = cm.sum(axis=1)
+        present = np.flatnonzero((predicted + actual) > 0)
+        pos = self._index(self.config.positive)
+        binary = pos is not None and len(present) <= 2 and (len(present) < 2 or pos in present)
+        if binary and pos is not None:
+            out["precision"] = float(tp[pos] / predicted[pos]) if predicted[pos] else 0.0
+            out["recall"] = float(tp[pos] / actual[pos]) if actual[pos] else 0.0
+            denom = predicted[pos] + actual[pos]
+            out["f1"] = float(2 * tp[pos] / denom) if denom else 0.0
+            sizes.update(precision=predicted[pos], recall=actual[pos], f1=denom / 2)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                precision = np.where(predicted > 0, tp / predicted, 0.0)[present]
+                recall = np.where(actual > 0, tp / actual, 0.0)[present]
+                f1 = np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0.0)[present]
+            out.update(precision=float(precision.mean()), recall=float(recall.mean()), f1=float(f1.mean()))
+        base = k * k
+        pos_hist = v[base : base + SCORE_BINS]
+        neg_hist = v[base + SCORE_BINS : base + 2 * SCORE_BINS]
+        n_pos, n_neg = pos_hist.sum(), neg_hist.sum()
+        if n_pos > 0 and n_neg > 0:
+            below = np.cumsum(neg_hist) - neg_hist  # negatives in lower bins
+            out["roc_auc"] = float((pos_hist * (below + 0.5 * neg_hist)).sum() / (n_pos * n_neg))
+            sizes["roc_auc"] = min(n_pos, n_neg)
+        if v[base + 2 * SCORE_BINS + 1] > 0:
+            out["log_loss"] = float(v[base + 2 * SCORE_BINS] / v[base + 2 * SCORE_BINS + 1])
+        return n, out, sizes
+
+    def _index(self, key: str) -> int | None:
+        return self.classes.index(key) if key in self.classes else None
+
+    def threshold(self, metric: str, n: float, v: np.ndarray) -> float | None:
+        """The alarm threshold of a window's metric: the baseline, less the noise at `n` labels or the tolerance.
+
+        Proportions (accuracy, precision, recall, F1, ROC AUC) use the binomial standard error
+        sqrt(b(1 − b)/n) of the baseline value b; MAE and RMSE the window's own spread of errors
+        (delta method for RMSE). The margin is z·SE at performance.false_alarm_rate, at least
+        performance.tolerance (for errors: that fraction of the baseline).
+        """
+        b = self.reference.get(metric)
+        if b is None or n <= 0:
+            return None
+        tol = self.config.tolerance
+        if metric in HIGHER_IS_BETTER:
+            b = min(max(b, 0.0), 1.0)
+            return b - max(tol, self.z * math.sqrt(b * (1 - b) / n))
+        if self.task == "regression" and metric in ("mae", "rmse"):
+            count, abs_sum, sq_sum, q_sum = v[0], v[1], v[2], v[3]
+            if metric == "mae":
+                var = max(sq_sum / count - (abs_sum / count) ** 2, 0.0)
+                se = math.sqrt(var / count)
+            else:
+                mse = sq_sum / count
+                var = max(q_sum / count - mse * mse, 0.0)
+                se = math.sqrt(var / count) / (2 * math.sqrt(mse)) if mse > 0 else 0.0
+            return b + max(tol * b, self.z * se)
+        return None
+
+    def samples(self, now: float, mv: list[str]) -> Iterator[Sample]:
+        for metric, value in sorted(self.reference.items()):
+            yield "model_performance_baseline", [metric, *mv], float(value)
+        for name, window in self.windows.items():
+            v = window.read(now).copy()
+            n, scores, sizes = self.scores(v)
+            yield "model_window_labels", [name, *mv], float(n)
+            if n < self.config.min_labels:
+                continue
+            for metric, value in scores.items():
+                yield "model_performance_score", [metric, name, *mv], value
+                threshold = self.threshold(metric, sizes.get(metric, 0), v)
+                if threshold is not None:
+                    yield "model_performance_threshold", [metric, name, *mv], threshold
+        c = self.cumulative
+        if self.task == "regression":
+            yield "model_performance_labels_scored_total", mv, float(c[0])
+            yield "model_performance_absolute_error_total", mv, float(c[1])
+            yield "model_performance_squared_error_total", mv, float(c[2])
+            return
+        k = self.k
+        cm = c[: k * k].reshape(k, k)
+        yield "model_performance_labels_scored_total", mv, float(cm.sum())
+        for index, cls in [*enumerate(self.classes), (k - 1, OTHER_CLASS)]:
+            tp = cm[index, index]
+            yield "model_performance_class_total", [cls, "tp", *mv], float(tp)
+            yield "model_performance_class_total", [cls, "fp", *mv], float(cm[:, index].sum() - tp)
+            yield "model_performance_class_total", [cls, "fn", *mv], float(cm[index, :].sum() - tp)
