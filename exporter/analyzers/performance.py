@@ -19,7 +19,7 @@ import numpy as np
 
 from exporter.adapters import Rows
 from exporter.baseline.binning import category_key
-from exporter.baseline.format import Baseline, CategoricalColumn
+from exporter.baseline.format import Baseline, CategoricalColumn, NumericColumn
 from exporter.config import Config
 from exporter.drift.windows import SlidingCounts, parse_windows
 from exporter.metrics.families import Sample
@@ -78,13 +78,32 @@ class Performance:
         perf = config.performance
         self.config = perf
         self.reference: Mapping[str, float] = dict(baseline.performance) if baseline is not None else {}
-        self.baseline_predictions = [c.name for c in baseline.columns if c.role == "prediction"] if baseline else []
+        predictions = [c for c in baseline.columns if c.role == "prediction"] if baseline else []
         label_col = next((c for c in baseline.columns if c.role == "label"), None) if baseline else None
         task = perf.task
         if task == "auto":
             numeric_label = label_col is not None and not isinstance(label_col, CategoricalColumn)
             task = "regression" if numeric_label else "classification"
         self.task = task
+        # unconfigured columns come from the baseline: the prediction column of the task's type
+        # first (a class for classification), and for a classifier a numeric output within
+        # [0, 1] as its score (ROC AUC, log-loss)
+        categorical_first = task == "classification"
+        predictions.sort(key=lambda c: isinstance(c, CategoricalColumn) != categorical_first)
+        self.baseline_predictions = [c.name for c in predictions]
+        self.score = perf.score
+        if self.score is None and perf.prediction is None and task == "classification":
+            self.score = next(
+                (
+                    c.name
+                    for c in predictions
+                    if isinstance(c, NumericColumn)
+                    and 0 <= c.min
+                    and c.max <= 1
+                    and c.name != self.baseline_predictions[0]
+                ),
+                None,
+            )
         self.scored_mode = perf.score is not None and perf.prediction is None  # classes from score ≥ threshold
         if self.scored_mode:
             self.classes = [negative_class(perf.positive), perf.positive]
@@ -128,7 +147,7 @@ class Performance:
                 name = next((c for c in self.baseline_predictions if c in rows.columns), None)
                 name = name or next(iter(rows.columns), None)
         values = _list(rows.columns.get(name, ()) if name is not None else ())
-        scores = _list(rows.columns.get(perf.score, ()) if perf.score is not None else ())
+        scores = _list(rows.columns.get(self.score, ()) if self.score is not None else ())
         out = []
         regression = self.task == "regression"
         for i in range(rows.n):

@@ -18,7 +18,15 @@ from typing import IO
 import aiohttp
 
 from exporter.demo.model_server import FEATURES, MODEL_NAME, MODEL_VERSION, NumericFeature
-from exporter.demo.traffic import TrafficSummary, build_infer_request, generate_traffic
+from exporter.demo.traffic import (
+    CONCEPT_DRIFT_SHARE,
+    LABEL_COVERAGE,
+    LABEL_DELAY_S,
+    LabelPlan,
+    TrafficSummary,
+    build_infer_request,
+    generate_traffic,
+)
 from exporter.demo.training import build_demo_baseline
 
 HEALTHY_TIMEOUT_S = 20.0
@@ -139,10 +147,13 @@ def _banner(
         f"  proxy    {proxy_url}  (forwards to the demo model server at {model_url})",
         f"  metrics  {metrics_url}/metrics",
         f"  traffic  {rate:g} req/s {until}; after {drift_after:g} s: income +1.5 sd, region skewed to 'west',",
-        "           5% null debt_ratio, 4% ages past the training range, 5% unseen region 'central'",
+        "           5% null debt_ratio, 4% ages past the training range, 5% unseen region 'central',",
+        f"           and {CONCEPT_DRIFT_SHARE:.0%} of outcomes against the model (concept drift)",
+        f"  labels   {LABEL_COVERAGE:.0%} of rows get their true outcome {LABEL_DELAY_S:g} s later: POST {metrics_url}/feedback",
         "what to look at (drift scores need 200 rows in a window; thresholds come with them):",
         f"  curl -s {metrics_url}/metrics | grep -E '^model_(drift_score|drift_threshold)' | grep 'window=\"5m\"'",
         f"  curl -s {metrics_url}/metrics | grep -E '^model_column_(missing|out_of_range|unseen)_total'",
+        f"  curl -s {metrics_url}/metrics | grep -E '^model_(performance_score|performance_threshold|labels_total)'",
         "try:",
         f"  curl -s {proxy_url}/v2/models/{MODEL_NAME}/infer -H 'Content-Type: application/json' \\",
         f"       -d '{_example_body()}'",
@@ -201,6 +212,7 @@ async def _run(
             drift_after=drift_after,
             stop=stop,
             report=lambda message: print(message, flush=True),
+            labels=LabelPlan(f"{metrics_url}/feedback"),
         )
     finally:
         # Sidecar first, so it does not count the model server's shutdown as upstream errors.

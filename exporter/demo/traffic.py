@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 from collections import Counter
@@ -31,6 +32,49 @@ READY_POLL_S = 0.2
 
 Value = float | int | str | None
 Columns = dict[str, list[Value]]
+
+
+# Ground truth: each row's outcome is drawn from the model's (calibrated) probability, so the
+# realised accuracy matches the baseline's; in the drift phase this share of outcomes goes the
+# other way (concept drift), so accuracy drops and ModelPerformanceDrop can fire.
+CONCEPT_DRIFT_SHARE = 0.35
+LABEL_DELAY_S = 10.0  # labels are posted this long after their prediction...
+LABEL_COVERAGE = 0.8  # ...for this share of the rows
+LABEL_FLUSH_S = 1.0
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    """Where and how the generator sends delayed ground-truth labels (POST /feedback)."""
+
+    url: str
+    delay: float = LABEL_DELAY_S
+    coverage: float = LABEL_COVERAGE
+
+
+def outcomes(rng: np.random.Generator, probabilities: Sequence[float], drifted: bool) -> list[int]:
+    """The rows' true outcomes: Bernoulli(probability); in the drift phase a share flipped."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    out = (rng.random(p.size) < p).astype(np.int64)
+    if drifted:
+        flip = rng.random(p.size) < CONCEPT_DRIFT_SHARE
+        out[flip] = 1 - out[flip]
+    return [int(v) for v in out]
+
+
+def label_records(rng: np.random.Generator, response: Any, drifted: bool, coverage: float) -> list[dict[str, Any]]:
+    """Feedback records for a V2 infer response's rows: ids as the sidecar derives them (id, id:i)."""
+    if not isinstance(response, dict) or not isinstance(response.get("id"), str):
+        return []
+    outputs = {o.get("name"): o.get("data") for o in response.get("outputs", []) if isinstance(o, dict)}
+    probabilities = outputs.get("probability")
+    if not isinstance(probabilities, list) or not probabilities:
+        return []
+    base = response["id"]
+    ids = [base] if len(probabilities) == 1 else [f"{base}:{i}" for i in range(len(probabilities))]
+    truth = outcomes(rng, probabilities, drifted)
+    keep = rng.random(len(ids)) < coverage
+    return [{"id": rid, "label": y} for rid, y, k in zip(ids, truth, keep) if k]
 
 
 # Data-quality faults injected with the drift: nulls, out-of-range values, an unseen category.
@@ -133,6 +177,8 @@ class TrafficSummary:
     # Requests that got no HTTP status, by exception class (refused, timeout, ...).
     errors: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
+    labels: int = 0  # labels accepted by POST /feedback
+    label_errors: Counter[str] = field(default_factory=Counter)
 
     def successes(self) -> int:
         """Return the number of 2xx responses."""
@@ -148,6 +194,8 @@ class TrafficSummary:
             f"{self.skipped} skipped\n"
             f"  status codes: {statuses or 'none'}\n"
             f"  errors: {errors or 'none'}"
+            + (f"\n  labels: {self.labels} sent" if self.labels or self.label_errors else "")
+            + (f" (errors: {dict(sorted(self.label_errors.items()))})" if self.label_errors else "")
         )
 
 
@@ -177,18 +225,53 @@ async def _wait_ready(session: aiohttp.ClientSession, target: str, timeout: floa
     return False
 
 
+class LabelQueue:
+    """Labels waiting for their delay to pass, posted in batches: the way an application reports outcomes."""
+
+    def __init__(self, plan: LabelPlan, rng: np.random.Generator) -> None:
+        self.plan = plan
+        self.rng = rng
+        self.pending: list[tuple[float, list[dict[str, Any]]]] = []
+
+    def add(self, response: Any, drifted: bool, now: float) -> None:
+        records = label_records(self.rng, response, drifted, self.plan.coverage)
+        if records:
+            self.pending.append((now + self.plan.delay, records))
+
+    async def flush(self, session: aiohttp.ClientSession, summary: TrafficSummary, now: float | None) -> None:
+        """Post the labels due by `now` (None: all of them)."""
+        due = [r for t, rs in self.pending if now is None or t <= now for r in rs]
+        self.pending = [(t, rs) for t, rs in self.pending if now is not None and t > now]
+        if not due:
+            return
+        try:
+            async with session.post(self.plan.url, json=due) as response:
+                await response.read()
+                if response.status == 200:
+                    summary.labels += len(due)
+                else:
+                    summary.label_errors[str(response.status)] += 1
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            summary.label_errors[type(exc).__name__] += 1
+
+
 async def _send(
     session: aiohttp.ClientSession,
     url: str,
     body: dict[str, Any],
     headers: dict[str, str],
     summary: TrafficSummary,
+    labels: LabelQueue | None = None,
+    drifted: bool = False,
 ) -> None:
-    """Send one request and count its outcome."""
+    """Send one request and count its outcome; queue its labels when they are sent."""
     try:
         async with session.post(url, json=body, headers=headers) as response:
-            await response.read()
+            data = await response.read()
             summary.statuses[response.status] += 1
+            if labels is not None and response.status == 200:
+                with contextlib.suppress(ValueError):
+                    labels.add(json.loads(data), drifted, asyncio.get_running_loop().time())
     except (aiohttp.ClientError, TimeoutError) as exc:
         summary.errors[type(exc).__name__] += 1
     except asyncio.CancelledError:
@@ -209,8 +292,13 @@ async def generate_traffic(
     trace_ratio: float = TRACE_RATIO,
     max_in_flight: int = 64,
     report: Callable[[str], None] | None = None,
+    labels: LabelPlan | None = None,
 ) -> TrafficSummary:
-    """Send V2 infer requests to target at rate req/s until duration elapses or stop is set."""
+    """Send V2 infer requests to target at rate req/s until duration elapses or stop is set.
+
+    With `labels`, each response's rows get a ground-truth outcome posted to the feedback URL
+    after the plan's delay, for the plan's share of rows.
+    """
     url = infer_url(target, model)
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
@@ -228,6 +316,8 @@ async def generate_traffic(
         next_at = start
         sequence = 0
         drift_reported = False
+        queue = LabelQueue(labels, np.random.default_rng(seed + 1)) if labels is not None else None
+        next_flush = start + LABEL_FLUSH_S
         while not await _stopped_within(stop, min(next_at, deadline) - loop.time()):
             now = loop.time()
             if now >= deadline:
@@ -249,9 +339,14 @@ async def generate_traffic(
             summary.rows += rows
             summary.drifted_requests += drifted
             summary.traced_requests += bool(headers)
-            task = loop.create_task(_send(session, url, body, headers, summary))
+            task = loop.create_task(_send(session, url, body, headers, summary, queue, drifted))
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
+            if queue is not None and now >= next_flush:
+                next_flush = now + LABEL_FLUSH_S
+                flush = loop.create_task(queue.flush(session, summary, now))
+                in_flight.add(flush)
+                flush.add_done_callback(in_flight.discard)
         if in_flight:
             _, pending = await asyncio.wait(set(in_flight), timeout=DRAIN_TIMEOUT_S)
             for task in pending:
@@ -277,6 +372,7 @@ async def _generate_until_signal(args: argparse.Namespace) -> TrafficSummary:
         model=args.model,
         wait_ready=args.wait_ready,
         report=lambda message: print(message, flush=True),
+        labels=LabelPlan(args.feedback, args.label_delay, args.label_coverage) if args.feedback else None,
     )
 
 
@@ -300,7 +396,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=30.0,
         help="seconds to wait for the target's /v2/health/ready first (default %(default)s)",
     )
+    parser.add_argument(
+        "--feedback",
+        default=None,
+        help="the sidecar's POST /feedback URL, e.g. http://127.0.0.1:9110/feedback: send delayed labels",
+    )
+    parser.add_argument(
+        "--label-delay",
+        type=float,
+        default=LABEL_DELAY_S,
+        help="seconds from prediction to label (default %(default)s)",
+    )
+    parser.add_argument(
+        "--label-coverage",
+        type=float,
+        default=LABEL_COVERAGE,
+        help="share of rows that get a label (default %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.label_coverage <= 1:
+        parser.error(f"--label-coverage must be between 0 and 1, got {args.label_coverage}")
+    if args.label_delay < 0:
+        parser.error(f"--label-delay must be >= 0, got {args.label_delay}")
     if args.rate <= 0:
         parser.error(f"--rate must be > 0, got {args.rate}")
     if args.duration <= 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,9 @@ from sklearn import metrics as sk
 
 from exporter.adapters import Rows
 from exporter.analyzers.performance import OTHER_CLASS, Performance, Prediction
+from exporter.baseline.load import load_baseline
 from exporter.config import from_dict
+from exporter.demo.training import build_demo_baseline
 
 T0 = 1_700_000_000.0
 
@@ -159,3 +162,19 @@ def test_reload_keeps_windows_and_counters() -> None:
     q = Performance(from_dict({"performance": {"min_labels": 1, "score": "s", "threshold": 0.3}}), None, previous=p)
     assert score(q, "accuracy") == 0.5
     assert samples(q)[("model_performance_labels_scored_total", "m", "1")] == 2
+
+
+def test_unconfigured_columns_come_from_the_baseline(tmp_path: Path) -> None:
+    """The demo's baseline: outputs probability (numeric, in [0, 1]) and label (categorical), label outcome."""
+    baseline = load_baseline(build_demo_baseline(tmp_path))
+    p = Performance(from_dict({"performance": {"min_labels": 1}}), baseline)
+    assert (p.task, p.baseline_predictions[0], p.score) == ("classification", "label", "probability")
+    assert sorted(p.classes) == ["0", "1"]
+    preds = p.read(Rows({"probability": [0.8, 0.3], "label": [1, 0]}, 2))
+    assert preds == [Prediction("1", 0.8), Prediction("0", 0.3)]
+    p.add(list(zip(preds, [1, 1])), T0)
+    assert score(p, "accuracy") == 0.5
+    assert score(p, "log_loss") == pytest.approx(sk.log_loss([1, 1], [0.8, 0.3], labels=[0, 1]))
+    s = samples(p)
+    assert s[("model_performance_baseline", "accuracy", "m", "1")] == baseline.performance["accuracy"]
+    assert ("model_performance_threshold", "accuracy", "5m", "m", "1") in s
