@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,7 +40,7 @@ def _event(model: str, version: str, rows: int = 2, reported: str = "reported-by
     request = {"inputs": [{"name": "x", "shape": [rows], "datatype": "FP32", "data": [1.0] * rows}]}
     response = {"model_name": reported, "model_version": "42",
                 "outputs": [{"name": "y", "shape": [rows], "datatype": "FP32", "data": [0.2] * rows}]}
-    return Event(0.0, "/v2/models/{model}/infer", b"/v2/models/m/infer", 200, 0.01, JSON,
+    return Event(time.time(), "/v2/models/{model}/infer", b"/v2/models/m/infer", 200, 0.01, JSON,
                  json.dumps(request).encode(), JSON, json.dumps(response).encode(), model, version)
 
 

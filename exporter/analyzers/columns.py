@@ -196,6 +196,8 @@ class ColumnMonitor:
         if previous is not None and previous.layout == self.layout and previous.window_spec == self.drift.windows:
             self.windows = previous.windows  # the same slots with the same bins: windows carry over
         self.window_spec: tuple[tuple[str, float], ...] = self.drift.windows
+        # rows that arrived after a window had moved past them, per window (counters: kept over a reload)
+        self.late: dict[str, int] = {name: previous.late.get(name, 0) if previous else 0 for name in self.windows}
         self.schema_errors: dict[str, int] = (
             dict.fromkeys(SCHEMA_KINDS, 0) if previous is None else previous.schema_errors
         )
@@ -214,8 +216,35 @@ class ColumnMonitor:
 
     # ------------------------------------------------------------ ingest
 
-    def update(self, extractions: list[Extraction], now: float) -> None:
-        """Bin a micro-batch: values are gathered per column first, then binned once each."""
+    def update(self, extractions: list[Extraction], now: float, when: Sequence[float] | None = None) -> None:
+        """Bin a micro-batch into the windows ending `now`; values are gathered per column first, then binned once each.
+
+        `when`: each extraction's time on the windows' axis (when its request arrived; default
+        `now`). Extractions are binned together per slice of the finest window; rows older than a
+        window are left out of it and counted in model_window_late_rows_total.
+        """
+        if when is None:
+            groups = [(now, extractions)]
+        else:
+            width = min(w.slice_width for w in self.windows.values())
+            by_slice: dict[int, tuple[float, list[Extraction]]] = {}
+            for ex, at in zip(extractions, when):
+                at = min(at, now)
+                key = math.floor(at / width)
+                by_slice.setdefault(key, (at, []))[1].append(ex)
+            groups = list(by_slice.values())
+        for at, group in groups:
+            vector = self._vector(group)
+            if not vector.any():
+                continue
+            for name, window in self.windows.items():
+                if at >= now:
+                    window.add(now, vector)
+                elif not window.add_past(at, now, vector):
+                    self.late[name] = self.late.get(name, 0) + int(vector[-1])
+
+    def _vector(self, extractions: list[Extraction]) -> np.ndarray:
+        """The window slots of a group of extractions: each column's fine bins and quality counts, then rows."""
         rows = 0
         whole: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
         for ex in extractions:
@@ -232,9 +261,7 @@ class ColumnMonitor:
                     name = t.col.name
                     t.chunks.extend([columns[name] for columns in whole[role]])
                 self._bin(t, vector)
-        if vector.any():
-            for window in self.windows.values():
-                window.add(now, vector)
+        return vector
 
     def _assign(self, rows: Rows, role: str, whole: list[dict[str, Any]]) -> None:
         """Hand each baseline column its values from one payload, counting schema errors.
@@ -341,6 +368,7 @@ class ColumnMonitor:
         totals = {name: window.read(now).copy() for name, window in self.windows.items()}
         for name, total in totals.items():
             yield "model_window_rows", [name, *mv], float(total[-1])
+            yield "model_window_late_rows_total", [name, *mv], self.late.get(name, 0)
         for role in ROLES:
             for t in self.columns[role]:
                 yield from self._column_samples(t, totals, mv)

@@ -15,6 +15,7 @@ from exporter.analyzers.content import ContentStats
 from exporter.analyzers.performance import Performance, Prediction
 from exporter.config import Config
 from exporter.drift.thresholds import CriticalValues
+from exporter.drift.windows import WindowClock
 from exporter.events import Event, Extraction, Feedback
 from exporter.labels import default_labels
 from exporter.metrics.definitions import LABEL_DELAY_BUCKETS, family, histogram_family
@@ -55,6 +56,8 @@ class Analysis:
         ):
             self.bound = previous.bound
         self.columns: ColumnMonitor | None = None
+        # the windows' monotonic axis; rows are placed on it by when their request arrived
+        self.clock: WindowClock = previous.clock if previous is not None else WindowClock()
         baseline = load_checked_baseline(config)  # ConfigError: the worker answers the reload with it
         # labels joined to predictions (POST /feedback): the cache and the counters survive a reload
         self.performance: Performance = Performance(
@@ -114,7 +117,12 @@ class Analysis:
             content.update(ex)
         self._remember(events, extractions)
         if self.columns is not None:
-            self.columns.update(self._bound(extractions), time.time())
+            now, when = self.clock.place([event.time - event.duration for event in events])
+            kept = self._bound(extractions)
+            if len(kept) != len(extractions):
+                ids = {id(ex) for ex in kept}
+                when = [at for ex, at in zip(extractions, when) if id(ex) in ids]
+            self.columns.update(kept, now, when)
 
     def _remember(self, events: list[Event], extractions: list[Extraction]) -> None:
         """Cache each prediction row that has an id, for the labels to come."""
@@ -207,7 +215,7 @@ class Analysis:
                 written.add_metric([], self.snapshot_time)
                 yield written
         if self.columns is not None:
-            yield from self.columns.collect(time.time())
+            yield from self.columns.collect(self.clock.now())
             if self.skipped:
                 skipped = family("model_baseline_skipped_rows_total")
                 for mv, n in sorted(self.skipped.items()):
