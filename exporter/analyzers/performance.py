@@ -133,6 +133,7 @@ class Performance:
                 old = previous.windows.get(name)
                 if old is not None and old.width == window.width:
                     self.windows[name] = old
+        self._indices = {c: i for i, c in enumerate(self.classes)}
 
     # ------------------------------------------------------------ predictions
 
@@ -165,13 +166,14 @@ class Performance:
     # ------------------------------------------------------------ labels
 
     def _class(self, key: str) -> int:
-        try:
-            return self.classes.index(key)
-        except ValueError:
-            if not self.fixed and len(self.classes) < self.config.max_classes:
-                self.classes.append(key)
-                return len(self.classes) - 1
-            return self.k - 1
+        found = self._indices.get(key)
+        if found is not None:
+            return found
+        if not self.fixed and len(self.classes) < self.config.max_classes:
+            self.classes.append(key)
+            self._indices[key] = len(self.classes) - 1
+            return len(self.classes) - 1
+        return self.k - 1
 
     def add(self, pairs: Sequence[tuple[Prediction, Any]], now: float) -> int:
         """Score joined (prediction, label) pairs at `now`; returns how many could be scored."""
@@ -192,21 +194,28 @@ class Performance:
             k = self.k
             base = k * k
             positive = self.config.positive
+            cells: list[int] = []  # indices into the vector: bincount once, not one numpy write per label
+            log_loss, n_scores = 0.0, 0
+            index = self._class
             for pred, label in pairs:
                 key = _key(label)
-                if key is None or not isinstance(pred.value, str):
+                predicted = pred.value
+                if key is None or not isinstance(predicted, str):
                     continue
                 if self.scored_mode and key != positive:
                     key = self.classes[0]
-                vector[self._class(key) * k + self._class(pred.value)] += 1
-                scored += 1
+                cells.append(index(key) * k + index(predicted))
                 if pred.score is not None:
                     s = min(max(pred.score, 0.0), 1.0)
                     is_pos = key == positive
-                    vector[base + (0 if is_pos else SCORE_BINS) + min(int(s * SCORE_BINS), SCORE_BINS - 1)] += 1
+                    cells.append(base + (0 if is_pos else SCORE_BINS) + min(int(s * SCORE_BINS), SCORE_BINS - 1))
                     p = min(max(s, EPS), 1 - EPS)
-                    vector[base + 2 * SCORE_BINS] -= math.log(p if is_pos else 1 - p)
-                    vector[base + 2 * SCORE_BINS + 1] += 1
+                    log_loss -= math.log(p if is_pos else 1 - p)
+                    n_scores += 1
+            scored = len(cells) - n_scores
+            vector += np.bincount(cells, minlength=self.size)[: self.size]
+            vector[base + 2 * SCORE_BINS] = log_loss
+            vector[base + 2 * SCORE_BINS + 1] = n_scores
         if scored:
             self.cumulative += vector
             for window in self.windows.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,74 @@ def test_labels_and_performance_settings() -> None:
     config = from_dict({"labels": {"cache_size": 10, "ttl": "2h"}, "performance": {"positive": True, "score": "p"}})
     assert (config.labels.cache_size, config.labels.ttl) == (10, 7200.0)
     assert (config.performance.positive, config.performance.score) == ("true", "p")
+
+
+def test_the_endpoint_asks_for_basic_auth_when_configured() -> None:
+    import asyncio
+    import base64
+
+    import bcrypt
+
+    from exporter.events import Feedback
+    from exporter.sidecar.admin import make_admin_router
+    from exporter.sidecar.http import Request
+    from exporter.sidecar.web_config import BasicAuth
+
+    got: list[Feedback] = []
+
+    def labels(feedback: Feedback) -> int:
+        got.append(feedback)
+        return 0
+
+    async def render(accept: str | None) -> tuple[bytes, str]:
+        return b"", "text/plain"
+
+    auth = BasicAuth((("alice", bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()),))
+    router = make_admin_router(render, lambda: (True, ""), None, auth, labels=labels)
+    body = json.dumps({"id": "a", "label": 1}).encode()
+    json_type = {"content-type": "application/json"}
+    good = "Basic " + base64.b64encode(b"alice:secret").decode()
+
+    async def post(headers: dict[str, str]) -> int:
+        return (await router.handle(Request("POST", "/feedback", headers, body))).status
+
+    assert asyncio.run(post(json_type)) == 401
+    assert asyncio.run(post({**json_type, "authorization": "Basic " + base64.b64encode(b"alice:no").decode()})) == 401
+    assert got == []
+    assert asyncio.run(post({**json_type, "authorization": good})) == 200
+    assert [label.id for label in got[0].labels] == ["a"]
+    # dropped by a full queue: 503, the count in the answer
+    router = make_admin_router(render, lambda: (True, ""), None, None, labels=lambda feedback: len(feedback.labels))
+    response = asyncio.run(router.handle(Request("POST", "/feedback", json_type, body)))
+    assert (response.status, json.loads(response.body)["dropped"]) == (503, 1)
+
+
+def test_the_link_bounds_labels_in_flight_and_never_blocks() -> None:
+    from typing import cast
+
+    from exporter.config import Config, LabelsConfig
+    from exporter.events import LABELS, Feedback, FrameReader, encode
+    from exporter.sidecar.link import WorkerLink
+
+    class Transport:
+        def __init__(self) -> None:
+            self.written = bytearray()
+
+        def write(self, data: bytes) -> None:
+            self.written += data
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    link = WorkerLink(Config(labels=LabelsConfig(queue_size=5)))
+    batch = Feedback(1.0, [Label(str(i), 1, None, None) for i in range(3)], 0)
+    assert link.submit_labels(batch) == 3  # no worker yet
+    transport = Transport()
+    link.connection_made(cast(Any, transport))
+    assert link.submit_labels(batch) == 0
+    assert link.submit_labels(batch) == 3  # 6 would be in flight: over 5
+    assert link.labels_dropped == {"queue_full": 3, "worker_down": 3}
+    link.data_received(encode(LABELS, 3))  # the worker processed them
+    assert link.submit_labels(batch) == 0
+    frames = FrameReader().feed(bytes(transport.written))
+    assert [(kind, len(payload.labels)) for kind, payload in frames] == [(LABELS, 3), (LABELS, 3)]
