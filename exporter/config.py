@@ -187,12 +187,13 @@ class ShutdownConfig:
 @dataclass(frozen=True)
 class ClientConfig:
     # The proxy port's side of each client connection (nginx's defaults). A client that holds a
-    # connection without finishing its request head or sending its body for this long is
-    # closed, as is one idle between requests; beyond max_connections a new
+    # connection without finishing its request head, sending its body, or reading its response
+    # for this long is closed, as is one idle between requests; beyond max_connections a new
     # connection gets 503 and is closed. Counted in model_exporter_client_connections_closed_total.
     header_timeout: float = 60.0  # to receive a whole request head (from the connection, or the first byte)
     body_timeout: float = 60.0  # with no request body bytes
     keepalive_timeout: float = 75.0  # idle between requests
+    send_timeout: float = 60.0  # the client reads none of a response
     max_connections: int = 4096
 
 
@@ -208,9 +209,9 @@ class Config:
     baseline: str | None = None  # path to the baseline file
     drift: DriftConfig = field(default_factory=DriftConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
-    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     # TLS and basic auth of the metrics port: an exporter-toolkit web config file (sidecar/web_config.py)
     web_config: str | None = None
@@ -378,13 +379,13 @@ def _fraction(path: str, value: Any) -> float:
     return float(value)
 
 
-def _methods(path: str, value: Any) -> tuple[str, ...]:
 def _tolerance(path: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise _fail(path, value, "expected a number from 0 to 1 (an absolute drop in the metric)")
     return float(value)
 
 
+def _methods(path: str, value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not items:
         raise _fail(path, value, f"expected a method or a list of methods ({', '.join(DRIFT_METHODS)})")
@@ -529,9 +530,9 @@ def from_dict(raw: Any) -> Config:
             "baseline",
             "drift",
             "quality",
-            "shutdown",
             "labels",
             "performance",
+            "shutdown",
             "client",
             "web_config",
             "state_dir",
@@ -639,7 +640,6 @@ def from_dict(raw: Any) -> Config:
     )
     drift = DriftConfig(**drift_fields)
     quality = QualityConfig(**_section(top, "quality", "quality", {"range_tolerance": _fraction, "bounds": _bounds}))
-    shutdown = ShutdownConfig(
     labels = LabelsConfig(
         **_section(
             top,
@@ -670,6 +670,7 @@ def from_dict(raw: Any) -> Config:
             },
         )
     )
+    shutdown = ShutdownConfig(
         **_section(
             top,
             "shutdown",
@@ -689,6 +690,7 @@ def from_dict(raw: Any) -> Config:
                 "header_timeout": parse_duration,
                 "body_timeout": parse_duration,
                 "keepalive_timeout": parse_duration,
+                "send_timeout": parse_duration,
                 "max_connections": _positive_int,
             },
         )
@@ -705,10 +707,10 @@ def from_dict(raw: Any) -> Config:
         baseline=baseline,
         drift=drift,
         quality=quality,
-        shutdown=shutdown,
-        client=client,
         labels=labels,
         performance=performance,
+        shutdown=shutdown,
+        client=client,
         web_config=web_config,
         state_dir=state_dir,
     )

@@ -56,7 +56,7 @@ def test_shutdown_durations() -> None:
 
 def test_client_timeouts_and_limit() -> None:
     client = from_dict(None).client
-    assert (client.header_timeout, client.body_timeout, client.keepalive_timeout) == (60, 60, 75)
+    assert (client.header_timeout, client.body_timeout, client.keepalive_timeout, client.send_timeout) == (60, 60, 75, 60)
     assert client.max_connections == 4096
     config = from_dict({"client": {"header_timeout": "10s", "keepalive_timeout": "2m", "max_connections": 100}})
     assert (config.client.header_timeout, config.client.keepalive_timeout, config.client.max_connections) == (10, 120, 100)
@@ -113,7 +113,7 @@ BAD_CONFIGS = [
     ({"shutdown": {"grace_period": 0}}, "shutdown.grace_period: expected a positive duration, got 0"),
     ({"upstream": {"max_connections": 0}}, "upstream.max_connections: expected a positive integer, got 0"),
     ({"client": {"body_timeout": 0}}, "client.body_timeout: expected a positive duration, got 0"),
-    ({"client": {"idle_timeout": "5s"}}, "client.idle_timeout: unknown key (allowed: body_timeout, header_timeout, keepalive_timeout, max_connections)"),
+    ({"client": {"idle_timeout": "5s"}}, "client.idle_timeout: unknown key (allowed: body_timeout, header_timeout, keepalive_timeout, max_connections, send_timeout)"),
     ({"upstream": {"max_connections": True}}, "upstream.max_connections: expected a positive integer, got True"),
     ({"upstream": {"health": {"path": "ready"}}}, "upstream.health.path: expected a URL path starting with /, got 'ready'"),
     ({"upstream": {"health": {"every": "5s"}}}, "upstream.health.every: unknown key (allowed: interval, path, timeout)"),

@@ -160,13 +160,6 @@ METRICS: tuple[MetricDef, ...] = (
     ),
     _d("model_window_rows", "gauge", "Rows in the rolling window.", ("window",), family="drift"),
     _d(
-        "model_window_late_rows_total",
-        "counter",
-        "Rows left out of a window because their requests arrived before the window's start by the time they were analysed (a backlog longer than the window, or a wall clock stepped forward).",
-        ("window",),
-        family="drift",
-    ),
-    _d(
         "model_column_bin_total",
         "counter",
         "Values per baseline PSI bin (numeric: an interval of the training range, or below / above it; categorical: a category or __other__); aggregate across replicas for fleet drift.",
@@ -448,7 +441,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d(
         "model_exporter_client_connections_closed_total",
         "counter",
-        "Client connections closed, by reason: client_closed, no_keepalive (the request or response said close), keepalive_timeout, header_timeout, body_timeout, limit (over client.max_connections: 503), protocol_error (a malformed or refused request), upstream_error (a response cut, or a request body left unread, by a model server failure), shutdown.",
+        "Client connections closed, by reason: client_closed, no_keepalive (the request or response said close), keepalive_timeout, header_timeout, body_timeout, send_timeout (the client read none of a response), limit (over client.max_connections: 503), protocol_error (a malformed or refused request), upstream_error (a response cut, or a request body left unread, by a model server failure), shutdown.",
         ("reason",),
         model_level=False,
         family="exporter",

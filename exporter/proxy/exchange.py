@@ -23,7 +23,9 @@ they leave, so a body is never read faster than it can be forwarded. `upstream` 
 connection carrying the exchange, from `attach` until it finishes or that connection is lost.
 
 Three meters are plain fields the UpstreamConnection updates as response bytes arrive, so the
-per-chunk path makes no extra call: `ttfb`, `last_activity` and `response_size`.
+per-chunk path makes no extra call: `ttfb`, `last_activity` and `response_size`. The model
+server's silence (`check_timeout`) is not timed while the client reads nothing: the proxy then
+stops reading the model server, and the client answers for it (client.send_timeout).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ CLOSE_REASONS = (
     "client_closed",
     "keepalive_timeout",
     "header_timeout",
+    "send_timeout",
     "limit",
     "protocol_error",
     "no_keepalive",
@@ -237,6 +240,10 @@ class Exchange:
             self.timer.cancel()
             self.timer = None
         self.upstream = conn
+        if self.client.write_paused and conn.transport is not None:
+            # the client has not read what went before: this response waits in the model
+            # server's socket, not in our memory (pause_writing will not come again)
+            conn.transport.pause_reading()
         data = [self.head, *self.pending] if self.pending else [self.head]
         self.pending = []
         conn.send(self, data)  # from here on, the upstream connection's own backpressure applies

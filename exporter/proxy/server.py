@@ -89,6 +89,7 @@ class ClientConnection(asyncio.Protocol):
         self.since = 0.0  # when the client's current turn began: connection, head, last body bytes seen, idle
         self.body_seen = -1  # the body's size at the sweeper's last look
         self.close_reason = ""  # one of exchange.CLOSE_REASONS once the proxy closes; "" if the client did
+        self.write_paused = 0.0  # since when the client has not read what we wrote (0: it has)
         self.draining = False  # the proxy is shutting down
 
     # ------------------------------------------------------------ transport events
@@ -151,14 +152,17 @@ class ClientConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # the client reads slower than the model server writes: stop reading upstream
+        self.write_paused = perf_counter()
         active = self.active
         if active is not None and active.upstream is not None and active.upstream.transport is not None:
             active.upstream.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.write_paused = 0.0
         active = self.active
         if active is not None and active.upstream is not None and active.upstream.transport is not None:
             active.upstream.transport.resume_reading()
+            active.last_activity = perf_counter()  # the model server's silence counts from now
 
     def forwarded(self, size: int) -> None:
         """`size` bytes of the read-ahead went upstream (or were dropped): read on once under the limit."""
@@ -330,6 +334,13 @@ class ClientConnection(asyncio.Protocol):
 
     def check_timeouts(self, now: float) -> None:
         """The sweeper's look: fail a silent model server, close a client that kept us waiting."""
+        if self.write_paused:
+            # the client reads none of what we send: its fault, not the model server's (which
+            # we stopped reading), and no other wait of the client matters now
+            if now - self.write_paused >= self.ctx.client.send_timeout:
+                self.close_reason = "send_timeout"  # even if it was closing: what it holds never drained
+                self.abort("send_timeout")  # what is buffered is dropped; the exchange ends as 499
+            return
         active = self.active
         if active is not None:
             active.check_timeout(now, self.ctx.read_timeout)
@@ -359,7 +370,9 @@ async def sweep_timeouts(ctx: ProxyContext) -> None:
     """Fail or close what waited too long, model servers (read_timeout) and clients (ctx.client): one timer for all."""
     while True:
         c = ctx.client
-        await asyncio.sleep(min(ctx.read_timeout, c.header_timeout, c.body_timeout, c.keepalive_timeout, 1.0) / 4)
+        await asyncio.sleep(
+            min(ctx.read_timeout, c.header_timeout, c.body_timeout, c.keepalive_timeout, c.send_timeout, 1.0) / 4
+        )
         now = perf_counter()
         for conn in list(ctx.connections):
             conn.check_timeouts(now)

@@ -47,10 +47,15 @@ def sink() -> Iterator[AppServer]:
     app = web.Application()
     app.router.add_post("/sink", _sink)
     app.router.add_route("*", "/slow", _slow)
+    app.router.add_get("/big", _big)
     app.router.add_get("/v2/health/ready", _ok)
     server = AppServer(app).start()
     yield server
     server.stop()
+
+
+async def _big(request: web.Request) -> web.Response:
+    return web.Response(body=BLOCK * int(request.query.get("mb", "1")))
 
 
 async def _ok(request: web.Request) -> web.Response:
@@ -77,23 +82,24 @@ def _send_body(sock: socket.socket, mb: int) -> None:
 
 def _read_responses(sock: socket.socket, n: int) -> list[tuple[int, bytes]]:
     """Read `n` Content-Length delimited responses: (status, body) each."""
-    buf = b""
+    buf = bytearray()
     out: list[tuple[int, bytes]] = []
     while len(out) < n:
         while b"\r\n\r\n" not in buf:
             chunk = sock.recv(65536)
-            assert chunk, f"connection closed after {len(out)} responses: {buf[:200]!r}"
+            assert chunk, f"connection closed after {len(out)} responses: {bytes(buf[:200])!r}"
             buf += chunk
-        head, buf = buf.split(b"\r\n\r\n", 1)
-        lines = head.split(b"\r\n")
+        end = buf.index(b"\r\n\r\n")
+        lines = bytes(buf[:end]).split(b"\r\n")
+        del buf[: end + 4]
         status = int(lines[0].split()[1])
         length = next(int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
         while len(buf) < length:
-            chunk = sock.recv(65536)
+            chunk = sock.recv(1 << 20)
             assert chunk, "connection closed inside a body"
             buf += chunk
-        out.append((status, buf[:length]))
-        buf = buf[length:]
+        out.append((status, bytes(buf[:length])))
+        del buf[:length]
     return out
 
 
@@ -247,3 +253,45 @@ def test_connections_beyond_the_limit_get_503_and_are_counted(sidecar_factory: S
         sock.sendall(b"GET /slow?delay=0 HTTP/1.1\r\nHost: model\r\n\r\n")
         [(status, _)] = _read_responses(sock, 1)
     assert status == 200
+
+
+# -- 3. a client that does not read is the client's fault, not the model server's -------------
+
+BIG_MB = 32
+
+
+def _slow_reader(sidecar: Sidecar) -> socket.socket:
+    """A connection with a tiny receive buffer that asks for a large response and reads none of it yet."""
+    parts = urlsplit(sidecar.proxy_url)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(30)
+    sock.connect((parts.hostname, parts.port))
+    sock.sendall(b"GET /big?mb=%d HTTP/1.1\r\nHost: model\r\n\r\n" % BIG_MB)
+    return sock
+
+
+def test_a_client_that_pauses_reading_longer_than_the_read_timeout_gets_its_whole_response(
+        sidecar_factory: SidecarFactory, sink: AppServer) -> None:
+    sidecar = sidecar_factory(sink.url, config={"upstream": {"read_timeout": "1s"}, "client": {"send_timeout": "20s"}})
+    with _slow_reader(sidecar) as sock:
+        time.sleep(3)  # the proxy's buffers fill, it stops reading the model server, which goes quiet
+        [(status, body)] = _read_responses(sock, 1)
+    assert status == 200
+    assert len(body) == BIG_MB * MB and body == BLOCK * BIG_MB
+    assert sidecar.sample("model_upstream_errors_total") == 0
+    sidecar.wait_sample("model_requests_total", lambda v: v == 1, code="200")
+
+
+def test_a_client_that_reads_nothing_for_send_timeout_is_disconnected_and_counted_as_its_own_499(
+        sidecar_factory: SidecarFactory, sink: AppServer) -> None:
+    sidecar = sidecar_factory(sink.url, config={"upstream": {"read_timeout": "1s"}, "client": {"send_timeout": "2s"}})
+    with _slow_reader(sidecar) as sock:
+        sidecar.wait_sample(CLOSED, lambda v: v == 1, timeout=10, reason="send_timeout")
+        received = 0
+        while chunk := sock.recv(1 << 20):  # what had reached the kernel, then the end: the rest was dropped
+            received += len(chunk)
+    assert received < BIG_MB * MB
+    sidecar.wait_sample("model_requests_total", lambda v: v == 1, code="499")
+    assert sidecar.sample("model_upstream_errors_total") == 0
+    assert sidecar.sample(OPEN) == 0

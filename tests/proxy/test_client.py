@@ -11,6 +11,7 @@ from typing import Any
 
 from test_exchange import FakePool, FakeTransport, FakeUpstream, _ctx
 
+from exporter.proxy.exchange import FINISHED, STREAMING
 from exporter.proxy.server import READ_AHEAD_LIMIT, ClientConnection, ProxyContext
 
 
@@ -175,3 +176,55 @@ def test_a_client_that_closes_is_counted_client_closed_and_shutdown_closes_idle_
 
 def _requests(client: ClientConnection) -> dict[tuple[str, str, str], int]:
     return {k: n for series in client.ctx.stats.series.values() for k, n in series.requests.items()}
+
+
+# ------------------------------------------------------------ a client that does not read
+
+
+def _streaming(client: ClientConnection) -> tuple[Any, FakeUpstream]:
+    client.data_received(b"GET /big HTTP/1.1\r\nHost: m\r\n\r\n")
+    ((ex, _),) = _pool(client).acquired
+    conn = FakeUpstream()
+    ex.attach(conn)  # type: ignore[arg-type]
+    ex.response_head(200, close_delimited=False)
+    return ex, conn
+
+
+def test_the_model_server_is_not_timed_while_the_client_reads_nothing() -> None:
+    client, transport = _client(_limited(send_timeout=30.0))
+    ex, conn = _streaming(client)
+    client.pause_writing()
+    assert conn.transport.paused
+    client.check_timeouts(ex.last_activity + 10 * client.ctx.read_timeout)
+    assert not transport.aborted and ex.state == STREAMING
+    client.resume_writing()
+    assert not conn.transport.paused
+    client.check_timeouts(ex.last_activity + 0.5 * client.ctx.read_timeout)  # its silence counts from the resume
+    assert ex.state == STREAMING
+
+
+def test_a_client_that_reads_nothing_for_send_timeout_is_cut_and_its_exchange_counted_499() -> None:
+    client, transport = _client(_limited(send_timeout=30.0))
+    ex, conn = _streaming(client)
+    client.pause_writing()
+    client.check_timeouts(client.write_paused + 29.9)
+    assert not transport.aborted
+    client.check_timeouts(client.write_paused + 30.0)
+    assert transport.aborted
+    assert _closed(client, transport) == {"send_timeout": 1}
+    assert ex.state == FINISHED and conn.aborted
+    assert _requests(client) == {("other", "GET", "499"): 1}
+
+
+def test_the_next_response_to_a_client_that_has_not_read_the_last_one_waits_upstream() -> None:
+    client, _ = _client()
+    client.data_received(b"GET /a HTTP/1.1\r\nHost: m\r\n\r\nGET /b HTTP/1.1\r\nHost: m\r\n\r\n")
+    ((first, _),) = _pool(client).acquired
+    first.attach(FakeUpstream())  # type: ignore[arg-type]
+    first.response_head(200, close_delimited=False)
+    client.pause_writing()  # the last bytes of the first response filled the client's socket
+    first.complete(keep_alive=True)
+    ((second, _),) = _pool(client).acquired[1:]
+    conn = FakeUpstream()
+    second.attach(conn)  # type: ignore[arg-type]
+    assert conn.transport.paused  # no pause_writing comes for it: the pause is already on

@@ -97,6 +97,7 @@ class FakeClient:
         self.finished: list[Exchange] = []
         self.read_ahead = 0
         self.close_reason = ""
+        self.write_paused = 0.0
 
     def forwarded(self, size: int) -> None:
         self.read_ahead -= size
