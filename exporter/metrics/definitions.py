@@ -160,6 +160,13 @@ METRICS: tuple[MetricDef, ...] = (
     ),
     _d("model_window_rows", "gauge", "Rows in the rolling window.", ("window",), family="drift"),
     _d(
+        "model_window_late_rows_total",
+        "counter",
+        "Rows left out of a window because their requests arrived before the window's start by the time they were analysed (a backlog longer than the window, or a wall clock stepped forward).",
+        ("window",),
+        family="drift",
+    ),
+    _d(
         "model_column_bin_total",
         "counter",
         "Values per baseline PSI bin (numeric: an interval of the training range, or below / above it; categorical: a category or __other__); aggregate across replicas for fleet drift.",
