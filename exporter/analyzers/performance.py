@@ -116,7 +116,10 @@ class Performance:
             self.fixed = False
         k = perf.max_classes + 1
         self.k = k
-        self.size = k * k + 2 * SCORE_BINS + 2 if task == "classification" else 6
+        # classification: confusion cells, score histograms by label, log-loss sum and count, then
+        # per predicted class the sum and the count of outcome values (business KPIs)
+        self.value_offset = k * k + 2 * SCORE_BINS + 2
+        self.size = self.value_offset + 2 * k if task == "classification" else 6
         specs = parse_windows(dict(config.drift.windows))
         self.windows = {name: _window(width, slices, self.size) for name, (width, slices) in specs.items()}
         self.cumulative = np.zeros(self.size, dtype=np.float64)
@@ -175,8 +178,10 @@ class Performance:
             return len(self.classes) - 1
         return self.k - 1
 
-    def add(self, pairs: Sequence[tuple[Prediction, Any]], now: float) -> int:
-        """Score joined (prediction, label) pairs at `now`; returns how many could be scored."""
+    def add(
+        self, pairs: Sequence[tuple[Prediction, Any]], now: float, values: Sequence[float | None] | None = None
+    ) -> int:
+        """Score joined (prediction, label) pairs at `now`, with their outcome values; returns how many were scored."""
         vector = np.zeros(self.size, dtype=np.float64)
         scored = 0
         if self.task == "regression":
@@ -197,14 +202,20 @@ class Performance:
             cells: list[int] = []  # indices into the vector: bincount once, not one numpy write per label
             log_loss, n_scores = 0.0, 0
             index = self._class
-            for pred, label in pairs:
+            value_sums = [0.0] * k
+            for i, (pred, label) in enumerate(pairs):
                 key = _key(label)
                 predicted = pred.value
                 if key is None or not isinstance(predicted, str):
                     continue
                 if self.scored_mode and key != positive:
                     key = self.classes[0]
-                cells.append(index(key) * k + index(predicted))
+                column = index(predicted)
+                cells.append(index(key) * k + column)
+                value = values[i] if values is not None else None
+                if value is not None:
+                    value_sums[column] += value
+                    cells.append(self.value_offset + k + column)
                 if pred.score is not None:
                     s = min(max(pred.score, 0.0), 1.0)
                     is_pos = key == positive
@@ -212,10 +223,12 @@ class Performance:
                     p = min(max(s, EPS), 1 - EPS)
                     log_loss -= math.log(p if is_pos else 1 - p)
                     n_scores += 1
-            scored = len(cells) - n_scores
+            n_values = sum(1 for c in cells if c >= self.value_offset)
+            scored = len(cells) - n_scores - n_values
             vector += np.bincount(cells, minlength=self.size)[: self.size]
             vector[base + 2 * SCORE_BINS] = log_loss
             vector[base + 2 * SCORE_BINS + 1] = n_scores
+            vector[self.value_offset : self.value_offset + k] = value_sums
         if scored:
             self.cumulative += vector
             for window in self.windows.values():
@@ -315,6 +328,8 @@ class Performance:
                 threshold = self.threshold(metric, sizes.get(metric, 0), v)
                 if threshold is not None:
                     yield "model_performance_threshold", [metric, name, *mv], threshold
+            if self.task == "classification":
+                yield from self._kpi_window(v, name, mv)
         c = self.cumulative
         if self.task == "regression":
             yield "model_performance_labels_scored_total", mv, float(c[0])
@@ -324,8 +339,29 @@ class Performance:
         k = self.k
         cm = c[: k * k].reshape(k, k)
         yield "model_performance_labels_scored_total", mv, float(cm.sum())
-        for index, cls in [*enumerate(self.classes), (k - 1, OTHER_CLASS)]:
+        for index, cls in self._class_names():
             tp = cm[index, index]
             yield "model_performance_class_total", [cls, "tp", *mv], float(tp)
             yield "model_performance_class_total", [cls, "fp", *mv], float(cm[:, index].sum() - tp)
             yield "model_performance_class_total", [cls, "fn", *mv], float(cm[index, :].sum() - tp)
+        pos = self._index(self.config.positive)
+        for index, cls in self._class_names():
+            yield "model_outcome_positive_total", [cls, *mv], float(cm[pos, index]) if pos is not None else 0.0
+            yield "model_outcome_value_total", [cls, *mv], float(c[self.value_offset + index])
+            yield "model_outcome_values_total", [cls, *mv], float(c[self.value_offset + k + index])
+
+    def _class_names(self) -> list[tuple[int, str]]:
+        return [*enumerate(self.classes), (self.k - 1, OTHER_CLASS)]
+
+    def _kpi_window(self, v: np.ndarray, window: str, mv: list[str]) -> Iterator[Sample]:
+        """Per predicted class: the share of positive outcomes and the mean outcome value in the window."""
+        k = self.k
+        cm = v[: k * k].reshape(k, k)
+        predicted = cm.sum(axis=0)
+        pos = self._index(self.config.positive)
+        for index, cls in self._class_names():
+            if predicted[index] > 0 and pos is not None:
+                yield "model_outcome_rate", [cls, window, *mv], float(cm[pos, index] / predicted[index])
+            count = v[self.value_offset + k + index]
+            if count > 0:
+                yield "model_outcome_value_mean", [cls, window, *mv], float(v[self.value_offset + index] / count)

@@ -74,7 +74,9 @@ def label_records(rng: np.random.Generator, response: Any, drifted: bool, covera
     ids = [base] if len(probabilities) == 1 else [f"{base}:{i}" for i in range(len(probabilities))]
     truth = outcomes(rng, probabilities, drifted)
     keep = rng.random(len(ids)) < coverage
-    return [{"id": rid, "label": y} for rid, y, k in zip(ids, truth, keep) if k]
+    # a business outcome: what a repaid loan earned (nothing when it was not)
+    values = [round(float(v), 2) if y else 0.0 for v, y in zip(rng.uniform(50, 150, len(ids)), truth)]
+    return [{"id": rid, "label": y, "value": v} for rid, y, v, k in zip(ids, truth, values, keep) if k]
 
 
 # Data-quality faults injected with the drift: nulls, out-of-range values, an unseen category.

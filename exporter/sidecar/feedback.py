@@ -113,8 +113,9 @@ def _time(value: Any) -> float | None:
 def _value(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RecordError("value", "expected a finite number (a business outcome: revenue, cost)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        # non-negative: the sums are Prometheus counters (record a cost as a positive amount)
+        raise RecordError("value", "expected a non-negative number (a business outcome: revenue, cost)")
     return float(value)
 
 

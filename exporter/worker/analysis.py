@@ -145,6 +145,7 @@ class Analysis:
         delays = self.delays
         for label in feedback.labels:
             at = label.time if label.time is not None else feedback.received
+        values = []
             outcome, entry = joins.join(label.id, at)
             if entry is None:
                 continue
@@ -152,8 +153,9 @@ class Analysis:
             delay = max(at - entry.time, 0.0)
             delays[bisect_left(LABEL_DELAY_BUCKETS, delay)] += 1
             delays[-1] += delay
+            values.append(label.value)
         if pairs:
-            self.performance.add(pairs, time.time())
+            self.performance.add(pairs, time.time(), values)
         joins.expire(feedback.received)
 
     def _label_metrics(self, now: float) -> Iterator[Metric]:

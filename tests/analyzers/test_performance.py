@@ -178,3 +178,22 @@ def test_unconfigured_columns_come_from_the_baseline(tmp_path: Path) -> None:
     s = samples(p)
     assert s[("model_performance_baseline", "accuracy", "m", "1")] == baseline.performance["accuracy"]
     assert ("model_performance_threshold", "accuracy", "5m", "m", "1") in s
+
+
+def test_business_kpis_per_predicted_class() -> None:
+    p = perf(prediction="decision")
+    decisions = ["1", "1", "1", "0", "0"]  # approve, approve, approve, decline, decline
+    outcomes = [1, 0, 1, 1, 0]  # repaid?
+    values = [120.0, None, 80.0, 0.0, None]  # revenue where known
+    p.add(list(zip(p.read(Rows({"decision": decisions}, 5)), outcomes)), T0, values)
+    s = samples(p)
+    assert s[("model_outcome_rate", "1", "5m", "m", "1")] == pytest.approx(2 / 3)
+    assert s[("model_outcome_rate", "0", "5m", "m", "1")] == pytest.approx(1 / 2)
+    assert s[("model_outcome_value_mean", "1", "5m", "m", "1")] == pytest.approx(100.0)
+    assert s[("model_outcome_value_mean", "0", "5m", "m", "1")] == 0.0
+    assert s[("model_outcome_positive_total", "1", "m", "1")] == 2
+    assert s[("model_outcome_value_total", "1", "m", "1")] == 200.0
+    assert s[("model_outcome_values_total", "1", "m", "1")] == 2
+    assert s[("model_performance_labels_scored_total", "m", "1")] == 5  # values are not labels
+    assert score(p, "accuracy") == pytest.approx(3 / 5)
+    assert ("model_outcome_value_mean", OTHER_CLASS, "5m", "m", "1") not in s

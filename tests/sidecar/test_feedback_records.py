@@ -38,6 +38,7 @@ def test_array_and_json_lines_agree() -> None:
         ({"id": "a", "label": 1, "time": "2026-01-31T12:00:00"}, "time"),  # no zone
         ({"id": "a", "label": 1, "time": -5}, "time"),
         ({"id": "a", "label": 1, "value": "12"}, "value"),
+        ({"id": "a", "label": 1, "value": -3}, "value"),
         ({"id": "a", "label": 1, "colour": "red"}, "colour"),
         ("just a string", "record"),
     ],
