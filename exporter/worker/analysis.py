@@ -142,18 +142,18 @@ class Analysis:
         joins = self.joins
         joins.outcomes["invalid"] += feedback.invalid
         pairs = []
+        values = []
         delays = self.delays
         for label in feedback.labels:
             at = label.time if label.time is not None else feedback.received
-        values = []
             outcome, entry = joins.join(label.id, at)
             if entry is None:
                 continue
             pairs.append((entry.prediction, label.label))
+            values.append(label.value)
             delay = max(at - entry.time, 0.0)
             delays[bisect_left(LABEL_DELAY_BUCKETS, delay)] += 1
             delays[-1] += delay
-            values.append(label.value)
         if pairs:
             self.performance.add(pairs, time.time(), values)
         joins.expire(feedback.received)
