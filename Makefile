@@ -33,6 +33,11 @@ check: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/proxy_overhead.py $(ARGS)
 
+# The nightly-size fuzz run: 20x the cases tests/fuzz tries in `make test` (about 20 minutes).
+.PHONY: fuzz
+fuzz: $(VENV)/.installed
+	FUZZ_SCALE=20 $(PY) -m pytest -q tests/fuzz $(ARGS)
+
 docs: $(VENV)/.installed
 	$(PY) -m exporter.metrics.docs --write
 
