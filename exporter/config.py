@@ -172,6 +172,9 @@ class PerformanceConfig:
     min_labels: int = 100  # a window's scores are exported once it holds this many labels
     tolerance: float = 0.01  # practical drop (absolute) that is never an alarm, whatever the label count
     false_alarm_rate: float = 0.001  # noise margin of model_performance_threshold
+    # model_performance_estimated (from scores, before labels) only while the scores are calibrated:
+    # the baseline's calibration_error, else the one measured on the labels joined so far
+    max_calibration_error: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -667,6 +670,7 @@ def from_dict(raw: Any) -> Config:
                 "min_labels": _positive_int,
                 "tolerance": _tolerance,
                 "false_alarm_rate": _probability,
+                "max_calibration_error": _probability,
             },
         )
     )

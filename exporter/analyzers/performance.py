@@ -28,7 +28,7 @@ OTHER_CLASS = "__other__"
 SCORE_BINS = 1000  # ROC AUC from scores binned to 0.001: off by at most the share of tied pairs in a bin
 EPS = 1e-15  # log-loss clips probabilities to [EPS, 1 − EPS]
 HIGHER_IS_BETTER = ("accuracy", "precision", "recall", "f1", "roc_auc")
-LOWER_IS_BETTER = ("mae", "rmse", "mape", "log_loss")
+LOWER_IS_BETTER = ("mae", "rmse", "mape", "log_loss", "calibration_error")
 
 
 class Prediction(NamedTuple):
@@ -65,6 +65,25 @@ def _window(width: float, slices: int, size: int) -> SlidingCounts:
     window.ring = window.ring.astype(np.float64)
     window.total = window.total.astype(np.float64)
     return window
+
+
+def calibration_error(positives: np.ndarray, negatives: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of a binary score from its histograms by label (SCORE_BINS fine bins).
+
+    ECE = Σ_b (n_b / N) · |positive rate in b − mean score in b| over `bins` equal-width score bins
+    (Naeini et al. 2015); a fine bin's scores count at its centre.
+    """
+    fine = positives.size
+    centres = (np.arange(fine) + 0.5) / fine
+    group = (np.arange(fine) * bins) // fine
+    n = np.bincount(group, weights=positives + negatives, minlength=bins)
+    pos = np.bincount(group, weights=positives, minlength=bins)
+    score_sum = np.bincount(group, weights=(positives + negatives) * centres, minlength=bins)
+    total = n.sum()
+    if total == 0:
+        return 0.0
+    seen = n > 0
+    return float((np.abs(pos[seen] - score_sum[seen])).sum() / total)
 
 
 def negative_class(positive: str) -> str:
@@ -123,6 +142,8 @@ class Performance:
         specs = parse_windows(dict(config.drift.windows))
         self.windows = {name: _window(width, slices, self.size) for name, (width, slices) in specs.items()}
         self.cumulative = np.zeros(self.size, dtype=np.float64)
+        # expected confusion cells of every scored prediction, labelled or not (CBPE): n, tp, fp, fn, tn
+        self.expected = {name: _window(width, slices, 5) for name, (width, slices) in specs.items()}
         self.z = NormalDist().inv_cdf(1 - perf.false_alarm_rate)
         if (
             previous is not None
@@ -136,6 +157,10 @@ class Performance:
                 old = previous.windows.get(name)
                 if old is not None and old.width == window.width:
                     self.windows[name] = old
+            for name, window in self.expected.items():
+                old = previous.expected.get(name)
+                if old is not None and old.width == window.width:
+                    self.expected[name] = old
         self._indices = {c: i for i, c in enumerate(self.classes)}
 
     # ------------------------------------------------------------ predictions
@@ -165,6 +190,51 @@ class Performance:
                 value = _float(values[i]) if regression else _key(values[i])
             out.append(Prediction(value, score))
         return out
+
+    def observe(self, predictions: Sequence[Prediction], now: float) -> None:
+        """Count the expected confusion cells of scored predictions as they are made (before any label).
+
+        With a calibrated score s, a row predicted positive is a true positive with probability s
+        and a false positive with 1 − s; one predicted negative a false negative with s and a true
+        negative with 1 − s (NannyML's confidence-based performance estimation, CBPE).
+        """
+        if self.task != "classification":
+            return
+        positive = self.config.positive
+        tp = fp = fn = tn = 0.0
+        n = 0
+        for pred in predictions:
+            s = pred.score
+            if s is None or pred.value is None:
+                continue
+            s = min(max(s, 0.0), 1.0)
+            if pred.value == positive:
+                tp += s
+                fp += 1 - s
+            else:
+                fn += s
+                tn += 1 - s
+            n += 1
+        if n:
+            vector = np.array([n, tp, fp, fn, tn], dtype=np.float64)
+            for window in self.expected.values():
+                window.add(now, vector)
+
+    def calibrated(self) -> bool:
+        """Whether the scores are calibrated enough to estimate from: the baseline file's calibration_error
+        when it has one, else the one measured on every label joined so far (at least min_labels)."""
+        limit = self.config.max_calibration_error
+        recorded = self.reference.get("calibration_error")
+        if recorded is not None:
+            return recorded <= limit
+        if self.task != "classification":
+            return False
+        base = self.k * self.k
+        pos = self.cumulative[base : base + SCORE_BINS]
+        neg = self.cumulative[base + SCORE_BINS : base + 2 * SCORE_BINS]
+        if pos.sum() + neg.sum() < self.config.min_labels or pos.sum() == 0 or neg.sum() == 0:
+            return False
+        return calibration_error(pos, neg) <= limit
 
     # ------------------------------------------------------------ labels
 
@@ -282,6 +352,7 @@ class Performance:
             sizes["roc_auc"] = min(n_pos, n_neg)
         if v[base + 2 * SCORE_BINS + 1] > 0:
             out["log_loss"] = float(v[base + 2 * SCORE_BINS] / v[base + 2 * SCORE_BINS + 1])
+            out["calibration_error"] = calibration_error(pos_hist, neg_hist)
         return n, out, sizes
 
     def _index(self, key: str) -> int | None:
@@ -330,6 +401,19 @@ class Performance:
                     yield "model_performance_threshold", [metric, name, *mv], threshold
             if self.task == "classification":
                 yield from self._kpi_window(v, name, mv)
+        if self.task == "classification" and self.calibrated():
+            for name, window in self.expected.items():
+                n, tp, fp, fn, tn = window.read(now).tolist()
+                if n < self.config.min_labels:
+                    continue
+                estimates = {
+                    "accuracy": (tp + tn) / n,
+                    "precision": tp / (tp + fp) if tp + fp else 0.0,
+                    "recall": tp / (tp + fn) if tp + fn else 0.0,
+                    "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+                }
+                for metric, value in estimates.items():
+                    yield "model_performance_estimated", [metric, name, *mv], value
         c = self.cumulative
         if self.task == "regression":
             yield "model_performance_labels_scored_total", mv, float(c[0])

@@ -287,6 +287,13 @@ METRICS: tuple[MetricDef, ...] = (
         family="performance",
     ),
     _d(
+        "model_performance_estimated",
+        "gauge",
+        "Performance estimated from the scores of every prediction in the window, before labels arrive (confidence-based, as NannyML's CBPE): accuracy, precision, recall, f1 of a binary classifier with a score column. Exported only while the scores are calibrated (performance.max_calibration_error: the baseline's calibration_error, else that of the labels joined so far).",
+        ("metric", "window"),
+        family="performance",
+    ),
+    _d(
         "model_performance_baseline",
         "gauge",
         "The model's reference performance from the baseline file's performance section.",

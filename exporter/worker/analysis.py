@@ -125,17 +125,22 @@ class Analysis:
             self.columns.update(kept, now, when)
 
     def _remember(self, events: list[Event], extractions: list[Extraction]) -> None:
-        """Cache each prediction row that has an id, for the labels to come."""
+        """Cache each prediction row that has an id, for the labels to come; estimate performance from the scores."""
         add = self.joins.add
+        scored: list[Prediction] = []
         for event, ex in zip(events, extractions):
             rows = ex.predictions
             if rows is None or rows.n == 0:
                 continue
+            predictions = self.performance.read(rows)
+            scored.extend(predictions)
             ids = rows.ids or (ex.features.ids if ex.features is not None and ex.features.n == rows.n else None)
             if ids is None:
                 continue
-            for rid, prediction in zip(ids, self.performance.read(rows)):
+            for rid, prediction in zip(ids, predictions):
                 add(rid, event.time, prediction)
+        if scored:
+            self.performance.observe(scored, time.time())
 
     def labels(self, feedback: Feedback) -> None:
         """Join a POST's labels to cached predictions and score the matches."""

@@ -197,3 +197,53 @@ def test_business_kpis_per_predicted_class() -> None:
     assert s[("model_performance_labels_scored_total", "m", "1")] == 5  # values are not labels
     assert score(p, "accuracy") == pytest.approx(3 / 5)
     assert ("model_outcome_value_mean", OTHER_CLASS, "5m", "m", "1") not in s
+
+
+def test_calibration_error_against_a_direct_computation() -> None:
+    rng = np.random.default_rng(11)
+    s = (rng.integers(0, 1000, 5000) + 0.5) / 1000  # at fine-bin centres: the histogram loses nothing
+    y = (rng.random(5000) < s**2).astype(int)  # over-confident scores
+    p = perf(score="s")
+    p.add(list(zip(p.read(Rows({"s": s.tolist()}, len(s))), y.tolist())), T0)
+    bins = np.minimum((s * 10).astype(int), 9)
+    direct = sum(abs(y[bins == b].sum() - s[bins == b].sum()) for b in range(10)) / len(s)
+    assert score(p, "calibration_error") == pytest.approx(direct)
+    assert direct > 0.1
+
+
+def _cbpe(labels_from: Any, n: int = 20_000) -> tuple[Performance, float]:
+    """A binary model with scores s; labels drawn by `labels_from(s)`; returns it and the realised accuracy."""
+    rng = np.random.default_rng(5)
+    s = rng.beta(2, 2, n)
+    y = (rng.random(n) < labels_from(s)).astype(int)
+    p = perf(score="s")
+    preds = p.read(Rows({"s": s.tolist()}, n))
+    p.observe(preds, T0)
+    # the labels of the first 1,000 predictions arrive; the estimate covers all 20,000
+    p.add(list(zip(preds[:1000], y[:1000].tolist())), T0)
+    return p, float(((s >= 0.5).astype(int) == y).mean())
+
+
+def test_the_estimate_is_within_two_points_of_the_realised_accuracy_when_calibrated() -> None:
+    p, realised = _cbpe(lambda s: s)
+    s = samples(p)
+    for metric in ("accuracy", "precision", "recall", "f1"):
+        assert ("model_performance_estimated", metric, "1h", "m", "1") in s
+    assert abs(s[("model_performance_estimated", "accuracy", "1h", "m", "1")] - realised) < 0.02
+
+
+def test_the_estimate_is_withheld_when_scores_are_not_calibrated() -> None:
+    p, _ = _cbpe(lambda s: 1 - s)  # scores point the wrong way
+    assert not p.calibrated()
+    assert not [k for k in samples(p) if k[0] == "model_performance_estimated"]
+    # a calibration error recorded in the baseline file decides instead of the labels
+    p.reference = {"calibration_error": 0.01}
+    assert [k for k in samples(p) if k[0] == "model_performance_estimated"]
+
+
+def test_no_estimate_before_enough_labels_show_calibration() -> None:
+    p = perf(score="s", min_labels=50)
+    preds = p.read(Rows({"s": [0.9] * 100}, 100))
+    p.observe(preds, T0)
+    assert not p.calibrated()  # no labels yet, nothing in the baseline
+    assert not [k for k in samples(p) if k[0] == "model_performance_estimated"]
