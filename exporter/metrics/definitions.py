@@ -62,7 +62,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d(
         "model_requests_total",
         "counter",
-        "Requests proxied to the model server, by normalised route, method and status code (499: client went away).",
+        "Requests proxied to the model server, by normalised route, method and status code (499: client went away; a code outside IANA's registry: other).",
         ("route", "method", "code"),
     ),
     _d(
@@ -477,6 +477,14 @@ METRICS: tuple[MetricDef, ...] = (
         "counter",
         "Exchanges whose model name (label=model) or version (label=version) from the request path became the label value other because model.max_names values were already kept (README: Model and version labels).",
         ("label",),
+        model_level=False,
+        family="exporter",
+    ),
+    _d(
+        "model_exporter_series_overflow_total",
+        "counter",
+        "Exchanges whose label set (route, method, code, model, version) would have been new beyond 10,000 in the family: counted under route=other, code=other instead.",
+        ("family",),
         model_level=False,
         family="exporter",
     ),

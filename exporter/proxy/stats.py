@@ -10,17 +10,25 @@ import re
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from http import HTTPStatus
 
 from prometheus_client.core import Metric
 from prometheus_client.samples import Exemplar
 
 from exporter.labels import OTHER, LabelPolicy
 from exporter.metrics.definitions import family, histogram_family
-from exporter.proxy.exchange import CLOSE_REASONS, ERROR_STATUS
+from exporter.proxy.exchange import CLIENT_GONE, CLOSE_REASONS, ERROR_STATUS
 
 # Request methods become label values only from this fixed set; anything else is "other".
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")}
 UPSTREAM_ERROR_REASONS = tuple(ERROR_STATUS)  # the reasons are defined once, with the answer each gets
+# Status codes keep their value as a label only if registered (IANA's registry, as http.HTTPStatus
+# has it) or 499 (the client went away); any other code a model server sends is "other".
+CODE_LABELS: dict[int, str] = {int(s): str(int(s)) for s in HTTPStatus} | {CLIENT_GONE: str(CLIENT_GONE)}
+# Label sets of model_requests_total and model_request_duration_seconds kept, all models together;
+# beyond it a new one is folded into route="other", code="other" (model_exporter_series_overflow_total).
+MAX_SERIES = 10_000
+FOLDED_FAMILIES = ("model_requests_total", "model_request_duration_seconds")
 
 _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
@@ -99,12 +107,16 @@ class TrafficStats:
         version: str | None = None,
         clock: Callable[[], float] = time.time,
         labels: LabelPolicy | None = None,
+        max_series: int = MAX_SERIES,
     ) -> None:
         self.duration_bounds = tuple(duration_buckets)
         self.size_bounds = tuple(size_buckets)
         self.labels = labels if labels is not None else LabelPolicy(model, version)
         self._clock = clock
         self.series: dict[tuple[str, str], _Traffic] = {}  # by (model, version): capped by the policy
+        self.max_series = max_series
+        self.request_series = 0  # label sets of model_requests_total, all (model, version) together
+        self.series_overflow = 0  # exchanges whose label set was folded
         self.in_flight = 0
         self.upstream_up = 0
         self.load_duration: float | None = None
@@ -134,8 +146,12 @@ class TrafficStats:
     ) -> None:
         """Account one finished exchange (the only call on the hot path); `labels`: its (model, version)."""
         series = self._series(labels)
-        key = (route, METHODS.get(method, "other"), str(code))
-        series.requests[key] = series.requests.get(key, 0) + 1
+        key = (route, METHODS.get(method, OTHER), CODE_LABELS.get(code, OTHER))
+        n = series.requests.get(key)
+        if n is None:
+            key = self._admit(series, key)
+            n = series.requests.get(key, 0)
+        series.requests[key] = n + 1
         hist = series.durations.get(key)
         if hist is None:
             hist = series.durations[key] = _Histogram(len(self.duration_bounds))
@@ -148,6 +164,17 @@ class TrafficStats:
             self._observe(series.ttfb, route, self.duration_bounds, ttfb)
         self._observe(series.request_sizes, route, self.size_bounds, request_size)
         self._observe(series.response_sizes, route, self.size_bounds, response_size)
+
+    def _admit(self, series: _Traffic, key: tuple[str, str, str]) -> tuple[str, str, str]:
+        """A new label set: kept while under max_series, else folded into route and code "other"."""
+        if self.request_series < self.max_series:
+            self.request_series += 1
+            return key
+        self.series_overflow += 1
+        folded = (OTHER, key[1], OTHER)
+        if folded not in series.requests:  # past the cap, at most one per (model, version, method)
+            self.request_series += 1
+        return folded
 
     def _observe(self, table: dict[str, _Histogram], route: str, bounds: tuple[float, ...], value: float) -> None:
         hist = table.get(route)
@@ -210,6 +237,10 @@ class TrafficStats:
         for label, n in self.labels.overflow.items():
             overflow.add_metric([label], n)
         yield overflow
+        folds = family("model_exporter_series_overflow_total")
+        for name in FOLDED_FAMILIES:
+            folds.add_metric([name], self.series_overflow)
+        yield folds
 
         connections = family("model_exporter_client_connections")
         connections.add_metric([], self.client_connections)

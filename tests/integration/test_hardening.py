@@ -196,7 +196,6 @@ def test_slowloris_heads_are_closed_after_header_timeout(sidecar_factory: Sideca
     try:
         for sock in socks:
             sock.sendall(b"GET /slow HTTP/1.1\r\nHost: model\r\nX-Slow: ")
-        sidecar.wait_sample(OPEN, lambda v: v == 300)
         replies = [_closed_by_peer(sock) for sock in socks]
     finally:
         for sock in socks:
@@ -295,3 +294,18 @@ def test_a_client_that_reads_nothing_for_send_timeout_is_disconnected_and_counte
     sidecar.wait_sample("model_requests_total", lambda v: v == 1, code="499")
     assert sidecar.sample("model_upstream_errors_total") == 0
     assert sidecar.sample(OPEN) == 0
+
+
+# -- 4. a model server cannot create label values -----------------------------------------
+
+
+def test_status_codes_outside_the_registry_are_counted_as_other(sidecar: Sidecar) -> None:
+    for code in (299, 470, 599):
+        with _connect(sidecar) as sock:
+            sock.sendall(b"GET /status/%d HTTP/1.1\r\nHost: model\r\n\r\n" % code)
+            [(status, _)] = _read_responses(sock, 1)
+            assert status == code  # passed on unchanged: only the label is bounded
+    sidecar.wait_sample("model_requests_total", lambda v: v >= 3, code="other")
+    codes = {s.labels["code"] for s in sidecar.metrics() if s.name == "model_requests_total"}
+    assert not codes & {"299", "470", "599"}
+    assert sidecar.sample("model_exporter_series_overflow_total") == 0

@@ -145,3 +145,41 @@ def test_label_overflow_is_counted() -> None:
     assert stats.labels.decide("a", "2") == ("a", "other")
     assert registry.get_sample_value("model_exporter_label_overflow_total", {"label": "model"}) == 1
     assert registry.get_sample_value("model_exporter_label_overflow_total", {"label": "version"}) == 1
+
+
+# ------------------------------------------------------------ bounded label values
+
+
+def test_status_codes_outside_the_registry_become_other() -> None:
+    stats, registry = _stats()
+    for code in (200, 418, 499, 599, 299, 1000, 42):
+        stats.record("/invocations", b"POST", code, 0.05, 0.04, 1, 1, None)
+    codes = {s.labels["code"]: s.value for m in registry.collect() for s in m.samples if s.name == "model_requests_total"}
+    assert codes == {"200": 1, "418": 1, "499": 1, "other": 4}
+
+
+def test_label_sets_beyond_the_cap_fold_into_route_and_code_other_and_each_fold_is_counted() -> None:
+    stats = TrafficStats((0.1,), (100.0,), "fraud", "3", max_series=3)
+    registry = CollectorRegistry()
+    registry.register(stats)  # type: ignore[arg-type]
+    for code in (200, 201, 202):
+        stats.record("/invocations", b"POST", code, 0.05, None, 1, 1, None)
+    for code in (203, 204, 203):
+        stats.record("/invocations", b"GET", code, 0.05, None, 1, 1, None)
+    stats.record("/invocations", b"POST", 200, 0.05, None, 1, 1, None)  # one it kept still counts as itself
+    samples = [s for m in registry.collect() for s in m.samples]
+    requests = {(s.labels["route"], s.labels["method"], s.labels["code"]): s.value
+                for s in samples if s.name == "model_requests_total"}
+    assert requests == {("/invocations", "POST", "200"): 2, ("/invocations", "POST", "201"): 1,
+                        ("/invocations", "POST", "202"): 1, ("other", "GET", "other"): 3}
+    durations = {(s.labels["route"], s.labels["code"]) for s in samples if s.name == "model_request_duration_seconds_count"}
+    assert durations == {(r, c) for r, _, c in requests}
+    overflow = {s.labels["family"]: s.value for s in samples if s.name == "model_exporter_series_overflow_total"}
+    assert overflow == {"model_requests_total": 3, "model_request_duration_seconds": 3}
+
+
+def test_series_overflow_is_exposed_at_zero() -> None:
+    _, registry = _stats()
+    overflow = {s.labels["family"]: s.value for m in registry.collect() for s in m.samples
+                if s.name == "model_exporter_series_overflow_total"}
+    assert overflow == {"model_requests_total": 0, "model_request_duration_seconds": 0}
