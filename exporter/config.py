@@ -175,6 +175,10 @@ class PerformanceConfig:
     # model_performance_estimated (from scores, before labels) only while the scores are calibrated:
     # the baseline's calibration_error, else the one measured on the labels joined so far
     max_calibration_error: float = 0.05
+    # fairness: feature columns whose values segment the labels (the baseline's categories, else
+    # the first max_segment_values seen; then __other__)
+    segments: tuple[str, ...] = ()
+    max_segment_values: int = 10
 
 
 @dataclass(frozen=True)
@@ -671,6 +675,8 @@ def from_dict(raw: Any) -> Config:
                 "tolerance": _tolerance,
                 "false_alarm_rate": _probability,
                 "max_calibration_error": _probability,
+                "segments": _string_list,
+                "max_segment_values": _positive_int,
             },
         )
     )

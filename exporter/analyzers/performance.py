@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from exporter.adapters import Rows
+from exporter.analyzers.segments import Segments
 from exporter.baseline.binning import category_key
 from exporter.baseline.format import Baseline, CategoricalColumn, NumericColumn
 from exporter.config import Config
@@ -36,6 +37,7 @@ class Prediction(NamedTuple):
 
     value: str | float | None  # class key (classification) or number (regression); None: no usable value
     score: float | None  # binary: the positive-class score, if configured
+    segments: tuple[int, ...] = ()  # per performance.segments column, its segment (analyzers/segments.py)
 
 
 def _float(v: Any) -> float | None:
@@ -145,6 +147,7 @@ class Performance:
         # expected confusion cells of every scored prediction, labelled or not (CBPE): n, tp, fp, fn, tn
         self.expected = {name: _window(width, slices, 5) for name, (width, slices) in specs.items()}
         self.z = NormalDist().inv_cdf(1 - perf.false_alarm_rate)
+        self.segments: Segments = Segments(config, baseline, previous.segments if previous is not None else None)
         if (
             previous is not None
             and previous.task == task
@@ -165,8 +168,8 @@ class Performance:
 
     # ------------------------------------------------------------ predictions
 
-    def read(self, rows: Rows) -> list[Prediction]:
-        """One Prediction per row of a response."""
+    def read(self, rows: Rows, features: Rows | None = None) -> list[Prediction]:
+        """One Prediction per row of a response (with its segments, from the request's feature rows)."""
         perf = self.config
         name = perf.prediction
         if name is None and not self.scored_mode:
@@ -189,6 +192,8 @@ class Performance:
             else:
                 value = _float(values[i]) if regression else _key(values[i])
             out.append(Prediction(value, score))
+        if self.segments.columns:
+            out = [p._replace(segments=k) for p, k in zip(out, self.segments.keys(features, rows.n))]
         return out
 
     def observe(self, predictions: Sequence[Prediction], now: float) -> None:
@@ -273,6 +278,7 @@ class Performance:
             log_loss, n_scores = 0.0, 0
             index = self._class
             value_sums = [0.0] * k
+            by_segment: list[tuple[tuple[int, ...], bool, bool]] = []
             for i, (pred, label) in enumerate(pairs):
                 key = _key(label)
                 predicted = pred.value
@@ -282,6 +288,8 @@ class Performance:
                     key = self.classes[0]
                 column = index(predicted)
                 cells.append(index(key) * k + column)
+                if pred.segments:
+                    by_segment.append((pred.segments, key == positive, predicted == positive))
                 value = values[i] if values is not None else None
                 if value is not None:
                     value_sums[column] += value
@@ -299,6 +307,7 @@ class Performance:
             vector[base + 2 * SCORE_BINS] = log_loss
             vector[base + 2 * SCORE_BINS + 1] = n_scores
             vector[self.value_offset : self.value_offset + k] = value_sums
+            self.segments.add(by_segment, now)
         if scored:
             self.cumulative += vector
             for window in self.windows.values():
@@ -414,6 +423,8 @@ class Performance:
                 }
                 for metric, value in estimates.items():
                     yield "model_performance_estimated", [metric, name, *mv], value
+        if self.task == "classification":
+            yield from self.segments.samples(now, mv)
         c = self.cumulative
         if self.task == "regression":
             yield "model_performance_labels_scored_total", mv, float(c[0])

@@ -326,6 +326,27 @@ METRICS: tuple[MetricDef, ...] = (
         family="performance",
     ),
     _d(
+        "model_segment_score",
+        "gauge",
+        "Fairness: per segment (a value of a performance.segments column, capped; __other__, __missing__) and window, the action_rate (share predicted performance.positive), accuracy, false_positive_rate and false_negative_rate of its labels. Once the window holds performance.min_labels.",
+        ("column", "segment", "metric", "window"),
+        family="performance",
+    ),
+    _d(
+        "model_segment_gap",
+        "gauge",
+        "Fairness: model_segment_score minus the same figure over all segments of the column in the window (positive: higher than overall).",
+        ("column", "segment", "metric", "window"),
+        family="performance",
+    ),
+    _d(
+        "model_segment_labels",
+        "gauge",
+        "Scored labels of the segment in the window (how much its figures can be trusted).",
+        ("column", "segment", "window"),
+        family="performance",
+    ),
+    _d(
         "model_outcome_rate",
         "gauge",
         "Business KPI per predicted class over the window's labels: the share whose label is performance.positive (e.g. the conversion rate of approved loans). Classification; once the window holds performance.min_labels.",

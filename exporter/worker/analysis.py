@@ -132,7 +132,7 @@ class Analysis:
             rows = ex.predictions
             if rows is None or rows.n == 0:
                 continue
-            predictions = self.performance.read(rows)
+            predictions = self.performance.read(rows, ex.features)
             scored.extend(predictions)
             ids = rows.ids or (ex.features.ids if ex.features is not None and ex.features.n == rows.n else None)
             if ids is None:

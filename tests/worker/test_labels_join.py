@@ -146,3 +146,15 @@ def test_the_cache_and_counters_survive_a_reload() -> None:
     second.labels(Feedback(T0 + 1, [Label("r", 1, None, None)], 0))
     assert _one(second, "model_labels_total", outcome="matched") == 1
     assert not math.isnan(_one(second, "model_performance_labels_scored_total"))
+
+
+def test_segments_come_from_the_request_features() -> None:
+    config = dataclasses.replace(
+        Config(),
+        performance=PerformanceConfig(prediction="label", score="probability", min_labels=1, segments=("x",)),
+    )
+    analysis = Analysis(config)
+    analysis.process([_event("r", [0.9, 0.2], T0)])
+    analysis.labels(Feedback(T0 + 1, [Label("r:0", 1, None, None), Label("r:1", 1, None, None)], 0))
+    assert _one(analysis, "model_segment_score", column="x", segment="1", metric="accuracy", window="1h") == 0.5
+    assert _one(analysis, "model_segment_labels", column="x", segment="1", window="1h") == 2
