@@ -193,7 +193,10 @@ async def _run(
         baseline = build_demo_baseline(Path(workdir.name))
         print(f"baseline built from 20,000 demo training rows: {baseline}", flush=True)
         children.append(_start("demo model server", ["-m", "exporter.demo.model_server", "--port", str(model_port)]))
-        sidecar_args = ["-m", "exporter", "run", "--upstream", model_url]
+        # fairness: the demo's labels are segmented by region (its drift skews toward 'west')
+        config = Path(workdir.name) / "config.yml"
+        config.write_text("performance:\n  segments: [region]\n")
+        sidecar_args = ["-m", "exporter", "run", "--config", str(config), "--upstream", model_url]
         sidecar_args += ["--listen", f"127.0.0.1:{proxy_port}"]
         sidecar_args += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
         sidecar_args += ["--model", MODEL_NAME, "--model-version", MODEL_VERSION, "--baseline", str(baseline)]
