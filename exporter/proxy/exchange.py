@@ -6,8 +6,10 @@ constructor (head parsed), then `request_body` per chunk, then `request_complete
 response side is `state`:
 
     WAITING ── response_head ──► STREAMING ── complete ─────────────────────► FINISHED
-       │                            └── upstream_failed (cut), client_gone (499) ──►
+       │                            └── upstream_failed (cut), client_gone (499),
+       │                                request_failed (cut: 499) ──────────────►
        └── upstream_failed (502/504; check_timeout, the pool's timer), client_gone (499),
+           request_failed (400/408: the request body broke or stalled),
            discard (refused before its turn: never counted) ─────────────────────────►
 
 upstream_lost becomes complete (a close-delimited body), a retry (stays WAITING) or
@@ -15,12 +17,13 @@ upstream_failed; from FINISHED every transition is a no-op.
 
 `keep_client` (whether the client connection stays open afterwards) starts as the client
 asked and is only ever turned off: by a close-delimited response, a failure with the response
-cut or the request body unread, a client gone, or a shutdown.
+cut or the request body unread, a client gone, a request failed, or a shutdown; `close_reason`
+says which (the label of model_exporter_client_connections_closed_total).
 
-Request bytes read before a connection is attached wait in `pending`; they count against the
-client connection's read-ahead (server.READ_AHEAD_LIMIT), which stops reading the client until
-they leave, so a body is never read faster than it can be forwarded. `upstream` is the pooled
-connection carrying the exchange, from `attach` until it finishes or that connection is lost.
+`upstream` is the pooled connection carrying the exchange, from `attach` until it finishes or
+that connection is lost. Request bytes read before then wait in `pending`; they count against
+the client connection's read-ahead (server.READ_AHEAD_LIMIT), which stops reading the client
+until they leave, so a body is never read faster than it can be forwarded.
 
 Three meters are plain fields the UpstreamConnection updates as response bytes arrive, so the
 per-chunk path makes no extra call: `ttfb`, `last_activity` and `response_size`. The model
@@ -203,11 +206,14 @@ class Exchange:
             self.pending_size += len(piece)
             self.client.read_ahead += len(piece)  # the client stops being read past its cap
 
-    def request_complete(self) -> None:
-        """The whole request was read; from now on the model server's silence counts (read timeout)."""
+    def request_complete(self, trailers: list[bytes] | None = None) -> None:
+        """The whole request was read; from now on the model server's silence counts (read timeout).
+
+        `trailers`: the trailer fields of a chunked body, forwarded on its last chunk.
+        """
         self.request_done = True
         if self.chunked_request:
-            end = b"0\r\n\r\n"
+            end = b"0\r\n%b\r\n" % b"".join(trailers) if trailers else b"0\r\n\r\n"
             if self.retry_body is not None:
                 self.retry_body.append(end)
             if self.upstream is not None and self.upstream.transport is not None:
@@ -263,6 +269,12 @@ class Exchange:
             self.keep_client = False
         self.state = STREAMING
         return self.keep_client
+
+    def connection_header(self) -> bytes:
+        """What the response tells the client of its connection: it closes, or (HTTP/1.0) it stays open."""
+        if not self.keep_client:
+            return b"Connection: close\r\n"
+        return b"" if self.client_http11 else b"Connection: keep-alive\r\n"
 
     def check_timeout(self, now: float, read_timeout: float) -> None:
         """Timed out: fail once the whole request went out and the model server stayed silent."""
@@ -327,16 +339,21 @@ class Exchange:
             self.close_reason = "upstream_error"
         self._answer(code, phrase, body)
 
-    def request_timeout(self) -> None:
-        """The client stopped sending the request body (client.body_timeout) before any answer: 408, then close."""
-        if self.state != WAITING:
+    def request_failed(self, code: int, phrase: bytes, body: bytes, reason: str) -> None:
+        """The request cannot be read to its end (its body stalled or is malformed): the model server's
+        request is cancelled, the client answered `code` (or, if a response began, cut: 499), then closed."""
+        if self.state == FINISHED:
             return
         if self.upstream is not None:
             self.upstream.abort()
             self.upstream = None
         self.keep_client = False
-        self.close_reason = "body_timeout"
-        self._answer(*REQUEST_TIMEOUT)
+        self.close_reason = reason
+        if self.state == STREAMING:
+            self._finish(CLIENT_GONE)
+            self.client.abort(reason)
+            return
+        self._answer(code, phrase, body)
 
     def client_gone(self) -> None:
         """The client disconnected before the response was complete: cancel upstream, count 499."""
@@ -387,7 +404,7 @@ class Exchange:
         """Answer with a short text of the proxy's own (nothing went to the client yet) and finish."""
         self.client.write(
             b"HTTP/1.1 %d %b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%b\r\n%b"
-            % (code, phrase, len(body), b"" if self.keep_client else b"Connection: close\r\n", body)
+            % (code, phrase, len(body), self.connection_header(), body)
         )
         self.response_size = len(body)
         self._finish(code)

@@ -13,10 +13,10 @@ import httptools
 
 from exporter.config import ClientConfig
 from exporter.events import EventSink
-from exporter.proxy.exchange import WAITING, Exchange
+from exporter.proxy.exchange import REQUEST_TIMEOUT, Exchange
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.stats import TrafficStats, trace_id_from_traceparent
-from exporter.proxy.upstream import HOP_BY_HOP, UpstreamPool
+from exporter.proxy.upstream import HOP_BY_HOP, NOT_TRAILERS, UpstreamPool, nominated
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,15 @@ MAX_PIPELINED = 16
 # connection or for their turn behind a pipelined request, heads of queued requests): past this,
 # the client is not read until they leave. One read (up to 256 KiB with uvloop) may overshoot it.
 READ_AHEAD_LIMIT = 256 * 1024
+
+# What a client is told when its request cannot be taken (code, reason phrase, plain-text body).
+Refusal = tuple[int, bytes, bytes]
+MALFORMED: Refusal = (400, b"Bad Request", b"malformed HTTP request\n")
+HOST_COUNT: Refusal = (400, b"Bad Request", b"an HTTP/1.1 request needs exactly one Host header\n")
+BAD_TARGET: Refusal = (400, b"Bad Request", b"malformed request target\n")
+HEAD_TOO_LARGE: Refusal = (431, b"Request Header Fields Too Large", b"request head too large\n")
+UPGRADE: Refusal = (501, b"Not Implemented", b"protocol upgrades (WebSocket) are not proxied by model-exporter\n")
+INTERNAL: Refusal = (500, b"Internal Server Error", b"model-exporter internal error\n")
 
 
 @dataclass
@@ -45,12 +54,6 @@ class ProxyContext:
     capture_limit: int = 1 << 20
     client: ClientConfig = field(default_factory=ClientConfig)  # client-side timeouts and the connection limit
     connections: set[ClientConnection] = field(default_factory=set)
-    _warned_tokens: bool = False
-
-    def log_connection_tokens(self, value: bytes) -> None:
-        if not self._warned_tokens:  # once: this is a property of the server, not of a request
-            self._warned_tokens = True
-            log.warning("Connection header names extra fields (%r); they are forwarded unchanged", value[:100])
 
 
 def _simple_response(code: int, phrase: bytes, body: bytes) -> bytes:
@@ -75,13 +78,18 @@ class ClientConnection(asyncio.Protocol):
         self.t0 = 0.0
         self.url = b""
         self.parts: list[bytes] = []
-        self.head_bytes = 0
-        self.has_host = False
+        self.head_bytes = 0  # and of its trailers, if any
+        self.hosts = 0  # Host fields: exactly one, or none from an HTTP/1.0 client
         self.chunked = False
         self.trace_id: str | None = None
         self.captured: dict[bytes, bytes] = {}  # the capture_headers it has
+        self.nominated: list[bytes] | None = None  # fields the Connection header names: not forwarded
+        self.trailers: list[bytes] | None = None  # trailer fields of a chunked body, forwarded on its last chunk
+        self.error: Refusal | None = None  # why a parser callback stopped the parse
+        self.refusal: Refusal | None = None  # owed once the requests read whole before a broken one are answered
         self.closing = False
-        self.paused_for = 0  # bit 1: upstream backpressure, bit 2: pipelined requests, bit 4: read_ahead
+        # bit 1: upstream backpressure, bit 2: pipelined requests, bit 4: read_ahead, bit 8: the stream broke
+        self.paused_for = 0
         self.read_ahead = 0  # request bytes read and held here (READ_AHEAD_LIMIT); exchanges add to it
         self.ready: Exchange | None = None  # parsed head, to start once this read is parsed
         # what the sweeper times (check_timeouts); no timer per connection
@@ -122,18 +130,13 @@ class ClientConnection(asyncio.Protocol):
                 self._pause(4)
         except httptools.HttpParserUpgrade:
             # WebSocket and other upgrades are refused, not tunnelled: say so plainly
-            self._reject(501, b"Not Implemented", b"protocol upgrades (WebSocket) are not proxied by model-exporter\n")
+            self._reject(UPGRADE)
         except httptools.HttpParserCallbackError:
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self._reject(431, b"Request Header Fields Too Large", b"request head too large\n")
-            else:  # a bug of ours, not the client's: say so loudly
+            if self.error is None and self.refusal is None:  # a bug of ours, not the client's: say so loudly
                 log.exception("internal error while handling a request")
-                self._reject(500, b"Internal Server Error", b"model-exporter internal error\n")
+            self._reject(self.error or INTERNAL)
         except httptools.HttpParserError:
-            if self.head_bytes > MAX_HEAD_BYTES:
-                self._reject(431, b"Request Header Fields Too Large", b"request head too large\n")
-            else:
-                self._reject(400, b"Bad Request", b"malformed HTTP request\n")
+            self._reject(HEAD_TOO_LARGE if self.head_bytes > MAX_HEAD_BYTES else MALFORMED)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -222,26 +225,38 @@ class ClientConnection(asyncio.Protocol):
         self.url = b""
         self.parts = []
         self.head_bytes = 0
-        self.has_host = False
+        self.hosts = 0
         self.chunked = False
         self.trace_id = None
         self.captured = {}
+        self.nominated = None
+        self.trailers = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.head_bytes += len(url)
         if self.head_bytes > MAX_HEAD_BYTES:
+            self.error = HEAD_TOO_LARGE
             raise ValueError("request head too large")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value) + 4
         if self.head_bytes > MAX_HEAD_BYTES:
+            self.error = HEAD_TOO_LARGE
             raise ValueError("request head too large")
         lname = name.lower()
+        if not self.in_head:  # a trailer field, after a chunked body
+            if lname not in NOT_TRAILERS:
+                if self.trailers is None:
+                    self.trailers = []
+                self.trailers.append(b"%b: %b\r\n" % (name, value))
+            return
         if lname in HOP_BY_HOP:
+            if lname == b"connection":
+                self.nominated = nominated(value, self.nominated)
             return
         if lname == b"host":
-            self.has_host = True
+            self.hosts += 1
         elif lname == b"transfer-encoding":
             self.chunked = value.lower().rstrip().endswith(b"chunked")
         elif lname == b"traceparent":
@@ -256,17 +271,26 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         if parser.should_upgrade():
             return  # feed_data raises HttpParserUpgrade next; answered there
+        http11 = parser.get_http_version() == "1.1"
+        if self.hosts > 1 or (http11 and not self.hosts):  # RFC 9112 §3.2: 400, never forwarded
+            self.error = HOST_COUNT
+            raise ValueError("not exactly one Host header")
         method = parser.get_method()
         url = self.url
-        if not self.has_host:
+        if url[:1] != b"/" and url != b"*":
+            url = self._origin_form(url)
+        elif not self.hosts:  # HTTP/1.0 without one: the model server's
             self.parts.append(b"Host: %b\r\n" % self.ctx.upstream_host_header)
+        parts = self.parts
+        if self.nominated is not None:  # RFC 9110 §7.6.1: options of this connection only
+            parts = [p for p in parts if p[: p.index(b":")].lower() not in self.nominated]
         ex = self.current = Exchange(
             self,
             self.t0,
             method,
             url,
-            b"%b %b HTTP/1.1\r\n%b\r\n" % (method, url, b"".join(self.parts)),
-            parser.get_http_version() == "1.1",
+            b"%b %b HTTP/1.1\r\n%b\r\n" % (method, url, b"".join(parts)),
+            http11,
             parser.should_keep_alive(),
             self.chunked,
             self.trace_id,
@@ -281,6 +305,22 @@ class ClientConnection(asyncio.Protocol):
             if len(self.queue) >= MAX_PIPELINED:
                 self._pause(2)
 
+    def _origin_form(self, url: bytes) -> bytes:
+        """An absolute-form target (RFC 9112 §3.2.2): its path and query go upstream, its authority as Host."""
+        try:
+            target = httptools.parse_url(url)
+        except httptools.HttpParserInvalidURLError:
+            target = None
+        if target is None or target.schema not in (b"http", b"https") or not target.host:
+            self.error = BAD_TARGET
+            raise ValueError("malformed request target")
+        host = b"[%b]" % target.host if b":" in target.host else target.host
+        authority = host if target.port is None else b"%b:%d" % (host, target.port)
+        self.parts = [p for p in self.parts if p[:5].lower() != b"host:"]
+        self.parts.append(b"Host: %b\r\n" % authority)
+        path = target.path or b"/"
+        return path + b"?" + target.query if target.query else path
+
     def on_body(self, body: bytes) -> None:
         ex = self.current
         assert ex is not None  # set by on_headers_complete, which httptools calls before any body
@@ -290,7 +330,7 @@ class ClientConnection(asyncio.Protocol):
         ex = self.current
         if ex is not None:
             self.current = None  # no reference cycle outlives the exchange
-            ex.request_complete()
+            ex.request_complete(self.trailers)
 
     # ------------------------------------------------------------ exchange lifecycle
 
@@ -309,16 +349,40 @@ class ClientConnection(asyncio.Protocol):
             self._resume(2)
             self.forwarded(len(nxt.head))
             nxt.start()
+        elif self.refusal is not None:
+            self._refuse(self.refusal)
         elif not self.in_head:
             self.since = perf_counter()  # idle: keepalive_timeout from now
 
-    def _reject(self, code: int, phrase: bytes, body: bytes) -> None:
-        if self.ready is not None:  # parsed fine, but what followed did not: answer neither
-            self.ready.discard()
-            self.active = self.ready = None
-        if self.active is None and not self.closing:
-            self.ctx.stats.record("other", b"", code, 0.0, None, 0, len(body), None)
-            self.transport.write(_simple_response(code, phrase, body))
+    def _reject(self, refusal: Refusal) -> None:
+        """The request stream broke here: answer the requests read whole before it, then refuse, then close."""
+        if self.refusal is not None or self.closing:
+            return  # refused already: nothing after the break is read
+        self.refusal = refusal
+        self._pause(8)
+        broken = self.current  # a request whose body the break cut short
+        self.current = None
+        if broken is not None:
+            if broken is self.ready:
+                self.ready = self.active = None
+                broken.discard()
+            elif self.queue and broken is self.queue[-1]:
+                self.queue.pop()
+                broken.discard()
+            else:  # in flight, forwarded in part: it gets the refusal (and closes the connection)
+                broken.request_failed(*refusal, "protocol_error")
+                return
+        ready = self.ready
+        if ready is not None:
+            self.ready = None
+            ready.start()
+        if self.active is None:
+            self._refuse(refusal)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        code, phrase, body = refusal
+        self.ctx.stats.record("other", b"", code, 0.0, None, 0, len(body), None)
+        self.write(_simple_response(code, phrase, body))
         self.close("protocol_error")
 
     def shutdown(self) -> None:
@@ -353,8 +417,8 @@ class ClientConnection(asyncio.Protocol):
                 self.body_seen = current.request_size
                 self.since = now
             elif now - self.since >= limits.body_timeout:
-                if current is active and current.state == WAITING:
-                    current.request_timeout()  # 408, then closed with reason body_timeout
+                if current is active:
+                    current.request_failed(*REQUEST_TIMEOUT, "body_timeout")  # 408, then closed
                 else:
                     self.abort("body_timeout")
         elif active is None and not self.queue:

@@ -16,9 +16,24 @@ import httptools
 
 from exporter.proxy.exchange import FINISHED, STREAMING, Exchange
 
-# RFC 9110 §7.6.1: connection-specific fields a proxy must not forward. Transfer-Encoding
-# is handled apart: chunked bodies are de-chunked by the parser and re-chunked on the way out.
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"})
+# RFC 9110 §7.6.1: connection-specific fields a proxy must not forward, and those the Connection
+# header names (`nominated`). Transfer-Encoding is handled apart: chunked bodies are de-chunked by
+# the parser and re-chunked on the way out, trailer fields on the last chunk (Trailer announces them).
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"upgrade"})
+# Trailer fields not forwarded: hop-by-hop ones and framing (RFC 9110 §6.5.1).
+NOT_TRAILERS = HOP_BY_HOP | {b"transfer-encoding", b"content-length", b"trailer", b"host"}
+# Connection options that name no field to drop: close and keep-alive, and the fields the proxy
+# frames and routes by (dropping them would change what the forwarded message means).
+_OPTIONS = frozenset({b"", b"close", b"keep-alive", b"host", b"content-length", b"transfer-encoding"})
+
+
+def nominated(value: bytes, names: list[bytes] | None) -> list[bytes] | None:
+    """`names` plus the field names a Connection header value lists (None while there are none)."""
+    for token in value.split(b","):
+        name = token.strip().lower()
+        if name not in _OPTIONS:
+            names = [*(names or ()), name]
+    return names
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -35,6 +50,8 @@ class UpstreamConnection(asyncio.Protocol):
         "headers",
         "chunked",
         "interim",
+        "nominated",
+        "trailers",
         "out",
         "capture",
         "capture_size",
@@ -52,6 +69,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers: list[bytes] = []
         self.chunked = False
         self.interim = False
+        self.nominated: list[bytes] | None = None  # fields the response's Connection header names
+        self.trailers: list[bytes] | None = None  # once the head of a chunked response is in: its trailer fields
         self.out: list[bytes] = []  # what one read produced for the client, written in one go
         self.capture: list[bytes] | None = None  # response body kept for analysis
         self.capture_size = 0
@@ -111,6 +130,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.reason = b""
         self.headers = []
         self.chunked = False
+        self.nominated = self.trailers = None
         if ex.capture is not None:
             self.capture = []
             self.response_headers = {}
@@ -133,7 +153,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
+        if self.trailers is not None:  # after the body
+            if lname not in NOT_TRAILERS:
+                self.trailers.append(b"%b: %b\r\n" % (name, value))
+            return
         if lname in HOP_BY_HOP:
+            if lname == b"connection":
+                self.nominated = nominated(value, self.nominated)
             return
         if lname == b"transfer-encoding":
             self.chunked = value.lower().rstrip().endswith(b"chunked")
@@ -156,8 +182,13 @@ class UpstreamConnection(asyncio.Protocol):
             self.reason = b""
             self.headers = []
             self.chunked = False
+            self.nominated = None
             return
         headers = self.headers
+        if self.nominated is not None:  # RFC 9110 §7.6.1: options of the model server's connection only
+            headers = [h for h in headers if h[: h.index(b":")].lower() not in self.nominated]
+        if self.chunked:
+            self.trailers = []
         # the body ends only when the server closes: no length and not chunked, or chunked to an
         # HTTP/1.0 client, which gets it de-chunked
         close_delimited = (
@@ -167,8 +198,9 @@ class UpstreamConnection(asyncio.Protocol):
             and not self.chunked
             and not any(h[:15].lower() == b"content-length:" for h in headers)
         ) or (self.chunked and not ex.client_http11)
-        if not ex.response_head(status, close_delimited):
-            headers.append(b"Connection: close\r\n")
+        ex.response_head(status, close_delimited)
+        if not ex.keep_client or not ex.client_http11:
+            headers.append(ex.connection_header())
         self.out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, self.reason, b"".join(headers)))
 
     def on_body(self, body: bytes) -> None:
@@ -196,7 +228,8 @@ class UpstreamConnection(asyncio.Protocol):
         ex = self.exchange
         assert ex is not None
         if self.chunked and ex.client_http11:
-            self.out.append(b"0\r\n\r\n")
+            self.out.append(b"0\r\n%b\r\n" % b"".join(self.trailers) if self.trailers else b"0\r\n\r\n")
+        self.trailers = None
         out, self.out = self.out, []
         ex.client.writelines(out)
         ex.complete(self.parser.should_keep_alive())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from test_exchange import FakePool, FakeTransport, FakeUpstream, _ctx
 
 from exporter.proxy.exchange import FINISHED, STREAMING
@@ -228,3 +229,91 @@ def test_the_next_response_to_a_client_that_has_not_read_the_last_one_waits_upst
     conn = FakeUpstream()
     second.attach(conn)  # type: ignore[arg-type]
     assert conn.transport.paused  # no pause_writing comes for it: the pause is already on
+
+
+# ------------------------------------------------------------ HTTP conformance (RFC 9110/9112)
+
+
+def _sent(ex: Any) -> FakeUpstream:
+    conn = FakeUpstream()
+    ex.attach(conn)  # type: ignore[arg-type]
+    return conn
+
+
+@pytest.mark.parametrize("head", [
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"GET http://[bad/ HTTP/1.1\r\nHost: a\r\n\r\n",
+])
+def test_a_request_without_exactly_one_host_or_with_a_bad_target_is_refused_and_never_forwarded(head: bytes) -> None:
+    client, transport = _client()
+    client.data_received(head)
+    assert b"".join(transport.written).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert _pool(client).acquired == []
+    assert _closed(client, transport) == {"protocol_error": 1}
+
+
+def test_an_absolute_form_target_goes_upstream_in_origin_form_with_its_authority_as_host() -> None:
+    client, _ = _client()
+    client.data_received(b"GET http://[::1]:8080/v2/models/m/ready?q=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    ((ex, _),) = _pool(client).acquired
+    assert ex.target == b"/v2/models/m/ready?q=1" and ex.route == "/v2/models/{model}/ready"
+    assert _sent(ex).sent[0] == b"GET /v2/models/m/ready?q=1 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"
+
+
+def test_fields_the_connection_header_names_are_dropped_but_never_host_or_framing() -> None:
+    client, _ = _client()
+    client.data_received(b"POST / HTTP/1.1\r\nX-A: 1\r\nConnection: x-a, X-B, host, content-length\r\n"
+                         b"Host: m\r\nX-B: 2\r\nX-C: 3\r\nContent-Length: 0\r\n\r\n")
+    ((ex, _),) = _pool(client).acquired
+    assert _sent(ex).sent[0] == b"POST / HTTP/1.1\r\nHost: m\r\nX-C: 3\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_request_trailers_go_on_the_last_chunk() -> None:
+    client, _ = _client()
+    client.data_received(b"POST / HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+                         b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nConnection: close\r\n\r\n")
+    ((ex, _),) = _pool(client).acquired
+    conn = _sent(ex)
+    assert b"\r\nTrailer: X-Sum\r\n" in conn.sent[0]
+    assert conn.sent[1:] == [b"3\r\nabc\r\n", b"0\r\nX-Sum: 1\r\n\r\n"]
+
+
+def test_a_kept_alive_http10_client_is_told_its_connection_stays_open() -> None:
+    client, _ = _client()
+    client.data_received(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    ((ex, _),) = _pool(client).acquired
+    assert ex.connection_header() == b"Connection: keep-alive\r\n"
+    _sent(ex)
+    ex.request_complete()
+    ex.upstream_failed("timeout")
+    assert b"\r\nConnection: keep-alive\r\n" in b"".join(client.transport.written)  # type: ignore[attr-defined]
+
+
+def test_requests_read_whole_before_garbage_are_answered_in_order_then_400_and_close() -> None:
+    client, transport = _client()
+    client.data_received(b"GET /a HTTP/1.1\r\nHost: m\r\n\r\nGET /b HTTP/1.1\r\nHost: m\r\n\r\n\x00garbage\r\n\r\n")
+    assert transport.paused and not transport.closed  # nothing after the break is read
+    ((first, _),) = _pool(client).acquired
+    for ex in (first, None):
+        if ex is None:
+            ((ex, _),) = _pool(client).acquired[1:]
+        _sent(ex)
+        ex.response_head(200, close_delimited=False)
+        assert not transport.closed
+        ex.complete(keep_alive=True)
+    assert b"".join(transport.written).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert _closed(client, transport) == {"protocol_error": 1}
+    assert _requests(client) == {("other", "GET", "200"): 2, ("other", "other", "400"): 1}
+
+
+def test_a_body_broken_while_forwarded_fails_its_exchange_with_400() -> None:
+    client, transport = _client()
+    client.data_received(b"POST / HTTP/1.1\r\nHost: m\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    ((ex, _),) = _pool(client).acquired
+    conn = _sent(ex)
+    client.data_received(b"zz\r\n")  # not a chunk size
+    assert conn.aborted and ex.state == FINISHED
+    assert b"".join(transport.written).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert _closed(client, transport) == {"protocol_error": 1}
+    assert _requests(client) == {("other", "POST", "400"): 1}
