@@ -11,7 +11,12 @@ and otherwise a seeded Monte-Carlo simulation of multinomial windows from the ba
 
 from __future__ import annotations
 
+import logging
 import math
+import queue
+import threading
+import time
+import weakref
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -21,6 +26,8 @@ from scipy import special  # not scipy.stats: ~50 MB more RSS in the worker
 from exporter.drift.methods import METHODS, Reference, check_method, effective_rows, stephens, values
 from exporter.drift.statistics import proportions
 
+log = logging.getLogger(__name__)
+
 DEFAULT_ALPHA = 0.0002
 # Smallest expected count n·pᵢ (over bins with pᵢ > 0) at which each chi-square closed form keeps
 # the false-alarm rate within about 20 % of alpha (measured by simulation, tests/drift); below
@@ -29,6 +36,7 @@ MIN_EXPECTED = {"psi": 50.0, "js": 50.0, "kl": 5.0, "chisquare": 5.0}
 STEPS_PER_DOUBLING = 4
 REFERENCE_ROWS = 1024.0  # where methods without a closed form are simulated (see CriticalValues)
 _BATCH = 5000
+_BACKGROUND_BATCH = 500  # ~1 ms of numpy per call: the scrape thread waits at most that for the GIL
 
 
 def critical_value(
@@ -119,22 +127,31 @@ def wasserstein_critical(ref: Reference, n: float, alpha: float) -> float:
 
 
 def simulate(
-    method: str, ref: Reference, n: float, alpha: float, *, simulations: int | None = None, seed: int = 0
+    method: str,
+    ref: Reference,
+    n: float,
+    alpha: float,
+    *,
+    simulations: int | None = None,
+    seed: int = 0,
+    batch: int = _BATCH,
 ) -> float:
     """The no-drift critical value from seeded multinomial windows of round(n) rows from the baseline.
 
-    S = max(10000, 50/alpha) windows by default (50 000 at alpha = 0.001, about 0.3 s for 50
-    bins), drawn in batches of 5000 to bound memory. The value is the order statistic with
+    S = max(10000, 10/alpha) windows by default (50 000 at alpha = 0.0002, about 0.2 s for 10
+    bins), drawn in batches of 5000 to bound memory (smaller ones in a background thread, which
+    holds the GIL for the length of one). The value is the order statistic with
     S·alpha − √(S·alpha) scores above it rather than S·alpha: a one-sigma upper confidence bound
-    on the quantile, so the simulation's own noise errs towards fewer false alarms (about 0.85·alpha).
+    on the quantile, so the simulation's own noise errs towards fewer false alarms (about 0.7·alpha
+    with 10 expected exceedances).
     """
     rows = max(int(round(n)), 1)
-    sims = simulations or max(10_000, math.ceil(50 / alpha))
+    sims = simulations or max(10_000, math.ceil(10 / alpha))
     p = proportions(ref.expected(method))
     rng = np.random.default_rng([seed, rows, list(METHODS).index(method)])
     scores = []
-    for start in range(0, sims, _BATCH):
-        counts = rng.multinomial(rows, p, size=min(_BATCH, sims - start))
+    for start in range(0, sims, batch):
+        counts = rng.multinomial(rows, p, size=min(batch, sims - start))
         scores.append(np.asarray(values(method, ref, counts), dtype=np.float64))
     expected = sims * alpha
     above = max(int(expected - math.sqrt(expected)), 0)
@@ -148,12 +165,22 @@ class CriticalValues:
     is rescaled by (n_grid/n)^exponent (exact for the chi-square forms, asymptotically for the
     rest; rounding down keeps it on the quiet side). A growing window thus costs one computation
     per step, and a Reference dropped on reload takes its entries with it.
+
+    With `background=True` (the worker) no simulation runs on the caller's thread: a value that
+    needs one is queued for a background thread and reads +inf (no alarm) until it is known,
+    a few tenths of a second per value later, so a scrape never waits on a simulation.
     """
 
-    def __init__(self, *, simulations: int | None = None, seed: int = 0) -> None:
+    def __init__(self, *, simulations: int | None = None, seed: int = 0, background: bool = False) -> None:
         self.simulations = simulations
         self.seed = seed
+        self.background = background
         self._cache: WeakKeyDictionary[Reference, dict[tuple[Any, ...], float]] = WeakKeyDictionary()
+        self._queue: queue.SimpleQueue[
+            tuple[tuple[int, tuple[Any, ...]], weakref.ref[Reference], str, float, float]
+        ] = queue.SimpleQueue()
+        self._pending: set[tuple[int, tuple[Any, ...]]] = set()
+        self._thread: threading.Thread | None = None
 
     def critical(self, method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA) -> float:
         """critical_value, cached."""
@@ -162,29 +189,65 @@ class CriticalValues:
         if n < 1:
             return math.inf
         table = self._cache.setdefault(ref, {})
+        if method == "wasserstein":  # closed form: its n-free quantile, cached, over √n
+            key: tuple[Any, ...] = (method, alpha)
+            unit = table.get(key)
+            if unit is None:
+                unit = table[key] = wasserstein_critical(ref, 1.0, alpha)
+            return unit / math.sqrt(n)
         if method == "linf":
             # no closed form at any n: simulate once, at REFERENCE_ROWS, and scale by n^-exponent,
-            # so a growing window never stalls a scrape on a fresh 0.3 s simulation
-            at_reference: tuple[Any, ...] = (method, alpha, "reference")
-            base = table.get(at_reference)
-            if base is None:
-                base = table[at_reference] = simulate(
-                    method, ref, REFERENCE_ROWS, alpha, simulations=self.simulations, seed=self.seed
-                )
-            return float(base * (REFERENCE_ROWS / n) ** m.exponent)
-        if method == "wasserstein":  # O(k²) arithmetic, no grid needed
-            return wasserstein_critical(ref, n, alpha)
-        grid = 2 ** (math.floor(math.log2(n) * STEPS_PER_DOUBLING) / STEPS_PER_DOUBLING)
-        key = (method, alpha, grid)
+            # so a growing window never needs a fresh simulation
+            key, grid = (method, alpha, "reference"), REFERENCE_ROWS
+        else:
+            grid = 2 ** (math.floor(math.log2(n) * STEPS_PER_DOUBLING) / STEPS_PER_DOUBLING)
+            key = (method, alpha, grid)
         value = table.get(key)
         if value is None:
-            closed = closed_form(method, ref, grid, alpha)
-            value = table[key] = (
-                closed
-                if closed is not None
-                else simulate(method, ref, grid, alpha, simulations=self.simulations, seed=self.seed)
-            )
+            closed = None if method == "linf" else closed_form(method, ref, grid, alpha)
+            if closed is not None:
+                value = table[key] = closed
+            elif self.background:
+                self._submit(ref, key, method, grid, alpha)
+                return math.inf
+            else:
+                value = table[key] = self._simulate(method, ref, grid, alpha)
         return float(value * (grid / n) ** m.exponent)
+
+    def _simulate(self, method: str, ref: Reference, n: float, alpha: float, batch: int = _BATCH) -> float:
+        return simulate(method, ref, n, alpha, simulations=self.simulations, seed=self.seed, batch=batch)
+
+    def _submit(self, ref: Reference, key: tuple[Any, ...], method: str, n: float, alpha: float) -> None:
+        tag = (id(ref), key)
+        if tag in self._pending:
+            return
+        self._pending.add(tag)
+        self._queue.put((tag, weakref.ref(ref), method, n, alpha))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="critical-values", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            tag, target, method, n, alpha = self._queue.get()
+            ref = target()
+            try:
+                if ref is not None:  # a reference dropped on reload is not worth simulating
+                    self._cache.setdefault(ref, {})[tag[1]] = self._simulate(method, ref, n, alpha, _BACKGROUND_BATCH)
+            except Exception:  # the value stays unknown (+inf: no alarm); the thread serves the others
+                log.exception("simulating the critical value of %s at n=%s failed", method, n)
+            finally:
+                self._pending.discard(tag)
+                del ref
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Until no value is pending (for benchmarks and tests); False if `timeout` seconds passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._pending:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def threshold(
         self, method: str, ref: Reference, n_rows: float, alpha: float = DEFAULT_ALPHA, practical: float | None = None

@@ -69,8 +69,13 @@ class Analysis:
         self.joins.resize(config.labels.cache_size, config.labels.ttl)
         self.delays: list[float] = previous.delays if previous is not None else [0.0] * (len(LABEL_DELAY_BUCKETS) + 2)
         if baseline is not None:
+            old = previous.columns if previous is not None else None
             self.columns = ColumnMonitor(
-                baseline, config, previous.columns if previous is not None else None, critical=CriticalValues()
+                baseline,
+                config,
+                old,
+                # simulated in a background thread (kept over a reload), never on the scrape path
+                critical=old.critical if old is not None else CriticalValues(background=True),
             )
             if self.bound is not None:
                 self.columns.model = list(self.bound)

@@ -145,3 +145,26 @@ def test_methods_refuse_the_wrong_column_type(baseline: Baseline) -> None:
     with pytest.raises(ValueError, match=r"drift method 'chisquare' does not apply to numeric columns \(expected "
                                          "one of: psi, kl, js, ks, wasserstein\\)"):
         critical_value("chisquare", Reference.from_column(baseline.column("x")), 100)
+
+
+def test_background_mode_never_simulates_on_the_callers_thread(baseline: Baseline,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    ref = exact(baseline, "x")
+    threads: list[str] = []
+    real = thresholds.simulate
+
+    def recording(*args: object, **kwargs: object) -> float:
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)  # type: ignore[arg-type]  # the recorded call's own arguments
+
+    monkeypatch.setattr(thresholds, "simulate", recording)
+    cache = CriticalValues(background=True, simulations=4000)
+    assert cache.critical("psi", ref, 150, ALPHA) == math.inf  # unknown yet: no alarm
+    assert cache.threshold("psi", ref, 150, ALPHA) == math.inf
+    assert cache.critical("wasserstein", ref, 150, ALPHA) < math.inf  # closed forms are at hand at once
+    assert cache.wait(timeout=60)
+    known = cache.critical("psi", ref, 150, ALPHA)
+    assert threads == ["critical-values"]
+    assert known == CriticalValues(simulations=4000).critical("psi", ref, 150, ALPHA)
