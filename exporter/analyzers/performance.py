@@ -22,6 +22,8 @@ from exporter.analyzers.segments import Segments
 from exporter.baseline.binning import category_key
 from exporter.baseline.format import Baseline, CategoricalColumn, NumericColumn
 from exporter.config import Config
+from exporter.drift.methods import DETECTORS, METHODS, Reference, check_method, score
+from exporter.drift.thresholds import CriticalValues
 from exporter.drift.windows import SlidingCounts, parse_windows
 from exporter.metrics.families import Sample
 
@@ -88,6 +90,14 @@ def calibration_error(positives: np.ndarray, negatives: np.ndarray, bins: int = 
     return float((np.abs(pos[seen] - score_sum[seen])).sum() / total)
 
 
+def _categorical(method: str) -> bool:
+    try:
+        check_method(method, "categorical")
+    except ValueError:
+        return False
+    return True
+
+
 def negative_class(positive: str) -> str:
     return {"1": "0", "true": "false", "yes": "no"}.get(positive, "__negative__")
 
@@ -148,6 +158,25 @@ class Performance:
         self.expected = {name: _window(width, slices, 5) for name, (width, slices) in specs.items()}
         self.z = NormalDist().inv_cdf(1 - perf.false_alarm_rate)
         self.segments: Segments = Segments(config, baseline, previous.segments if previous is not None else None)
+        # label drift (prior shift): the labels' class distribution in a window against the
+        # baseline label column's, through the drift engine (its default methods and decision)
+        self.drift = config.drift
+        self.label_column: CategoricalColumn | None = None
+        if isinstance(label_col, CategoricalColumn) and task == "classification" and not self.scored_mode:
+            self.label_column = label_col
+            self.label_ref = Reference.from_column(label_col)
+            methods = tuple(m for m in config.drift.categorical_methods if _categorical(m))
+            self.label_methods = (
+                *methods,
+                *(() if DETECTORS["categorical"] in methods else (DETECTORS["categorical"],)),
+            )
+            other = len(label_col.categories)  # the baseline's "other" bin
+            lookup = {str(c): i for i, c in enumerate(label_col.categories)}
+            # class index → baseline bin (classes past the baseline's, and __other__, in its "other")
+            self.label_bins = np.array(
+                [lookup.get(self.classes[i], other) if i < len(self.classes) else other for i in range(self.k)],
+                dtype=np.intp,
+            )
         if (
             previous is not None
             and previous.task == task
@@ -394,7 +423,34 @@ class Performance:
             return b + max(tol * b, self.z * se)
         return None
 
-    def samples(self, now: float, mv: list[str]) -> Iterator[Sample]:
+    def label_drift(
+        self, v: np.ndarray, window: str, mv: list[str], critical: CriticalValues | None
+    ) -> Iterator[Sample]:
+        """model_drift_score / _threshold / _detected with role="label" for a window's labels."""
+        col = self.label_column
+        if col is None:
+            return
+        k = self.k
+        actual = v[: k * k].reshape(k, k).sum(axis=1)
+        fine = np.bincount(self.label_bins, weights=actual, minlength=len(self.label_ref.fine))
+        n = int(fine.sum())
+        for method in self.label_methods:
+            labels = ["label", col.name, method, window, *mv]
+            practical = METHODS[method].threshold
+            threshold = (
+                critical.threshold(method, self.label_ref, n, self.drift.false_alarm_rate, practical)
+                if critical is not None and n
+                else practical
+            )
+            yield "model_drift_threshold", labels, threshold
+            if n < self.drift.min_rows:
+                continue
+            value = float(score(method, self.label_ref, fine).value)
+            yield "model_drift_score", labels, value
+            if method == DETECTORS["categorical"]:
+                yield "model_drift_detected", labels, int(value > threshold)
+
+    def samples(self, now: float, mv: list[str], critical: CriticalValues | None = None) -> Iterator[Sample]:
         for metric, value in sorted(self.reference.items()):
             yield "model_performance_baseline", [metric, *mv], float(value)
         for name, window in self.windows.items():
@@ -410,6 +466,7 @@ class Performance:
                     yield "model_performance_threshold", [metric, name, *mv], threshold
             if self.task == "classification":
                 yield from self._kpi_window(v, name, mv)
+                yield from self.label_drift(v, name, mv, critical)
         if self.task == "classification" and self.calibrated():
             for name, window in self.expected.items():
                 n, tp, fp, fn, tn = window.read(now).tolist()

@@ -115,9 +115,13 @@ class Segments:
         if not self.columns or not rows:
             return
         cells = []
+        known = [len(values) for values in self.values]
+        width = len(self.columns)
         for segments, actual, predicted in rows:
             cell = (0 if actual else 1) if predicted else (2 if actual else 3)
-            for c, value in enumerate(segments):
+            for c, value in enumerate(segments[:width]):
+                if known[c] <= value < self.cap:  # cached before a reload changed the column's values
+                    value = self.cap
                 cells.append((c * self.width + value) * CELLS + cell)
         if cells:
             counts = np.bincount(cells, minlength=self.size).astype(np.int64)

@@ -179,7 +179,7 @@ class Analysis:
                     ("model_labels_cache_evictions_total", [reason, *mv], float(n))
                     for reason, n in joins.evictions.items()
                 ),
-                *self.performance.samples(now, mv),
+                *self.performance.samples(now, mv, self.columns.critical if self.columns is not None else None),
             ]
         )
         delay = histogram_family("model_label_delay_seconds")

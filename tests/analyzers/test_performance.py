@@ -247,3 +247,31 @@ def test_no_estimate_before_enough_labels_show_calibration() -> None:
     p.observe(preds, T0)
     assert not p.calibrated()  # no labels yet, nothing in the baseline
     assert not [k for k in samples(p) if k[0] == "model_performance_estimated"]
+
+
+def test_label_drift_against_the_baseline_labels(tmp_path: Path) -> None:
+    """Prior shift: the demo baseline's outcome is about 46 % positive; a window of 80 % positives drifts."""
+    from exporter.drift.methods import Reference
+    from exporter.drift.methods import score as drift_score
+
+    baseline = load_baseline(build_demo_baseline(tmp_path))
+    config = from_dict({"performance": {"min_labels": 1}, "drift": {"min_rows": 100}})
+    p = Performance(config, baseline)
+    label_col = baseline.column("outcome")
+    y = [1] * 800 + [0] * 200
+    preds = p.read(Rows({"probability": [0.7] * 1000, "label": [1] * 1000}, 1000))
+    p.add(list(zip(preds, y)), T0)
+    s = samples(p)
+    key = ("model_drift_score", "label", "outcome", "chisquare", "5m", "m", "1")
+    fine = np.zeros(len(label_col.categories) + 1)
+    for value, n in (("1", 800), ("0", 200)):
+        fine[list(label_col.categories).index(value)] = n
+    assert s[key] == pytest.approx(float(drift_score("chisquare", Reference.from_column(label_col), fine).value))
+    assert s[("model_drift_detected", "label", "outcome", "chisquare", "5m", "m", "1")] == 1
+    assert ("model_drift_score", "label", "outcome", "psi", "5m", "m", "1") in s
+    # the same class mix as the baseline: no drift
+    q = Performance(config, baseline)
+    share = label_col.counts[list(label_col.categories).index("1")] / sum(label_col.counts)
+    ones = round(1000 * share)
+    q.add(list(zip(preds, [1] * ones + [0] * (1000 - ones))), T0)
+    assert samples(q)[("model_drift_detected", "label", "outcome", "chisquare", "5m", "m", "1")] == 0
