@@ -275,7 +275,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d(
         "model_performance_score",
         "gauge",
-        "Realised performance over the window's labels: accuracy, precision, recall, f1 (binary: of performance.positive; else macro), roc_auc, log_loss (binary, with a score column); mae, rmse, mape (regression). Exported once the window holds performance.min_labels.",
+        "Realised performance over the window's labels: accuracy, precision, recall, f1 (binary: of performance.positive; else macro), roc_auc, log_loss, calibration_error (binary, with a score column); mae, rmse, mape (regression). Exported once the window holds performance.min_labels.",
         ("metric", "window"),
         family="performance",
     ),
