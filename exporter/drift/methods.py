@@ -182,7 +182,7 @@ def values(method: str, ref: Reference, binned: ArrayLike) -> st.Score:
         b = np.asarray(binned, dtype=np.float64)
         x2, _ = st.chi_square(p, b)
         with np.errstate(invalid="ignore", divide="ignore"):
-            cramer: st.Score = np.sqrt(x2 / b.sum(axis=-1))  # numpy's sqrt is typed Any here
+            cramer: st.Score = np.sqrt(x2 / st.known_rows(p, b))  # numpy's sqrt is typed Any here
             return cramer
     if method == "linf":
         return st.linf(p, binned)
@@ -199,7 +199,8 @@ def score(method: str, ref: Reference, fine_counts: ArrayLike) -> Score:
     value = values(method, ref, binned)
     if not METHODS[method].pvalue:
         return Score(value)
-    n_eff = effective_rows(binned.sum(axis=-1), ref.rows)
+    rows = st.known_rows(ref.expected(method), binned) if method == "chisquare" else binned.sum(axis=-1)
+    n_eff = effective_rows(rows, ref.rows)
     if method == "ks":
         pvalue = special.kolmogorov(np.asarray(value) * stephens(n_eff))  # = scipy.stats.kstwobign.sf
     else:

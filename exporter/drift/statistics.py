@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special  # not scipy.stats: ~50 MB more RSS in the worker
 
-# Floor for empty bins in PSI, KL and chi-square (Evidently uses the same value). Without it one
+# Floor for empty bins in PSI and KL (Evidently uses the same value). Without it one
 # empty bin makes the score infinite; a Prometheus rule reproduces it with clamp_min(…, 1e-4).
 EPSILON = 1e-4
 
@@ -57,21 +57,24 @@ def psi(expected: ArrayLike, observed: ArrayLike, epsilon: float = EPSILON) -> S
 
 
 def kl_divergence(expected: ArrayLike, observed: ArrayLike, epsilon: float = EPSILON) -> Score:
-    """Kullback–Leibler divergence of the window from the baseline, in nats.
+    """Kullback–Leibler divergence of the window from the baseline, in nats; never negative.
 
-        KL(q‖p) = Σᵢ qᵢ · ln(qᵢ / p̃ᵢ),   p̃ = max(p, ε); terms with qᵢ = 0 are 0
+        KL(q‖p) = Σ_{qᵢ>0} qᵢ · ln(qᵢ / p̃ᵢ) + Σ_{qᵢ>0} (p̃ᵢ − pᵢ),   p̃ᵢ = max(pᵢ, ε)
 
-    p̃ is not renormalised: renormalising would add ln Σp̃ to every window's score, a bias of
-    the order of the critical value on large windows. 2n·KL(q‖p) is the G (log-likelihood
-    ratio) statistic of the window against the baseline, approximately χ² with k−1 degrees of
+    Where the window has mass on a bin the baseline (nearly) never saw, p is raised to ε; the
+    second sum is the mass so added. The whole is the generalised KL divergence of q from the
+    measure p̃ (Σ qᵢ ln(qᵢ/p̃ᵢ) − qᵢ + p̃ᵢ, each term ≥ 0): without it the raised bins would make
+    Σ p̃ > 1 and the score of a window like the baseline negative; renormalising p̃ instead
+    would add ln Σp̃ to every window's score. 2n·KL(q‖p) is the G (log-likelihood ratio)
+    statistic of the window against the baseline, approximately χ² with k−1 degrees of
     freedom under no drift (Wilks 1938).
     References: Kullback & Leibler (1951), "On information and sufficiency", Ann. Math. Stat. 22.
-    Equals scipy.stats.entropy(q, p) when no baseline bin is below ε.
+    Equals scipy.stats.entropy(q, p) when no bin the window reaches is below ε in the baseline.
     """
     p, q = _pq(expected, observed)
-    p = np.maximum(p, epsilon)
+    raised = np.maximum(p, epsilon)
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(q > 0, q * np.log(q / p), 0.0)
+        terms = np.where(q > 0, q * np.log(q / raised) + (raised - p), 0.0)
     return _out(np.where(np.isnan(q).any(axis=-1), np.nan, terms.sum(axis=-1)))
 
 
@@ -135,25 +138,36 @@ def wasserstein(expected: ArrayLike, observed: ArrayLike, points: ArrayLike, sca
     return _out(np.sum(cdf_gap * gaps, axis=-1) / scale)
 
 
-def chi_square(expected: ArrayLike, observed: ArrayLike, epsilon: float = EPSILON) -> tuple[Score, Score]:
+def chi_square(expected: ArrayLike, observed: ArrayLike) -> tuple[Score, Score]:
     """Pearson's chi-square goodness-of-fit statistic of the window against the baseline, and its p-value.
 
-        X² = Σᵢ (Oᵢ − n·p̃ᵢ)² / (n·p̃ᵢ),   p̃ = max(p, ε); bins with pᵢ = 0 and Oᵢ = 0 skipped
-        p-value = P(χ²_{k'−1} > X²),      k' = number of bins with pᵢ > 0
+        X² = Σ_{pᵢ>0} (Oᵢ − n'·pᵢ)² / (n'·pᵢ),   n' = Σ_{pᵢ>0} Oᵢ
+        p-value = P(χ²_{k'−1} > X²),            k' = number of bins with pᵢ > 0
 
-    p̃ is not renormalised (that would bias X² by about n²ε², which grows with the window).
+    A test of the known bins' proportions: values in a bin the baseline never saw (an unseen
+    category) are left out, with no smoothing constant to decide how loud one of them is;
+    they are a data-quality signal (model_column_unseen_total), and on the known bins they
+    still shift n'. `known_rows` gives n'.
     References: Pearson (1900), "On the criterion that a given system of deviations…", Phil. Mag.
-    50. Equals scipy.stats.chisquare(O, n·p) when no baseline bin is below ε.
+    50. Equals scipy.stats.chisquare(O[p>0], n'·p[p>0]).
     """
     p0 = proportions(expected)
+    known = p0 > 0
     o = np.asarray(observed, dtype=np.float64)
-    n = o.sum(axis=-1, keepdims=True)
-    e = n * np.maximum(p0, epsilon)
+    n = known_rows(p0, o)[..., None]
+    e = n * p0
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where((p0 > 0) | (o > 0), (o - e) ** 2 / e, 0.0)
+        terms = np.where(known, (o - e) ** 2 / e, 0.0)
     x2 = np.where(n[..., 0] > 0, terms.sum(axis=-1), np.nan)
-    dof = max(int(np.count_nonzero(p0 > 0)) - 1, 1)
+    dof = max(int(np.count_nonzero(known)) - 1, 1)
     return _out(x2), _out(special.chdtrc(dof, x2))  # = scipy.stats.chi2.sf(x2, dof)
+
+
+def known_rows(expected: ArrayLike, observed: ArrayLike) -> NDArray[np.float64]:
+    """The window's rows on bins the baseline has (pᵢ > 0), per window."""
+    o = np.asarray(observed, dtype=np.float64)
+    out: NDArray[np.float64] = np.where(np.asarray(expected) > 0, o, 0.0).sum(axis=-1)
+    return out
 
 
 def linf(expected: ArrayLike, observed: ArrayLike) -> Score:

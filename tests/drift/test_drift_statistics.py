@@ -9,7 +9,9 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from exporter.drift import Reference
 from exporter.drift import statistics as st
+from exporter.drift.methods import values
 
 P = np.array([10.0, 20.0, 30.0, 40.0])        # baseline counts
 Q = np.array([15.0, 25.0, 20.0, 40.0])        # window counts (100 rows)
@@ -36,9 +38,19 @@ def test_kl_matches_scipy_entropy() -> None:
     assert st.kl_divergence(P, Q) == pytest.approx(stats.entropy(Q / 100, P / 100), rel=1e-12)
     q = np.array([0.0, 30.0, 30.0, 40.0])  # an empty window bin contributes nothing
     assert st.kl_divergence(P, q) == pytest.approx(stats.entropy(q, P), rel=1e-12)
-    # an empty baseline bin: the window's mass there is compared with epsilon, not renormalised
+    # an empty baseline bin: the window's mass there is compared with epsilon, and the mass so
+    # added to the baseline counted (the generalised KL), not renormalised
     assert st.kl_divergence([50, 50, 0], [40, 40, 20]) == pytest.approx(
-        0.4 * math.log(0.8) * 2 + 0.2 * math.log(0.2 / 1e-4), rel=1e-12)
+        0.4 * math.log(0.8) * 2 + 0.2 * math.log(0.2 / 1e-4) + 1e-4, rel=1e-12)
+
+
+def test_kl_is_never_negative_next_to_an_empty_baseline_bin() -> None:
+    """p̃ = max(p, ε) without its added mass made a window like the baseline score below 0."""
+    rng = np.random.default_rng(1)
+    p = np.array([0.0, 0.0, 300.0, 300.0, 400.0, 0.0])
+    windows = rng.multinomial(100_000, [1e-5, 1e-5, 0.3, 0.3, 0.4 - 3e-5, 1e-5], size=2000)
+    assert np.all(np.asarray(st.kl_divergence(p, windows)) >= 0)
+    assert st.kl_divergence(p, [0, 1, 30_000, 30_000, 39_999, 0]) > 0
 
 
 def test_js_distance_matches_scipy() -> None:
@@ -86,6 +98,20 @@ def test_wasserstein_binned_is_within_10_percent_of_raw() -> None:
 def test_chi_square_matches_scipy() -> None:
     x2, p = st.chi_square(P, Q)
     ref = stats.chisquare(Q, P / P.sum() * Q.sum())
+    assert (x2, p) == (pytest.approx(ref.statistic, rel=1e-12), pytest.approx(ref.pvalue, rel=1e-9))
+
+
+def test_chi_square_tests_the_known_categories_only() -> None:
+    """An unseen category is a quality signal: one value of it moves nothing but n'."""
+    base = np.array([500.0, 300.0, 200.0, 0.0])  # the last bin ("other") is empty in the baseline
+    for n in (500, 10_000):
+        window = np.array([0.5 * (n - 1), 0.3 * (n - 1), 0.2 * (n - 1), 1.0])
+        x2, _ = st.chi_square(base, window)
+        assert x2 == pytest.approx(0.0, abs=1e-9)
+        assert float(values("chisquare", Reference(base, kind="categorical"), window)) < 0.01
+    known = np.array([260.0, 140.0, 100.0])
+    x2, p = st.chi_square(base, [*known, 40.0])
+    ref = stats.chisquare(known, base[:3] / base.sum() * known.sum())
     assert (x2, p) == (pytest.approx(ref.statistic, rel=1e-12), pytest.approx(ref.pvalue, rel=1e-9))
 
 

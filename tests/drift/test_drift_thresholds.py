@@ -168,3 +168,23 @@ def test_background_mode_never_simulates_on_the_callers_thread(baseline: Baselin
     known = cache.critical("psi", ref, 150, ALPHA)
     assert threads == ["critical-values"]
     assert known == CriticalValues(simulations=4000).critical("psi", ref, 150, ALPHA)
+
+
+@pytest.mark.parametrize("shape", ["lognormal", "zero_inflated", "poisson"])
+@pytest.mark.parametrize("method", ["wasserstein", "psi", "ks"])
+def test_false_alarm_rate_holds_at_small_n_on_skewed_and_discrete_data(shape: str, method: str) -> None:
+    """At n = drift.min_rows (200) every numeric method alarms at most 1.5× alpha on skewed and discrete shapes."""
+    from exporter.baseline.build import BuildOptions, build_baseline
+    from exporter.baseline.readers import Chunk
+
+    rng = np.random.default_rng(len(shape))
+    values = {"lognormal": lambda: rng.lognormal(0, 1.0, 50_000),
+              "zero_inflated": lambda: np.where(rng.random(50_000) < 0.6, 0.0, rng.exponential(1, 50_000)),
+              "poisson": lambda: rng.poisson(2, 50_000).astype(float)}[shape]()
+    built = build_baseline(lambda: iter([Chunk({"v": values}, len(values))]), BuildOptions(), files=["t"], created="")
+    ref = exact(built.baseline, "v")
+    limit = CriticalValues().critical(method, ref, 200, ALPHA)
+    windows = rng.multinomial(200, proportions(ref.fine), size=WINDOWS)
+    rate = float(np.mean(np.asarray(score(method, ref, windows).value) > limit))
+    assert rate <= 1.5 * ALPHA, f"{method} on {shape}: {rate:.4f} vs {ALPHA}"
+    assert rate >= (0.05 if method == "ks" else 0.2) * ALPHA, f"{method} on {shape} is needlessly deaf: {rate:.4f}"
