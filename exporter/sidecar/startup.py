@@ -15,7 +15,7 @@ from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_
 from exporter.config import Config
 from exporter.labels import LabelPolicy, default_labels
 from exporter.metrics.exposition import Collector, build_registry, encode, join, negotiate
-from exporter.proxy.server import ClientConnection, ProxyContext, sweep_timeouts
+from exporter.proxy.server import ClientConnection, ProxyContext, open_files_for, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
 from exporter.sidecar.admin import make_admin_router
@@ -75,6 +75,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     )
     probe = UpstreamProbe(settings.probe_url, settings.probe_interval, settings.probe_timeout, stats, started)
     settings.apply(ctx, probe)  # the same function a reload uses
+    open_files_for(settings.client.max_connections + settings.max_connections)
     sources = resource_sources(config)
     if link is not None:
         sources.insert(0, PipelineHealth(link))

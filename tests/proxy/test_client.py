@@ -13,7 +13,7 @@ import pytest
 from test_exchange import FakePool, FakeTransport, FakeUpstream, _ctx
 
 from exporter.proxy.exchange import FINISHED, STREAMING
-from exporter.proxy.server import READ_AHEAD_LIMIT, ClientConnection, ProxyContext
+from exporter.proxy.server import READ_AHEAD_LIMIT, ClientConnection, ProxyContext, check_upstreams, open_files_for
 
 
 def _client(ctx: ProxyContext | None = None) -> tuple[ClientConnection, FakeTransport]:
@@ -84,10 +84,10 @@ def _closed(client: ClientConnection, transport: FakeTransport) -> dict[str, int
 def test_a_fresh_connection_that_sends_no_head_within_header_timeout_gets_408_and_is_closed() -> None:
     client, transport = _client(_limited(header_timeout=10.0))
     assert client.ctx.stats.client_connections == 1
-    client.check_timeouts(client.since + 9.9)
+    client.check_client(client.since + 9.9)
     assert not transport.closed
     client.data_received(b"GET / HTTP/1.1\r\nHost: m\r\n")  # a slow head: its clock ran from the connection
-    client.check_timeouts(client.since + 10.0)
+    client.check_client(client.since + 10.0)
     assert b"".join(transport.written).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert _closed(client, transport) == {"header_timeout": 1}
     assert client.ctx.stats.client_connections == 0
@@ -102,12 +102,12 @@ def test_an_idle_keep_alive_connection_is_closed_after_keepalive_timeout_then_a_
     ex.response_head(200, close_delimited=False)
     ex.complete(keep_alive=True)
     idle = client.since
-    client.check_timeouts(idle + 4.9)
+    client.check_client(idle + 4.9)
     assert not transport.closed
     client.data_received(b"GET / HT")  # the next head began: header_timeout from its first byte
-    client.check_timeouts(idle + 19.0)
+    client.check_client(idle + 19.0)
     assert not transport.closed
-    client.check_timeouts(client.since + 20.0)
+    client.check_client(client.since + 20.0)
     assert _closed(client, transport) == {"header_timeout": 1}
 
 
@@ -119,7 +119,7 @@ def test_keepalive_timeout_closes_an_idle_connection_silently() -> None:
     ex.response_head(200, close_delimited=False)
     ex.complete(keep_alive=True)
     written = list(transport.written)
-    client.check_timeouts(client.since + 5.0)
+    client.check_client(client.since + 5.0)
     assert transport.written == written
     assert _closed(client, transport) == {"keepalive_timeout": 1}
 
@@ -130,12 +130,12 @@ def test_a_request_body_that_stops_arriving_gets_408_and_the_upstream_request_is
     ((ex, _),) = _pool(client).acquired
     conn = FakeUpstream()
     ex.attach(conn)  # type: ignore[arg-type]
-    client.check_timeouts(100.0)  # the sweeper's first look: 3 bytes so far (the header timeout is over)
+    client.check_client(100.0)  # the sweeper's first look: 3 bytes so far (the header timeout is over)
     client.data_received(b"de")
-    client.check_timeouts(104.0)  # more bytes came: the clock starts again
-    client.check_timeouts(108.9)
+    client.check_client(104.0)  # more bytes came: the clock starts again
+    client.check_client(108.9)
     assert not transport.closed
-    client.check_timeouts(109.0)
+    client.check_client(109.0)
     assert b"".join(transport.written).startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert conn.aborted
     assert _closed(client, transport) == {"body_timeout": 1}
@@ -145,12 +145,12 @@ def test_a_request_body_that_stops_arriving_gets_408_and_the_upstream_request_is
 def test_no_client_timeout_runs_while_the_proxy_is_not_reading_the_client() -> None:
     client, transport = _client(_limited(body_timeout=5.0))
     client.data_received(b"POST / HTTP/1.1\r\nHost: m\r\nContent-Length: 10\r\n\r\nabc")
-    client.check_timeouts(100.0)
+    client.check_client(100.0)
     client.pause_for_upstream()  # the model server reads slowly
-    client.check_timeouts(200.0)
+    client.check_client(200.0)
     assert not transport.closed
     client.resume_for_upstream()
-    client.check_timeouts(300.0)  # the clock starts again once reading resumes
+    client.check_client(300.0)  # the clock starts again once reading resumes
     assert not transport.closed
 
 
@@ -194,23 +194,27 @@ def _streaming(client: ClientConnection) -> tuple[Any, FakeUpstream]:
 def test_the_model_server_is_not_timed_while_the_client_reads_nothing() -> None:
     client, transport = _client(_limited(send_timeout=30.0))
     ex, conn = _streaming(client)
+    read_timeout = client.ctx.read_timeout
     client.pause_writing()
     assert conn.transport.paused
-    client.check_timeouts(ex.last_activity + 10 * client.ctx.read_timeout)
+    check_upstreams([client], ex.last_activity + 10 * read_timeout, read_timeout)
+    client.check_client(ex.last_activity + 10 * read_timeout)
     assert not transport.aborted and ex.state == STREAMING
     client.resume_writing()
     assert not conn.transport.paused
-    client.check_timeouts(ex.last_activity + 0.5 * client.ctx.read_timeout)  # its silence counts from the resume
+    check_upstreams([client], ex.last_activity + 0.5 * read_timeout, read_timeout)  # silent since the resume only
     assert ex.state == STREAMING
+    check_upstreams([client], ex.last_activity + read_timeout, read_timeout)
+    assert ex.state == FINISHED  # from then on its silence counts
 
 
 def test_a_client_that_reads_nothing_for_send_timeout_is_cut_and_its_exchange_counted_499() -> None:
     client, transport = _client(_limited(send_timeout=30.0))
     ex, conn = _streaming(client)
     client.pause_writing()
-    client.check_timeouts(client.write_paused + 29.9)
+    client.check_client(client.write_paused + 29.9)
     assert not transport.aborted
-    client.check_timeouts(client.write_paused + 30.0)
+    client.check_client(client.write_paused + 30.0)
     assert transport.aborted
     assert _closed(client, transport) == {"send_timeout": 1}
     assert ex.state == FINISHED and conn.aborted
@@ -317,3 +321,22 @@ def test_a_body_broken_while_forwarded_fails_its_exchange_with_400() -> None:
     assert b"".join(transport.written).startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert _closed(client, transport) == {"protocol_error": 1}
     assert _requests(client) == {("other", "POST", "400"): 1}
+
+
+# ------------------------------------------------------------ the open-files limit
+
+
+@pytest.mark.parametrize(("limits", "raised"), [
+    ((1024, 1 << 20), (4096 + 256, 1 << 20)),  # raised to what is needed
+    ((1024, 2048), (2048, 2048)),  # as far as the hard limit allows (and a warning)
+    ((1 << 20, 1 << 20), None),  # enough already
+])
+def test_the_open_files_limit_is_raised_to_hold_the_connections(
+        monkeypatch: pytest.MonkeyPatch, limits: tuple[int, int], raised: tuple[int, int] | None) -> None:
+    import resource
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(resource, "getrlimit", lambda _: limits)
+    monkeypatch.setattr(resource, "setrlimit", lambda _, value: calls.append(value))
+    open_files_for(4096)
+    assert calls == ([raised] if raised else [])
