@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from harness import SidecarFactory, fetch
+from harness import SidecarFactory, fetch, promtool_check_metrics
 from stand_in import AppServer
 
 from exporter.demo.model_server import MODEL_NAME, make_app
@@ -49,7 +49,7 @@ def _infer(proxy_url: str, request_id: str, rows: int) -> list[int]:
 
 
 def test_labels_are_joined_scored_and_bad_records_named(sidecar_factory: SidecarFactory,
-                                                        model_server: AppServer) -> None:
+                                                        model_server: AppServer, promtool: str) -> None:
     sidecar = sidecar_factory(upstream=None, config=_config(model_server.url))
     predicted = _infer(sidecar.proxy_url, "req-1", 4)
     # the worker must have seen the prediction before its labels arrive
@@ -84,6 +84,9 @@ def test_labels_are_joined_scored_and_bad_records_named(sidecar_factory: Sidecar
                JSON_HEADERS)
     assert (ok.status, json.loads(ok.body)) == (200, {"accepted": 1})
     sidecar.wait_sample("model_labels_total", lambda v: v == 5, timeout=TIMEOUT_S, outcome="matched")
+    # every family the labels brought (scores, thresholds, KPIs, the delay histogram) passes the linter
+    code, output = promtool_check_metrics(promtool, sidecar.metrics_text())
+    assert code == 0, output
 
 
 def test_form_content_types_are_refused(sidecar_factory: SidecarFactory, model_server: AppServer) -> None:
