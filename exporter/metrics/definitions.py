@@ -140,7 +140,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d(
         "model_drift_threshold",
         "gauge",
-        "Alarm threshold for model_drift_score: the larger of the configured practical threshold and the no-drift critical value for the window's row count at drift.false_alarm_rate.",
+        "Alarm threshold for model_drift_score: the larger of the configured practical threshold and the no-drift critical value for the window's row count at drift.false_alarm_rate (+Inf for the moments a critical value is being simulated in the background).",
         ("role", "column", "method", "window"),
         family="drift",
     ),
