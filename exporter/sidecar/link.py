@@ -102,6 +102,7 @@ class WorkerLink(asyncio.Protocol):
         ):
             reason = "queue_full"
         else:
+            self.flush()  # the events already submitted go first: a label finds a prediction made before it
             self.transport.write(encode(LABELS, feedback))
             self.labels_sent += n
             return 0

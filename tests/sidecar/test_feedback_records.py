@@ -172,3 +172,32 @@ def test_the_link_bounds_labels_in_flight_and_never_blocks() -> None:
     assert link.submit_labels(batch) == 0
     frames = FrameReader().feed(bytes(transport.written))
     assert [(kind, len(payload.labels)) for kind, payload in frames] == [(LABELS, 3), (LABELS, 3)]
+
+
+def test_labels_never_overtake_the_events_submitted_before_them() -> None:
+    import asyncio
+    from typing import cast
+
+    from exporter.config import Config
+    from exporter.events import EVENTS, LABELS, Event, Feedback, FrameReader
+    from exporter.sidecar.link import WorkerLink
+
+    class Transport:
+        def __init__(self) -> None:
+            self.written = bytearray()
+
+        def write(self, data: bytes) -> None:
+            self.written += data
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+    async def scenario() -> list[int]:
+        link = WorkerLink(Config())
+        transport = Transport()
+        link.connection_made(cast(Any, transport))
+        link.submit(Event(1.0, "/r", b"/r", 200, 0.01, {}, b"", {}, b"", "m", "1"))  # batched, not yet sent
+        link.submit_labels(Feedback(1.0, [Label("a", 1, None, None)], 0))
+        return [kind for kind, _ in FrameReader().feed(bytes(transport.written))]
+
+    assert asyncio.run(scenario()) == [EVENTS, LABELS]
