@@ -180,7 +180,8 @@ def main() -> int:
     ap.add_argument("--windows", type=int, default=20000, help="stable windows per row count (default 20000)")
     ap.add_argument("--drift-windows", type=int, default=2000, help="drifted windows per feature (default 2000)")
     ap.add_argument("--train-rows", type=int, default=100_000)
-    ap.add_argument("--alpha", type=float, default=0.001, help="for the per-method tables (default 0.001)")
+    ap.add_argument("--alpha", type=float, default=DriftConfig().false_alarm_rate,
+                    help="for the per-method tables (default: drift.false_alarm_rate's default)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--raw", action="store_true", help="draw raw values and bin them (slow; use fewer windows)")
     ap.add_argument("--practical", action="append", default=[], metavar="METHOD=VALUE",
