@@ -4,12 +4,16 @@ Segments are the values of configured feature columns (performance.segments), ca
 baseline's categories of a categorical column, else the first performance.max_segment_values
 values seen, then "__other__". Per segment and window, a binary confusion matrix relative to
 performance.positive: the action rate (share predicted positive), accuracy, false-positive and
-false-negative rates, and each one's gap to the same figure over all segments.
+false-negative rates, and each one's gap to the same figure over all segments, with the gap
+that would be news: the larger of 0.1 and z·sqrt(p(1 − p)/n) for the overall rate p and the
+segment's n labels behind the rate (z at performance.false_alarm_rate).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -25,6 +29,15 @@ OTHER_SEGMENT = "__other__"
 MISSING_SEGMENT = "__missing__"  # the row had no value for the column
 CELLS = 4  # tp, fp, fn, tn relative to the positive class
 METRICS = ("action_rate", "accuracy", "false_positive_rate", "false_negative_rate")
+
+
+GAP_FLOOR = 0.1  # a gap smaller than this is never an alarm, however many labels
+
+
+def denominators(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
+    """The label count each rate is a share of (its noise shrinks with it)."""
+    n = tp + fp + fn + tn
+    return {"action_rate": n, "accuracy": n, "false_positive_rate": fp + tn, "false_negative_rate": fn + tp}
 
 
 def rates(tp: float, fp: float, fn: float, tn: float) -> dict[str, float]:
@@ -49,6 +62,7 @@ class Segments:
         self.columns = list(perf.segments)
         self.cap = perf.max_segment_values
         self.min_labels = perf.min_labels
+        self.z = NormalDist().inv_cdf(1 - perf.false_alarm_rate)
         self.values: list[list[str]] = []
         self.fixed: list[bool] = []
         for name in self.columns:
@@ -152,8 +166,12 @@ class Segments:
                         continue
                     segment = self._name(c, index)
                     yield "model_segment_labels", [column, segment, window_name, *mv], float(n)
+                    sizes = denominators(*cells[index].tolist())
                     for metric, value in rates(*cells[index].tolist()).items():
                         labels = [column, segment, metric, window_name, *mv]
                         yield "model_segment_score", labels, value
                         if metric in overall:
-                            yield "model_segment_gap", labels, value - overall[metric]
+                            p = overall[metric]
+                            yield "model_segment_gap", labels, value - p
+                            noise = self.z * math.sqrt(p * (1 - p) / sizes[metric])
+                            yield "model_segment_gap_threshold", labels, max(GAP_FLOOR, noise)

@@ -340,6 +340,13 @@ METRICS: tuple[MetricDef, ...] = (
         family="performance",
     ),
     _d(
+        "model_segment_gap_threshold",
+        "gauge",
+        "Alarm threshold for the absolute model_segment_gap: the larger of 0.1 and the noise of the rate at the segment's label count behind it (z·sqrt(p(1 − p)/n) at performance.false_alarm_rate).",
+        ("column", "segment", "metric", "window"),
+        family="performance",
+    ),
+    _d(
         "model_segment_labels",
         "gauge",
         "Scored labels of the segment in the window (how much its figures can be trusted).",

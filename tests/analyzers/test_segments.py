@@ -72,3 +72,22 @@ def test_rows_without_features_fall_in_missing_and_min_labels_holds_back() -> No
     q = perf(segments=["region"])
     q.add(list(zip(q.read(Rows({"label": [1, 0]}, 2), None), [1, 1])), T0)
     assert set(_samples(q, "model_segment_labels")) == {("region", MISSING_SEGMENT, "5m"), ("region", MISSING_SEGMENT, "1h")}
+
+
+def test_the_gap_threshold_widens_for_small_segments() -> None:
+    p = perf(segments=["region"], false_alarm_rate=0.001)
+    region = ["big"] * 1000 + ["small"] * 20
+    y = [1, 0] * 510
+    preds = p.read(Rows({"label": y}, 1020), Rows({"region": region}, 1020))
+    p.add(list(zip(preds, y)), T0)
+    thresholds = _samples(p, "model_segment_gap_threshold")
+    big = thresholds[("region", "big", "accuracy", "5m")]
+    small = thresholds[("region", "small", "accuracy", "5m")]
+    assert big == 0.1  # the floor: 1,000 labels of a perfect model
+    assert small == 0.1  # p = 1: no noise either
+    q = perf(segments=["region"])
+    noisy = [1, 0, 0, 1] * 255  # accuracy 0.5 overall
+    q.add(list(zip(q.read(Rows({"label": [1, 0] * 510}, 1020), Rows({"region": region}, 1020)), noisy)), T0)
+    t = _samples(q, "model_segment_gap_threshold")
+    assert t[("region", "small", "accuracy", "5m")] == pytest.approx(q.segments.z * (0.25 / 20) ** 0.5)
+    assert t[("region", "big", "accuracy", "5m")] == 0.1

@@ -31,7 +31,7 @@ from bundle_support import ALERTMANAGER, PROMETHEUS
 from harness import Sidecar, cli_env, fetch, free_port, start_sidecar, stop_process, wait_until
 from stand_in import AppServer
 
-from exporter.demo.model_server import FEATURES_BY_NAME, MODEL_NAME, MODEL_VERSION, NumericFeature
+from exporter.demo.model_server import FEATURES_BY_NAME, MODEL_NAME, MODEL_VERSION, NumericFeature, predict
 from exporter.demo.traffic import Columns, build_infer_request, sample_rows
 
 STARTUP_TIMEOUT_S = 30.0
@@ -51,6 +51,9 @@ SIDECAR_CONFIG: dict[str, Any] = {
     "upstream": {"connect_timeout": "1s", "read_timeout": "10s",
                  "health": {"interval": "0.5s", "timeout": "1s"}},
     "drift": {"min_rows": 100, "windows": {"5m": "5m", "1h": "1h"}},
+    # ground truth: scores from 100 labels; fairness by region; the labels are drawn from the
+    # model's own probabilities (calibrated), judged on the test's few hundred labels
+    "performance": {"min_labels": 100, "segments": ["region"], "max_calibration_error": 0.1},
 }
 
 DRIFTED_COLUMN = "income"
@@ -340,6 +343,13 @@ def infer(proxy_url: str, columns: Columns, request_id: str) -> int:
     return resp.status
 
 
+def outcomes(rng: np.random.Generator, columns: Columns, request_id: str) -> list[dict[str, Any]]:
+    """Feedback records for a request's rows: outcomes drawn from the demo model's probabilities."""
+    probability = predict({k: np.asarray(v) for k, v in columns.items()})
+    truth = rng.random(probability.size) < probability
+    return [{"id": f"{request_id}:{j}", "label": int(y), "value": 100.0 * int(y)} for j, y in enumerate(truth)]
+
+
 def finite(value: str) -> bool:
     return not math.isnan(float(value))
 
@@ -403,12 +413,15 @@ class Stack:
         # counts nothing from a series whose only samples were taken after the traffic ended.
         rng = np.random.default_rng(2024)
         sent = 0
+        labels: dict[int, list[dict[str, Any]]] = {}  # sidecar index → its rows' true outcomes
         for batch in BATCHES:
             for i in range(sent, sent + batch):
                 for index, (sidecar, instance) in enumerate(zip(self.sidecars, self.instances)):
-                    status = infer(sidecar.proxy_url, drifted_rows(rng, ROWS_PER_REQUEST), f"e2e-{index}-{i}")
+                    rows = drifted_rows(rng, ROWS_PER_REQUEST)
+                    status = infer(sidecar.proxy_url, rows, f"e2e-{index}-{i}")
                     assert status == 200, f"infer through {sidecar.proxy_url} answered {status}"
                     self.rows_sent[instance] = self.rows_sent.get(instance, 0) + ROWS_PER_REQUEST
+                    labels.setdefault(index, []).extend(outcomes(rng, rows, f"e2e-{index}-{i}"))
             sent += batch
             self.wait_scraped('sum by (instance) (model_requests_total{job="model-exporter", code="200"})', sent)
         # The analysis worker bins rows off the hot path, at nice 19: on a busy machine it
@@ -418,6 +431,15 @@ class Stack:
             for window in ("5m", "1h"):
                 sidecar.wait_sample("model_window_rows", partial(operator.le, rows), timeout=ANALYSIS_TIMEOUT_S,
                                     window=window)
+        # ground truth for every row, once the worker holds the predictions (POST /feedback)
+        for index, sidecar in enumerate(self.sidecars):
+            resp = fetch(sidecar.metrics_url + "/feedback", "POST", json.dumps(labels[index]).encode(),
+                         [("Content-Type", "application/json")])
+            assert resp.status == 200, resp.body[:300]
+            sidecar.wait_sample("model_labels_total", partial(operator.le, len(labels[index])),
+                                timeout=ANALYSIS_TIMEOUT_S, outcome="matched")
+        self.wait_scraped('sum by (instance) (model_labels_total{job="model-exporter", outcome="matched"})',
+                          len(labels[0]))
 
     # -- phase 2: the drift alert reaches the webhook
 

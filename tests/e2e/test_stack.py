@@ -51,15 +51,9 @@ NO_DATA: dict[str, NoData] = {
     "Tokens per second": NoData("the demo model is not an LLM: no token usage"),
     "Completion tokens per request": NoData("the demo model is not an LLM: no token usage"),
     "Time per output token": NoData("the demo model is not an LLM: no token usage"),
-    # Labels and realised performance (model_labels_total, model_performance_score,
-    # model_performance_baseline) are not implemented by the exporter yet.
-    "$metric": NoData("model_performance_score is not implemented yet"),
-    "Performance vs baseline": NoData("model_performance_score/_baseline are not implemented yet"),
-    "Performance relative to baseline": NoData("model_performance_score/_baseline are not implemented yet"),
-    "Performance by segment": NoData("model_performance_score is not implemented yet"),
-    "Segment gap (best − worst)": NoData("model_performance_score is not implemented yet"),
-    "Labels by outcome": NoData("model_labels_total is not implemented yet"),
-    "Label coverage": NoData("model_labels_total is not implemented yet"),
+    # the demo model is a classifier: no regression errors
+    "Fleet performance (all replicas, last hour) / C": NoData("the demo model is a classifier: no MAE"),
+    "Fleet performance (all replicas, last hour) / D": NoData("the demo model is a classifier: no RMSE"),
 }
 
 # Grafana's $__rate_interval is max($__interval + scrape interval, 4 × scrape interval): 12 s with
