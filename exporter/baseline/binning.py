@@ -39,6 +39,7 @@ class BinResult:
     below: int = 0  # numeric: valid values below min - tolerance·(max - min) (still binned)
     above: int = 0  # numeric: valid values above max + tolerance·(max - min) (still binned)
     unseen: int = 0  # categorical: valid values not among the categories (binned as "other")
+    sums: np.ndarray | None = None  # numeric, when asked for: the sum of the values in each bin
 
     @property
     def valid(self) -> int:
@@ -118,8 +119,8 @@ def _parse_slowly(values: Values, stop_at_invalid: bool) -> Floats:
     return Floats(np.asarray(out, dtype=np.float64), missing, nonfinite, invalid)
 
 
-def bin_numeric(col: NumericColumn, values: Values, tolerance: float = 0.0) -> BinResult:
-    """Fine bin of each valid value (np.searchsorted on the edges), plus quality counts."""
+def bin_numeric(col: NumericColumn, values: Values, tolerance: float = 0.0, *, sums: bool = False) -> BinResult:
+    """Fine bin of each valid value (np.searchsorted on the edges), plus quality counts (and per-bin sums)."""
     parsed = parse_floats(values)
     x = parsed.values
     bins = np.searchsorted(col.edges_array, x, side="right")
@@ -131,6 +132,7 @@ def bin_numeric(col: NumericColumn, values: Values, tolerance: float = 0.0) -> B
         type_errors=parsed.nonfinite + parsed.invalid,
         below=int(np.count_nonzero(x < col.min - slack)),
         above=int(np.count_nonzero(x > col.max + slack)),
+        sums=np.bincount(bins, weights=x, minlength=len(col.edges) + 1) if sums else None,
     )
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from exporter.baseline.defaults import DEFAULT_PSI_BINS
 
-FORMAT_VERSION = 2  # what this version writes
-READABLE_VERSIONS = (1, 2)  # version 1 files are read as version 2 (load.upgrade_v1)
+FORMAT_VERSION = 3  # what this version writes
+READABLE_VERSIONS = (1, 2, 3)  # version 1 files are read as version 2 (load.upgrade_v1); 1 and 2 have no means
 ROLES = ("feature", "prediction", "label")
 TYPES = ("numeric", "categorical")
 BOOLEAN_KEYS = frozenset({"true", "false"})  # the canonical keys of booleans in every training file and payload
@@ -50,6 +50,9 @@ class NumericColumn:
     edges: tuple[float, ...]
     counts: tuple[int, ...]
     psi_groups: tuple[int, ...]
+    # mean of the training values in each fine bin (None where a bin is empty); () when unknown
+    # (format versions 1 and 2): Wasserstein then places a bin's mass at its midpoint
+    means: tuple[float | None, ...] = ()
     type: ClassVar[str] = "numeric"
 
     @property
@@ -208,6 +211,7 @@ def column_to_dict(col: Column) -> dict[str, Any]:
             "edges": list(col.edges),
             "counts": list(col.counts),
             "psi_groups": list(col.psi_groups),
+            **({"means": list(col.means)} if col.means else {}),
         }
     return {**head, "categories": list(col.categories), "counts": list(col.counts), "other_count": col.other_count}
 

@@ -58,7 +58,7 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
         fail(
             ("format_version",),
             f"unsupported version {show(version)} (this model-exporter reads versions "
-            f"{' and '.join(map(str, READABLE_VERSIONS))})",
+            f"{', '.join(map(str, READABLE_VERSIONS[:-1]))} and {READABLE_VERSIONS[-1]})",
         )
     error = first_error(doc, SCHEMAS[version if version in SCHEMAS else max(SCHEMAS)])
     if error is not None:
@@ -99,6 +99,8 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
         columns=columns,
         performance=dict(doc.get("performance", {})),
         sha256=doc.get("sha256", ""),
+        # a version 2 file stays one when written again (same content, same sha256); version 1 reads as 2
+        format_version=max(version, 2),
         ignored=tuple(IgnoredColumn(e["name"], e["reason"]) for e in doc.get("ignored_columns", ())),
     )
 
@@ -167,6 +169,15 @@ def _column(fail: Any, c: Mapping[str, Any], i: int, rows: int, version: int) ->
             f"expected the below and above bins (fine bins 0 and {n - 1}) to be coarse bins "
             f"of their own: a list starting 0, 1 and ending {n - 1}, got [{', '.join(map(str, groups))}]",
         )
+    means: list[float | None] = list(c.get("means", ()))
+    if means and len(means) != n:
+        fail((*at, "means"), f"expected {n} values (one per fine bin), got {len(means)}")
+    for j, (m, k) in enumerate(zip(means, c["counts"])):
+        if (m is None) != (k == 0) or (m is not None and not math.isfinite(m)):
+            fail(
+                (*at, "means", j),
+                f"expected a finite number for a bin with values and null for an empty one, got {show(m)}",
+            )
     col = NumericColumn(
         name=c["name"],
         role=c["role"],
@@ -179,6 +190,7 @@ def _column(fail: Any, c: Mapping[str, Any], i: int, rows: int, version: int) ->
         edges=tuple(float(e) for e in edges),
         counts=tuple(c["counts"]),
         psi_groups=tuple(groups),
+        means=tuple(None if m is None else float(m) for m in means),
     )
     if version < 2:
         return upgrade_v1(col, fail, at)

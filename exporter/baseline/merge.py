@@ -91,7 +91,18 @@ def _merge_column(x: Column, y: Column, psi_bins: int) -> Column:
         min=min(lo, default=x.min),
         max=max(hi, default=x.max),
         psi_groups=derive_psi_groups(counts, psi_bins),
+        means=_merge_means(x, y, counts),
     )
+
+
+def _merge_means(x: NumericColumn, y: NumericColumn, counts: tuple[int, ...]) -> tuple[float | None, ...]:
+    """Per-bin means of the union: weighted by the bins' counts; unknown (()) unless both sides know theirs."""
+    if not x.means or not y.means:
+        return ()
+    out: list[float | None] = []
+    for mx, kx, my, ky, k in zip(x.means, x.counts, y.means, y.counts, counts):
+        out.append(None if not k else float(f"{((mx or 0.0) * kx + (my or 0.0) * ky) / k:.12g}"))
+    return tuple(out)
 
 
 def _combine_moments(na: int, ma: float, sa: float, nb: int, mb: float, sb: float) -> tuple[float, float]:

@@ -22,7 +22,7 @@ _COMMON = {
 
 
 def _schema(version: int) -> dict[str, Any]:
-    """The schema of one format version: 2 adds `ignored_columns` and has at least two edges per numeric column."""
+    """The schema of one format version: 2 adds `ignored_columns` and has at least two edges per numeric column, 3 `means`."""
     top: dict[str, Any] = {
         "format_version": {"const": version},
         "created": {"type": "string", "format": "date-time"},
@@ -75,6 +75,7 @@ def _schema(version: int) -> dict[str, Any]:
                     "edges": {"type": "array", "minItems": 1 if version == 1 else 2, "items": {"type": "number"}},
                     "counts": {"type": "array", "minItems": 2 if version == 1 else 3, "items": _COUNT},
                     "psi_groups": {"type": "array", "minItems": 1, "items": _COUNT},
+                    **({"means": {"type": "array", "items": {"type": ["number", "null"]}}} if version >= 3 else {}),
                 },
             },
             "categorical": {
@@ -93,8 +94,8 @@ def _schema(version: int) -> dict[str, Any]:
 
 
 IGNORED_REASONS = ("excluded", "all_null")  # why a column of the training data has no baseline column
-SCHEMA: dict[str, Any] = _schema(2)  # the format written; docs/baseline.md prints it
-SCHEMAS: dict[int, dict[str, Any]] = {1: _schema(1), 2: SCHEMA}  # every version read
+SCHEMA: dict[str, Any] = _schema(3)  # the format written; docs/baseline.md prints it
+SCHEMAS: dict[int, dict[str, Any]] = {1: _schema(1), 2: _schema(2), 3: SCHEMA}  # every version read
 
 Path = tuple[str | int, ...]
 _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -164,8 +165,9 @@ def _errors(value: Any, schema: Mapping[str, Any], path: Path, root: Mapping[str
         if key == "$ref":
             yield from _errors(value, _resolve(arg, root), path, root)
         elif key == "type":
-            if not _is_type(value, arg):
-                yield path, f"expected {_TYPES[arg]}, got {show(value)}"
+            kinds = [arg] if isinstance(arg, str) else list(arg)  # one type, or a list of allowed ones
+            if not any(_is_type(value, kind) for kind in kinds):
+                yield path, f"expected {' or '.join(_TYPES[kind] for kind in kinds)}, got {show(value)}"
                 return  # the other keywords would only repeat the type error
         elif key == "const":
             if value != arg or isinstance(value, bool) != isinstance(arg, bool):

@@ -107,7 +107,10 @@ class Reference:
     def from_column(cls, col: Column) -> Reference:
         """The reference of a baseline column (fine bins, PSI groups, bin points, std).
 
-        A fine bin's point is its midpoint; the below and above bins sit one baseline standard
+        A fine bin's point is the mean of its training values (its midpoint in a baseline of
+        format version 1 or 2, or where the bin is empty): with midpoints the binned Wasserstein
+        distance overstated skewed and heavy-tailed data 1.5–5×, and halved a 0/1 column, whose
+        last inner bin's midpoint moves with the sample max. The below and above bins sit one baseline standard
         deviation (one unit for a constant column) outside the first and last edge, so that
         Wasserstein counts a value outside the training range as at least that far away.
         """
@@ -117,6 +120,9 @@ class Reference:
         e = col.edges_array
         scale = col.std if col.std > 0 else 1.0
         points = np.concatenate([[e[0] - scale], (e[:-1] + e[1:]) / 2, [e[-1] + scale]])
+        if col.means:  # the training values' mean in each inner bin, where it has any (format version 3)
+            inner = np.array([np.nan if m is None else m for m in col.means[1:-1]], dtype=np.float64)
+            points[1:-1] = np.where(np.isnan(inner), points[1:-1], inner)
         return cls(col.counts_array, groups=col.psi_groups, points=points, scale=scale, kind="numeric", name=col.name)
 
     def expected(self, method: str) -> NDArray[np.float64]:

@@ -19,7 +19,7 @@ ABOVE_70 = 70.00000000000001  # the next double above the max: the above bin's e
 def valid_doc() -> dict[str, Any]:
     """A small, hand-written, valid baseline (sealed)."""
     doc: dict[str, Any] = {
-        "format_version": 2,
+        "format_version": 3,
         "created": "2024-05-01T12:00:00Z",
         "source": {"files": ["train.csv"], "rows": 10},
         "performance": {"accuracy": 0.9},
@@ -27,7 +27,7 @@ def valid_doc() -> dict[str, Any]:
             {"name": "age", "role": "feature", "type": "numeric", "count": 10, "null_count": 1,
              "min": 18.0, "max": 70.0, "mean": 40.0, "std": 15.0,
              "edges": [18.0, 30.0, 45.0, 70.0, ABOVE_70], "counts": [0, 3, 3, 2, 1, 0],
-             "psi_groups": [0, 1, 3, 5]},
+             "psi_groups": [0, 1, 3, 5], "means": [None, 24.0, 38.0, 60.0, 70.0, None]},
             {"name": "color", "role": "feature", "type": "categorical", "count": 10, "null_count": 0,
              "categories": ["red", "blue"], "counts": [6, 3], "other_count": 1},
             {"name": "label", "role": "label", "type": "categorical", "count": 10, "null_count": 0,
@@ -65,6 +65,17 @@ def test_round_trip_is_identical(tmp_path: Path) -> None:
     assert again == b and again.sha256 == doc["sha256"]
 
 
+def test_a_version_2_file_without_means_round_trips_as_version_2(tmp_path: Path) -> None:
+    doc = valid_doc()
+    doc["format_version"] = 2
+    del doc["columns"][0]["means"]
+    doc["sha256"] = content_sha256(doc)
+    b = load_baseline(write(tmp_path, doc))
+    age = b.column("age")
+    assert isinstance(age, NumericColumn) and age.means == ()
+    assert to_dict(b) == doc  # same version, same content, same sha256
+
+
 def test_schema_validator_knows_every_keyword_used() -> None:
     assert first_error(valid_doc(), SCHEMA) is None
     with pytest.raises(ValueError, match="not supported"):
@@ -93,9 +104,14 @@ def _drop(path: str) -> Callable[[dict[str, Any]], None]:
 
 # Each edit is applied to the valid document, which is then resealed (so the sha256 is not what fails).
 INVALID = [
-    (_set("format_version", 3), "format_version: unsupported version 3 (this model-exporter reads versions 1 and 2)"),
+    (_set("format_version", 4), "format_version: unsupported version 4 (this model-exporter reads versions 1, 2 and 3)"),
     (_set("format_version", True),
-     "format_version: unsupported version true (this model-exporter reads versions 1 and 2)"),
+     "format_version: unsupported version true (this model-exporter reads versions 1, 2 and 3)"),
+    (_set("columns.0.means", [None, 24.0, 38.0]), "columns[0].means: expected 6 values (one per fine bin), got 3"),
+    (_set("columns.0.means", [0.0, 24.0, 38.0, 60.0, 70.0, None]),
+     "columns[0].means[0]: expected a finite number for a bin with values and null for an empty one, got 0.0"),
+    (_set("columns.0.means", [None, "24", 38.0, 60.0, 70.0, None]),
+     'columns[0].means[1]: expected a number or null, got "24"'),
     (_drop("created"), "created: required field is missing"),
     (_set("created", "yesterday"),
      'created: expected an ISO-8601 UTC time like 2024-05-01T12:00:00Z, got "yesterday"'),
@@ -206,6 +222,7 @@ def v1_doc() -> dict[str, Any]:
     doc["format_version"] = 1
     del doc["ignored_columns"]
     age = doc["columns"][0]
+    del age["means"]
     age["edges"], age["counts"], age["psi_groups"] = [18.0, 30.0, 45.0, 70.0], [0, 3, 3, 2, 1], [0, 2, 3]
     doc["sha256"] = content_sha256({k: v for k, v in doc.items() if k != "sha256"})
     return doc
