@@ -171,7 +171,7 @@ def test_background_mode_never_simulates_on_the_callers_thread(baseline: Baselin
 
 
 @pytest.mark.parametrize("shape", ["lognormal", "zero_inflated", "poisson"])
-@pytest.mark.parametrize("method", ["wasserstein", "psi", "ks"])
+@pytest.mark.parametrize("method", ["wasserstein", "psi", "kl", "js", "ks"])
 def test_false_alarm_rate_holds_at_small_n_on_skewed_and_discrete_data(shape: str, method: str) -> None:
     """At n = drift.min_rows (200) every numeric method alarms at most 1.5× alpha on skewed and discrete shapes."""
     from exporter.baseline.build import BuildOptions, build_baseline
@@ -188,3 +188,17 @@ def test_false_alarm_rate_holds_at_small_n_on_skewed_and_discrete_data(shape: st
     rate = float(np.mean(np.asarray(score(method, ref, windows).value) > limit))
     assert rate <= 1.5 * ALPHA, f"{method} on {shape}: {rate:.4f} vs {ALPHA}"
     assert rate >= (0.05 if method == "ks" else 0.2) * ALPHA, f"{method} on {shape} is needlessly deaf: {rate:.4f}"
+
+
+@pytest.mark.parametrize("n", [200, 1000])
+@pytest.mark.parametrize("method", ["chisquare", "linf", "psi", "kl", "js"])
+def test_false_alarm_rate_holds_on_skewed_categories(method: str, n: int) -> None:
+    """Zipf-like categories with rare ones (expected counts below 1 at n = 200): at most 1.5× alpha."""
+    shares = 1.0 / np.arange(1, 31) ** 1.3
+    counts = np.round(shares / shares.sum() * 100_000)
+    ref = Reference(np.append(counts, 0.0), kind="categorical", rows=math.inf)
+    limit = CriticalValues().critical(method, ref, n, ALPHA)
+    rng = np.random.default_rng([n, len(method)])
+    windows = rng.multinomial(n, proportions(ref.fine), size=WINDOWS)
+    rate = float(np.mean(np.asarray(score(method, ref, windows).value) > limit))
+    assert rate <= 1.5 * ALPHA, f"{method} at n={n}: {rate:.4f} vs {ALPHA}"
