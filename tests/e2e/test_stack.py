@@ -48,6 +48,8 @@ NO_DATA: dict[str, NoData] = {
                                                machine_dependent=True),
     "Memory used of limit": NoData("the model server runs without a cgroup memory limit", machine_dependent=True),
     "Rows scored vs baselines / C": NoData("the same hour last week: needs a week of history"),
+    "Fleet PSI against a day and a week ago (last hour) / A": NoData("the same hour yesterday: needs a day of history"),
+    "Fleet PSI against a day and a week ago (last hour) / B": NoData("the same hour last week: needs a week of history"),
     "Tokens per second": NoData("the demo model is not an LLM: no token usage"),
     "Completion tokens per request": NoData("the demo model is not an LLM: no token usage"),
     "Time per output token": NoData("the demo model is not an LLM: no token usage"),
@@ -107,7 +109,7 @@ def test_feature_drift_alert_arrives_for_the_drifted_column_only(stack: Stack) -
     _, alert = delivered[0]
     labels, annotations = alert["labels"], alert["annotations"]
     assert labels["severity"] == "warning"
-    assert (labels["model"], labels["version"], labels["role"], labels["method"]) == (MODEL_NAME, MODEL_VERSION, "feature", "psi")
+    assert (labels["model"], labels["version"], labels["role"], labels["method"]) == (MODEL_NAME, MODEL_VERSION, "feature", "wasserstein")  # the default decision's numeric method
     assert DRIFTED_COLUMN in annotations["summary"] and MODEL_NAME in annotations["summary"]
     assert DRIFTED_COLUMN in annotations["description"]
     assert annotations["runbook_url"].endswith("#modelfeaturedrift")
