@@ -488,11 +488,13 @@ async def scrape_loop(sidecar: Sidecar, deadline: float, stats: dict[str, list[f
     while time.monotonic() < deadline:
         t0 = time.monotonic()
         try:
-            status, _ = await asyncio.to_thread(sidecar.get, "/metrics")
+            status, body = await asyncio.to_thread(sidecar.get, "/metrics")
         except OSError:
-            status = 0
+            status, body = 0, b""
         stats["seconds"].append(time.monotonic() - t0)
         stats["failed"].append(float(status != 200))
+        if status == 200:  # samples in this scrape: a scrape without the worker's families would show here
+            stats["series"].append(float(sum(1 for line in body.split(b"\n") if line and not line.startswith(b"#"))))
         await asyncio.sleep(0.2)
 
 
@@ -544,7 +546,7 @@ class Snapshot:
 class Observed:
     """What the soak phase saw besides the traffic: scrapes, reloads, memory over time."""
 
-    scrapes: dict[str, list[float]] = field(default_factory=lambda: {"seconds": [], "failed": []})
+    scrapes: dict[str, list[float]] = field(default_factory=lambda: {"seconds": [], "failed": [], "series": []})
     reloads: list[tuple[bool, int, float]] = field(default_factory=list)  # (valid, HTTP status, gauge after)
     rss: list[float] = field(default_factory=list)  # MB, proxy + worker, every RSS_EVERY_S
 
@@ -553,7 +555,7 @@ async def run_phase(args: argparse.Namespace, sidecar: Sidecar, traffic: Traffic
                     observed: Observed | None, upstream_port: int, baseline: Path) -> None:
     """Traffic and scrapes for `seconds`; with `observed`, reloads and memory samples too."""
     deadline = time.monotonic() + seconds
-    scrapes = observed.scrapes if observed is not None else {"seconds": [], "failed": []}
+    scrapes = observed.scrapes if observed is not None else {"seconds": [], "failed": [], "series": []}
     tasks = [traffic.client(deadline) for _ in range(args.connections)]
     tasks += [scrape_loop(sidecar, deadline, scrapes) for _ in range(args.scrapers)]
     if observed is not None:
@@ -592,8 +594,10 @@ def report(args: argparse.Namespace, traffic: Traffic, start: Snapshot, end: Sna
     for example in t.examples:
         print(f"  e.g. {example}")
     scrapes, failed = observed.scrapes["seconds"], int(sum(observed.scrapes["failed"]))
-    print(f"scrapes: {len(scrapes)}, failed {failed}, "
-          f"max {1000 * max(scrapes, default=0):.0f} ms, median {1000 * float(np.median(scrapes or [0])):.0f} ms")
+    series = observed.scrapes["series"]
+    print(f"scrapes: {len(scrapes)}, failed {failed}, max {1000 * max(scrapes, default=0):.0f} ms, median "
+          f"{1000 * float(np.median(scrapes or [0])):.0f} ms; samples per scrape {min(series, default=0):g} to "
+          f"{max(series, default=0):g}")
     rss = [sum(start.rss), *observed.rss, sum(end.rss)]
     print(f"RSS, proxy + worker, every {RSS_EVERY_S:g}s (MB): {', '.join(f'{v:.1f}' for v in rss)}")
     results = [
@@ -603,6 +607,8 @@ def report(args: argparse.Namespace, traffic: Traffic, start: Snapshot, end: Sna
     ]
     results += memory_results(start, end)
     results += series_results(start, end)
+    results.append(("samples per scrape the same in every scrape", bool(series) and min(series) == max(series),
+                    f"{min(series, default=0):g} to {max(series, default=0):g} over {len(series)} scrapes"))
     results += fault_results(traffic, start, end, observed.reloads)
     print("\ntargets:")
     for name, ok, detail in results:
@@ -624,7 +630,8 @@ def series_results(start: Snapshot, end: Snapshot) -> list[tuple[str, bool, str]
     detail = f"{len(start.samples)} -> {len(end.samples)}"
     if new or gone:
         detail += f" (new in: {', '.join(new[:5]) or '-'}; gone from: {', '.join(gone[:5]) or '-'})"
-    return [("series on /metrics stable", len(start.samples) == len(end.samples) and not new and not gone, detail)]
+    return [("series on /metrics stable (start and end snapshots)",
+             len(start.samples) == len(end.samples) and not new and not gone, detail)]
 
 
 def fault_results(traffic: Traffic, start: Snapshot, end: Snapshot,
