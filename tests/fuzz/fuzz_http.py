@@ -1,18 +1,19 @@
 """Generated HTTP exchanges for the proxy fuzz properties, and what the proxy must make of them.
 
-A `ClientRequest` is what the client puts on the wire; `forwarded_fields` is what the model
-server must then receive under the proxy's documented handling (README "How it works",
-exporter/proxy/upstream.py HOP_BY_HOP):
+A `ClientRequest` is what the client puts on the wire; `forwarded_start`/`forwarded_fields` is
+what the model server must then receive under the proxy's documented handling (README "How it
+works", RFC 9110 §7.6.1 and RFC 9112 §3.2 as exporter/proxy applies them):
 
-- the request line becomes `METHOD TARGET HTTP/1.1`, the target byte for byte;
-- hop-by-hop fields are dropped, every other field passes in order with its name's case,
-  its value modulo optional whitespace; `Host` is added when the client sent none;
-- a Content-Length body passes byte for byte; a chunked body is re-chunked: the same content,
-  chunk extensions and trailer fields dropped (the chunked coding is itself hop-by-hop).
+- the request line becomes `METHOD TARGET HTTP/1.1`, the target byte for byte (an absolute-form
+  one in origin-form, its authority as Host);
+- hop-by-hop fields and the fields a Connection header names are dropped, every other field
+  passes in order with its name's case, its value modulo optional whitespace; an HTTP/1.0
+  request without Host gets the model server's;
+- a Content-Length body passes byte for byte; a chunked body is re-chunked: the same content
+  and end-to-end trailer fields, chunk extensions dropped (the chunked coding is hop-by-hop).
 
 An `UpstreamResponse` is what the model server answers; `expected_head` is the byte-exact head
-the client must get back (hop-by-hop fields dropped, `Connection: close` added when the proxy
-will close the client connection) and its body content must arrive unchanged.
+the client must get back and its body content and trailers must arrive unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fuzz_payloads import dumps, random_json, seeded
-from fuzz_wire import HOP_BY_HOP, OWS, chunked
+from fuzz_wire import HOP_BY_HOP, chunked, kept_trailers, nominated
 from hypothesis import strategies as st
 
 TCHAR = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
@@ -53,6 +54,10 @@ HOP_FIELDS = (("Connection", "keep-alive"), ("Connection", "Keep-Alive"), ("Conn
               ("Trailer", "X-Trailer"))
 RESPONSE_HOP_FIELDS = (("Connection", "keep-alive"), ("Keep-Alive", "timeout=5"), ("Proxy-Connection", "x"),
                        ("TE", "trailers"), ("Trailer", "X-Trailer"))
+# Trailer sections of chunked bodies: end-to-end fields pass, hop-by-hop ones and Host do not.
+# (A Content-Length trailer is refused outright by llhttp, as framing in a chunked message.)
+TRAILERS = ("", "", "X-Trailer: t\r\n", "X-Trailer: t\r\nX-Other: 2\r\n", "Host: elsewhere\r\nX-Trailer: t\r\n",
+            "TE: trailers\r\n")
 # Statuses whose responses never have a body (RFC 9110 §6.4.1); 1xx are only ever interim here.
 BODYLESS_STATUS = (204, 304)
 STATUSES = (200, 201, 202, 203, 204, 206, 207, 226, 299, 300, 301, 302, 304, 307, 308, 400, 401, 403, 404,
@@ -187,15 +192,37 @@ class ClientRequest:
             return "keep-alive" in tokens
         return "close" not in tokens
 
-    def forwarded_fields(self, upstream_host: str) -> list[tuple[bytes, bytes]]:
-        """The fields the model server must receive, values without surrounding whitespace."""
-        out = [(latin1(n), latin1(v).strip(OWS)) for n, v in self.fields if n.lower() not in HOP_BY_HOP]
-        if not any(n.lower() == "host" for n, _ in self.fields):
-            out.append((b"Host", latin1(upstream_host)))
-        return out
+    def authority(self) -> str | None:
+        """The authority of an absolute-form target (http://host:port/...), else None."""
+        return self.target[len("http://"):].split("/", 1)[0] if self.target.startswith("http://") else None
 
     def forwarded_start(self) -> bytes:
-        return latin1(f"{self.method} {self.target} HTTP/1.1")
+        """The request line upstream: HTTP/1.1, an absolute-form target in origin-form.
+
+        Origin-form as the proxy builds it from llhttp's URL parse: the path, then `?query` if the
+        query is not empty (so `http://h/p?` goes up as `/p`), the fragment left out.
+        """
+        if self.authority() is None:
+            return latin1(f"{self.method} {self.target} HTTP/1.1")
+        rest = self.target[len("http://") + len(self.authority() or ""):]
+        path, _, query = rest.split("#", 1)[0].partition("?")
+        return latin1(f"{self.method} {path or '/'}{'?' + query if query else ''} HTTP/1.1")
+
+    def forwarded_fields(self, upstream_host: str) -> list[tuple[bytes, bytes]]:
+        """The fields the model server must receive, values without surrounding whitespace:
+        hop-by-hop and Connection-named ones dropped, Host from an absolute-form target's
+        authority, or the model server's for an HTTP/1.0 request without one."""
+        kept = [(n, v.strip(" \t")) for n, v in self.fields if n.lower() not in HOP_BY_HOP]
+        authority = self.authority()
+        if authority is not None:
+            kept = [(n, v) for n, v in kept if n.lower() != "host"] + [("Host", authority)]
+        elif not any(n.lower() == "host" for n, _ in kept):
+            kept.append(("Host", upstream_host))
+        dropped = nominated(self.fields)
+        return [(latin1(n), latin1(v)) for n, v in kept if n.lower() not in dropped]
+
+    def forwarded_trailers(self) -> bytes:
+        return kept_trailers(self.trailers)
 
 
 def random_request(rng: random.Random, fuzz_id: str, strict_only: bool = False, small: bool = False) -> ClientRequest:
@@ -210,11 +237,14 @@ def random_request(rng: random.Random, fuzz_id: str, strict_only: bool = False, 
     version = rng.choice(["HTTP/1.1"] * 5 + ["HTTP/1.0"])
     content, implied = body(rng, small)
     own = field_list(rng, ows=True)
-    if rng.random() < 0.5:
+    if version == "HTTP/1.1" or rng.random() < 0.5:  # exactly one in HTTP/1.1 (RFC 9112 §3.2), else 400
         own.append((rng.choice(["Host", "host", "HOST"]), rng.choice(["a", "model.example:8080", "[::1]:1", ""])))
     hop = list({f[0].lower(): f for f in rng.sample(HOP_FIELDS, rng.randint(0, 2))}.values())
     if version == "HTTP/1.0":  # 1.0 keeps the connection only on request; never both tokens (llhttp)
         hop = [f for f in hop if f[0] != "Connection"] + rng.choice([[], [("Connection", "keep-alive")]])
+    if rng.random() < 0.2:  # a Connection header naming fields: those are dropped, but not the framing ones
+        named = [rng.choice(own)[0] if own else "X-Absent", rng.choice(["Host", "Content-Length", "X-Absent"])]
+        hop.append(("Connection", ", ".join(named)))
     framing = rng.choice(["length", "chunked"] + (["none"] if not content else []))
     frame_field = {"length": [("Content-Length", str(len(content)))], "chunked": [("Transfer-Encoding", "chunked")],
                    "none": []}[framing]
@@ -225,7 +255,7 @@ def random_request(rng: random.Random, fuzz_id: str, strict_only: bool = False, 
     return ClientRequest(
         method, path, version, tuple(fields), content, framing, cut(rng, content) if chunked_body else (),
         chunk_extension=rng.choice(["", ";a=b", ';name="q v"', ";x"]) if chunked_body else "",
-        trailers=rng.choice(["", "X-Trailer: t\r\n"]) if chunked_body else "",
+        trailers=rng.choice(TRAILERS) if chunked_body else "",
         strict=strict, fuzz_id=fuzz_id,
     )
 
@@ -291,18 +321,29 @@ class UpstreamResponse:
         return latin1("HTTP/1.1 103 Early Hints\r\n" + "".join(kept)) + b"\r\n"
 
     def expected_head(self, request: ClientRequest) -> bytes:
-        """The final response head the client must get, byte for byte."""
-        kept = [(n, v) for n, v in self.final_fields() if n.lower() not in HOP_BY_HOP]
-        if request.version == "HTTP/1.0":  # a 1.0 client cannot read chunked: it gets the content
+        """The final response head the client must get, byte for byte: hop-by-hop and
+        Connection-named fields dropped, Transfer-Encoding too for an HTTP/1.0 client (it gets the
+        content de-chunked), then what the connection does: `close`, or `keep-alive` to HTTP/1.0."""
+        dropped = nominated(self.fields)
+        kept = [(n, v) for n, v in self.final_fields() if n.lower() not in HOP_BY_HOP and n.lower() not in dropped]
+        if request.version == "HTTP/1.0":
             kept = [(n, v) for n, v in kept if n.lower() != "transfer-encoding"]
         if not self.keeps_client(request):
             kept.append(("Connection", "close"))
+        elif request.version == "HTTP/1.0":
+            kept.append(("Connection", "keep-alive"))
         return latin1(f"HTTP/1.1 {self.status} {self.reason}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in kept)) + b"\r\n"
 
     def expected_content(self, request: ClientRequest) -> bytes:
         if request.method == "HEAD" or self.status in BODYLESS_STATUS:
             return b""
         return self.body
+
+    def expected_trailers(self, request: ClientRequest) -> bytes:
+        """The trailer section a chunked answer to an HTTP/1.1 client ends with."""
+        if self.framing != "chunked" or request.method == "HEAD" or request.version == "HTTP/1.0":
+            return b""
+        return kept_trailers(self.trailers)
 
 
 def random_response(rng: random.Random, allow_close: bool = True) -> UpstreamResponse:
@@ -311,6 +352,8 @@ def random_response(rng: random.Random, allow_close: bool = True) -> UpstreamRes
     reason = _text(rng, VCHAR + " " + OBS_TEXT, 0, 20).strip(" ")
     fields = [(field_name(rng), field_value(rng, ows=False)) for _ in range(rng.randint(0, 8))]
     fields += list({f[0].lower(): f for f in rng.sample(RESPONSE_HOP_FIELDS, rng.randint(0, 2))}.values())
+    if fields and rng.random() < 0.2:  # the model server's Connection names one of its fields: dropped
+        fields.append(("Connection", rng.choice(fields)[0]))
     rng.shuffle(fields)
     content = b"" if status in BODYLESS_STATUS else body(rng)[0]
     framing = "length" if status in BODYLESS_STATUS else rng.choice(["length", "chunked"] + (["close"] if allow_close else []))
@@ -321,7 +364,7 @@ def random_response(rng: random.Random, allow_close: bool = True) -> UpstreamRes
     return UpstreamResponse(
         status, reason, tuple(fields), content, framing, cut(rng, content) if chunked_body else (),
         chunk_extension=rng.choice(["", ";ext=1"]) if chunked_body else "",
-        trailers=rng.choice(["", "X-Trailer: t\r\n"]) if chunked_body else "",
+        trailers=rng.choice(TRAILERS) if chunked_body else "",
         interim=interim,
     )
 

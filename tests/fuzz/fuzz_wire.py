@@ -12,9 +12,13 @@ from dataclasses import dataclass
 CRLF = b"\r\n"
 HEAD_END = b"\r\n\r\n"
 
-# RFC 9110 §7.6.1 as the proxy applies it (exporter/proxy/upstream.py HOP_BY_HOP): these header
-# fields are dropped in both directions; every other field passes in order, name case kept.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"})
+# RFC 9110 §7.6.1 as the proxy applies it (exporter/proxy/upstream.py): these fields are dropped
+# in both directions, and so are the fields a Connection header names except the CONNECTION_OPTIONS;
+# every other field passes in order, name case kept.
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "upgrade"})
+CONNECTION_OPTIONS = frozenset({"", "close", "keep-alive", "host", "content-length", "transfer-encoding"})
+# Trailer fields of a chunked body pass on its last chunk, except these (RFC 9110 §6.5.1).
+NOT_TRAILERS = HOP_BY_HOP | {"transfer-encoding", "content-length", "trailer", "host"}
 
 # Optional whitespace around a field value is not part of it (RFC 9110 §5.5).
 OWS = b" \t"
@@ -66,8 +70,8 @@ def split_head(buf: bytes | bytearray) -> tuple[Head, int]:
     return Head(lines[0], tuple(fields), raw), end + 4
 
 
-def read_chunked(buf: bytes | bytearray, pos: int) -> tuple[bytes, list[bytes], int]:
-    """Decode a chunked body at `pos`: (content, chunk-size lines as sent, offset after it)."""
+def read_chunked(buf: bytes | bytearray, pos: int) -> tuple[bytes, list[bytes], bytes, int]:
+    """Decode a chunked body at `pos`: (content, chunk-size lines as sent, trailer section, offset after it)."""
     content = bytearray()
     size_lines: list[bytes] = []
     while True:
@@ -83,11 +87,11 @@ def read_chunked(buf: bytes | bytearray, pos: int) -> tuple[bytes, list[bytes], 
         pos = eol + 2
         if size == 0:  # then trailer fields, if any, and an empty line
             if buf[pos:pos + 2] == CRLF:
-                return bytes(content), size_lines, pos + 2
+                return bytes(content), size_lines, b"", pos + 2
             end = buf.find(HEAD_END, pos)
             if end < 0 or len(buf) < pos + 2:
                 raise NeedMore
-            return bytes(content), size_lines, end + 4
+            return bytes(content), size_lines, bytes(buf[pos:end + 2]), end + 4
         if len(buf) < pos + size + 2:
             raise NeedMore
         content += buf[pos:pos + size]
@@ -104,6 +108,7 @@ class Message:
     framed: bytes  # the body bytes exactly as they crossed the wire
     content: bytes  # the body with the chunked framing removed
     chunk_lines: tuple[bytes, ...] = ()
+    trailers: bytes = b""  # the trailer section of a chunked body, each field line with its CRLF
 
 
 def read_message(buf: bytes | bytearray, bodyless: bool = False, eof: bool | None = None) -> tuple[Message, int]:
@@ -116,8 +121,8 @@ def read_message(buf: bytes | bytearray, bodyless: bool = False, eof: bool | Non
     if bodyless:
         return Message(head, b"", b""), pos
     if head.is_chunked():
-        content, lines, end = read_chunked(buf, pos)
-        return Message(head, bytes(buf[pos:end]), content, tuple(lines)), end
+        content, lines, trailers, end = read_chunked(buf, pos)
+        return Message(head, bytes(buf[pos:end]), content, tuple(lines), trailers), end
     length = head.content_length()
     if length is None:
         if eof is None:
@@ -137,6 +142,19 @@ def status_of(head: Head) -> int:
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise WireError(f"not a status line: {head.start!r}")
     return int(parts[1])
+
+
+def nominated(fields: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> set[str]:
+    """The field names a message's Connection headers list, as the proxy drops them."""
+    return {token.strip(" \t").lower() for name, value in fields if name.lower() == "connection"
+            for token in value.split(",")} - CONNECTION_OPTIONS
+
+
+def kept_trailers(trailers: str) -> bytes:
+    """The trailer section the proxy forwards: every field but NOT_TRAILERS, in order."""
+    lines = [line for line in trailers.split("\r\n") if line]
+    return "".join(f"{line}\r\n" for line in lines if line.split(":", 1)[0].strip().lower() not in NOT_TRAILERS
+                   ).encode("latin-1")
 
 
 def chunked(parts: list[bytes], extension: bytes = b"", trailers: bytes = b"") -> bytes:
