@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # A request head larger than this is refused (431) so a client cannot grow our memory.
 MAX_HEAD_BYTES = 64 * 1024
+# A closing connection drains what the client still sends for at most this long (close()).
+LINGER_SECONDS = 2.0
 # Pipelined requests are read ahead at most this far before reading pauses.
 MAX_PIPELINED = 16
 # Request bytes read but not yet handed to an upstream connection (bodies waiting for a pooled
@@ -89,6 +91,7 @@ class ClientConnection(asyncio.Protocol):
         self.error: Refusal | None = None  # why a parser callback stopped the parse
         self.refusal: Refusal | None = None  # owed once the requests read whole before a broken one are answered
         self.closing = False
+        self.lingering = False  # half-closed after the last answer, draining the client (close())
         # bit 1: upstream backpressure, bit 2: pipelined requests, bit 4: read_ahead, bit 8: the stream broke
         self.paused_for = 0
         self.read_ahead = 0  # request bytes read and held here (READ_AHEAD_LIMIT); exchanges add to it
@@ -120,6 +123,8 @@ class ClientConnection(asyncio.Protocol):
         ctx.stats.client_connections += 1
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return  # after the answer that closes: read and dropped, see close()
         try:
             self.parser.feed_data(data)
             # started after the whole read is parsed, so head and body leave in one write
@@ -204,11 +209,31 @@ class ClientConnection(asyncio.Protocol):
             self.transport.writelines(data)
 
     def close(self, reason: str) -> None:
-        """Close once what is buffered is written; `reason`: one of exchange.CLOSE_REASONS."""
+        """Close once what is buffered is written; `reason`: one of exchange.CLOSE_REASONS.
+
+        While reading is paused the client may have sent bytes we never read: then a lingering
+        close (RFC 9112 §9.6): half-close, discard what the client still sends, and close when it
+        does or after LINGER_SECONDS. Closing with unread input would make the kernel send a reset
+        that can destroy the end of the answer before the client reads it.
+        """
         self.close_reason = self.close_reason or reason
         self.closing = True
         self.queue.clear()
-        self.transport.close()
+        transport = self.transport
+        if self.lingering:
+            return
+        if not self.paused_for:  # everything the client sent so far was read: a plain close
+            transport.close()
+            return
+        try:
+            transport.write_eof()  # sent once what is buffered is written
+            loop = asyncio.get_running_loop()
+        except (NotImplementedError, RuntimeError, OSError):
+            transport.close()
+            return
+        self.lingering = True
+        transport.resume_reading()
+        loop.call_later(LINGER_SECONDS, transport.close)
 
     def abort(self, reason: str) -> None:
         """Close now, dropping what is buffered; what is in flight ends as 499 (connection_lost)."""

@@ -33,6 +33,9 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def write_eof(self) -> None:  # a lingering close: the proxy's side is done
+        self.closed = True
+
     def abort(self) -> None:
         self.aborted = True
 
