@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import csv
 import json
+import subprocess
 import sys
 import tempfile
 import threading
@@ -97,6 +98,29 @@ async def load(port: int, columns: int, rate: float, duration: float, conns: int
     return sent, errors
 
 
+def start_with_baseline(procs: Procs, columns: int, rows: int, delay_ms: float,
+                        settle: float) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Build a baseline of `columns` numeric features, start the stand-in upstream and a sidecar
+    on it with that baseline; returns (sidecar process, proxy port, metrics port) once healthy."""
+    training = procs.tmp / "training.csv"
+    write_training(training, columns, rows)
+    baseline = procs.tmp / "baseline.json"
+    build = procs.start("baseline", [sys.executable, "-m", "exporter", "baseline", "build", str(training),
+                                     "-o", str(baseline)], None)
+    if build.wait(600) != 0:
+        raise RuntimeError(procs.log_tail("baseline"))
+    up, px, mx = free_port(), free_port(), free_port()
+    me = [sys.executable, str(Path(__file__).resolve().parent / "proxy_overhead.py")]
+    upstream = procs.start("upstream", me + ["--serve-upstream", "--port", str(up), "--delay-ms", str(delay_ms)], None)
+    wait_ready(procs, upstream, [(up, "/", "GET")], 15)
+    sidecar = procs.start("sidecar", [sys.executable, "-m", "exporter", "run", "--upstream", f"http://{HOST}:{up}",
+                                      "--listen", f"{HOST}:{px}", "--metrics-listen", f"{HOST}:{mx}",
+                                      "--baseline", str(baseline)], None)
+    wait_ready(procs, sidecar, [(mx, "/-/healthy", "GET")], 120)
+    time.sleep(settle)  # the worker loads the baseline
+    return sidecar, px, mx
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--columns", type=int, default=50)
@@ -108,20 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     procs = Procs(tmp)
     try:
-        training = tmp / "training.csv"
-        write_training(training, args.columns, 5000)
-        baseline = tmp / "baseline.json"
-        procs.start("baseline", [sys.executable, "-m", "exporter", "baseline", "build", str(training),
-                                 "-o", str(baseline)], None).wait(120)
-        up, px, mx = free_port(), free_port(), free_port()
-        me = [sys.executable, str(Path(__file__).resolve().parent / "proxy_overhead.py")]
-        upstream = procs.start("upstream", me + ["--serve-upstream", "--port", str(up), "--delay-ms", "1"], None)
-        wait_ready(procs, upstream, [(up, "/", "GET")], 15)
-        sidecar = procs.start("sidecar", [sys.executable, "-m", "exporter", "run", "--upstream", f"http://{HOST}:{up}",
-                                          "--listen", f"{HOST}:{px}", "--metrics-listen", f"{HOST}:{mx}",
-                                          "--baseline", str(baseline)], None)
-        wait_ready(procs, sidecar, [(mx, "/-/healthy", "GET")], 60)
-        time.sleep(3.0)  # the worker loads the baseline
+        sidecar, px, _ = start_with_baseline(procs, args.columns, 5000, delay_ms=1, settle=3.0)
         children = psutil.Process(sidecar.pid).children()
         if not children:
             raise RuntimeError("no analysis worker process under the sidecar")

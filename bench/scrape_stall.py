@@ -13,14 +13,12 @@ import argparse
 import http.client
 import multiprocessing
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from memory import write_training
-from proxy_overhead import HOST, Procs, free_port, run_load, wait_ready
+from memory import start_with_baseline
+from proxy_overhead import HOST, Procs, run_load
 
 TARGET_P99_MS = 1.0
 
@@ -54,22 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     scrapes: list[float] = []
     size = 0
     try:
-        training = tmp / "training.csv"
-        write_training(training, args.columns, 2000)
-        baseline = tmp / "baseline.json"
-        build = procs.start("baseline", [sys.executable, "-m", "exporter", "baseline", "build", str(training),
-                                         "-o", str(baseline)], None)
-        if build.wait(600) != 0:
-            raise RuntimeError(procs.log_tail("baseline"))
-        up, px, mx = free_port(), free_port(), free_port()
-        me = [sys.executable, str(Path(__file__).resolve().parent / "proxy_overhead.py")]
-        upstream = procs.start("upstream", me + ["--serve-upstream", "--port", str(up), "--delay-ms", "5"], None)
-        wait_ready(procs, upstream, [(up, "/", "GET")], 15)
-        sidecar = procs.start("sidecar", [sys.executable, "-m", "exporter", "run", "--upstream", f"http://{HOST}:{up}",
-                                          "--listen", f"{HOST}:{px}", "--metrics-listen", f"{HOST}:{mx}",
-                                          "--baseline", str(baseline)], None)
-        wait_ready(procs, sidecar, [(mx, "/-/healthy", "GET")], 120)
-        time.sleep(5.0)  # the worker loads the baseline
+        _, px, mx = start_with_baseline(procs, args.columns, 2000, delay_ms=5, settle=5.0)
         for r in range(args.rounds):
             for name in results:
                 stop = multiprocessing.Event()

@@ -59,7 +59,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """File, then flags, then every cross-field and baseline check: what `run` and `check-config` share."""
+    """File, then flags, then the cross-field checks: what `run` and `check-config` share.
+
+    The checks that need the baseline run where it is loaded (the worker; check-config calls them too).
+    """
     config = load_file(args.config) if args.config else Config()
     config = apply_flags(
         config,

@@ -50,20 +50,16 @@ class Extractor:
             self.fixed = BY_NAME[model.protocol]
         self._internal_logged = False
 
+    def _message(self, path: str, route: str, headers: dict[bytes, bytes], body: bytes) -> Message:
+        """One side of the exchange as the adapters see it, its body decompressed (PayloadError if it cannot be)."""
+        encoding = headers.get(b"content-encoding", b"").decode("latin-1") or None
+        return Message(path, route, _headers(headers, self.id_header), decode_body(body, encoding, self.limit))
+
     def extract(self, event: Event) -> Extraction:
         out = Extraction(event.model, event.version)
         path = event.target.split(b"?", 1)[0].decode("latin-1")
         try:
-            request = Message(
-                path,
-                event.route,
-                _headers(event.request_headers, self.id_header),
-                decode_body(
-                    event.request_body,
-                    event.request_headers.get(b"content-encoding", b"").decode("latin-1") or None,
-                    self.limit,
-                ),
-            )
+            request = self._message(path, event.route, event.request_headers, event.request_body)
         except PayloadError as exc:
             out.errors.append(("request", exc.reason))
             return out
@@ -74,16 +70,7 @@ class Extractor:
         out.features = self._call(out, "request", adapter.parse_request, request)
         if 200 <= event.status < 300:
             try:
-                response = Message(
-                    path,
-                    event.route,
-                    _headers(event.response_headers, self.id_header),
-                    decode_body(
-                        event.response_body,
-                        event.response_headers.get(b"content-encoding", b"").decode("latin-1") or None,
-                        self.limit,
-                    ),
-                )
+                response = self._message(path, event.route, event.response_headers, event.response_body)
             except PayloadError as exc:
                 out.errors.append(("response", exc.reason))
             else:
