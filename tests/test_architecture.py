@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "exporter"
 
 # Modules everyone may import; they import nothing of the package but each other.
 LEAVES = ("exporter.config", "exporter.labels", "exporter.events", "exporter.jsonpath",
-          "exporter.metrics.definitions", "exporter")
+          "exporter.metrics.definitions", "exporter.predlog", "exporter")
 
 # What each part may import, besides the leaves and itself. Longest prefix wins.
 ALLOWED: dict[str, tuple[str, ...]] = {
