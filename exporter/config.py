@@ -182,6 +182,19 @@ class PerformanceConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig:
+    # CloudEvents from the KServe / Seldon request loggers on the metrics port (sidecar/push.py).
+    # A request or response half waits for its other half at most `ttl`; the cache holds at most
+    # cache_size halves and cache_bytes of their data (README, "Push").
+    enabled: bool = True
+    path: str = "/cloudevents"
+    max_body_bytes: int = 2 << 20  # one event's HTTP body (structured mode's base64 included)
+    cache_size: int = 10_000
+    cache_bytes: int = 64 << 20
+    ttl: float = 30.0
+
+
+@dataclass(frozen=True)
 class ShutdownConfig:
     # On SIGTERM, /-/ready turns 503 at once while the proxy keeps serving for `delay` (so the
     # endpoint leaves the load balancer); then new connections are refused and requests in
@@ -218,6 +231,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    push: PushConfig = field(default_factory=PushConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     # TLS and basic auth of the metrics port: an exporter-toolkit web config file (sidecar/web_config.py)
@@ -462,6 +476,18 @@ def _url_path(path: str, value: Any) -> str:
     return value
 
 
+ADMIN_PATHS = ("/metrics", "/feedback", "/-/healthy", "/-/ready", "/-/reload")
+
+
+def _push_path(path: str, value: Any) -> str:
+    url_path = _url_path(path, value)
+    if url_path in ADMIN_PATHS:
+        raise _fail(
+            path, value, f"expected a path of its own on the metrics port (not one of {', '.join(ADMIN_PATHS)})"
+        )
+    return url_path
+
+
 def _buckets(path: str, value: Any) -> tuple[float, ...]:
     if not isinstance(value, list) or not value:
         raise _fail(path, value, "expected a non-empty list of increasing positive numbers")
@@ -539,6 +565,7 @@ def from_dict(raw: Any) -> Config:
             "quality",
             "labels",
             "performance",
+            "push",
             "shutdown",
             "client",
             "web_config",
@@ -680,6 +707,21 @@ def from_dict(raw: Any) -> Config:
             },
         )
     )
+    push = PushConfig(
+        **_section(
+            top,
+            "push",
+            "push",
+            {
+                "enabled": _bool,
+                "path": _push_path,
+                "max_body_bytes": _positive_int,
+                "cache_size": _positive_int,
+                "cache_bytes": _positive_int,
+                "ttl": parse_duration,
+            },
+        )
+    )
     shutdown = ShutdownConfig(
         **_section(
             top,
@@ -719,6 +761,7 @@ def from_dict(raw: Any) -> Config:
         quality=quality,
         labels=labels,
         performance=performance,
+        push=push,
         shutdown=shutdown,
         client=client,
         web_config=web_config,

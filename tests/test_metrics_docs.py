@@ -15,6 +15,7 @@ from exporter.metrics.exposition import build_registry
 from exporter.proxy.server import ProxyContext
 from exporter.proxy.stats import TrafficStats
 from exporter.sidecar.link import WorkerLink
+from exporter.sidecar.push import PushSource
 from exporter.sidecar.reload import Reloader
 from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
 from exporter.worker.analysis import Analysis
@@ -50,7 +51,9 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
 
     ctx = ProxyContext(pool=None, stats=stats, routes=None, read_timeout=1.0, upstream_host_header=b"")  # type: ignore[arg-type]
     reloader = Reloader(Config(), None, ctx, None)
-    return build_registry([stats, worker, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader]), stats
+    push = PushSource(link, lambda: stats.labels, lambda: Config().push, "x-request-id")
+    collectors = [stats, worker, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader, push]
+    return build_registry(collectors), stats
 
 
 def test_every_exposed_model_metric_is_defined_with_its_help_and_labels() -> None:

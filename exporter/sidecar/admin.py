@@ -1,4 +1,4 @@
-"""The metrics port's endpoints: /metrics, /-/healthy, /-/ready, POST /-/reload, POST /feedback. Never the proxy port."""
+"""The metrics port's endpoints: /metrics, /-/healthy, /-/ready, POST /-/reload, POST /feedback, POST push.path. Never the proxy port."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from exporter.events import Feedback
 from exporter.sidecar.feedback import answer, parse_feedback
 from exporter.sidecar.http import Handler, Request, Response, Router, text
+from exporter.sidecar.push import PushSource
 from exporter.sidecar.web_config import BasicAuth
 
 INDEX = b"""<html><head><title>model-exporter</title></head><body>
@@ -34,11 +35,14 @@ def make_admin_router(
     reload: Callable[[], Awaitable[str | None]] | None,
     auth: BasicAuth | None = None,
     labels: Callable[[Feedback], int] | None = None,
+    push_path: str | None = None,
+    push: PushSource | None = None,
 ) -> Router:
     """The metrics port's endpoints, given how to render, how to tell readiness and how to reload.
 
     With `auth`, every endpoint but the liveness and readiness probes asks for basic auth.
     `labels` hands the labels of a POST /feedback to the worker and returns how many it dropped.
+    `push_path`: where CloudEvents are accepted (push.enabled), taken by `push` (None: the worker is off).
     """
     router = Router()
 
@@ -86,6 +90,14 @@ def make_admin_router(
         status, body = answer(len(records) - dropped, failures, dropped)
         return Response(status, body, "application/json")
 
+    async def cloudevent(request: Request) -> Response:
+        # No refuses_form here: binary mode needs ce-* headers and structured mode its own media
+        # type, neither of which a cross-origin browser form can send without a CORS preflight.
+        if push is None:
+            return text(501, "push is not available: the analysis worker is off (capture.enabled: false)\n")
+        status, message = push.receive(request.headers, request.body)
+        return text(status, message)
+
     async def index(request: Request) -> Response:
         return Response(200, INDEX, "text/html; charset=utf-8")
 
@@ -95,4 +107,12 @@ def make_admin_router(
     router.add("POST", "/-/reload", guarded(do_reload))
     router.add("POST", "/feedback", guarded(feedback))
     router.add("GET", "/", guarded(index))
+    if push_path is not None:
+        router.add(
+            "POST",
+            push_path,
+            guarded(cloudevent),
+            max_body=(lambda: push.settings().max_body_bytes) if push is not None else None,
+            on_too_large=push.too_large if push is not None else None,
+        )
     return router

@@ -64,11 +64,27 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
+        # a path that takes larger bodies than MAX_BODY_BYTES: its cap, and what to call when it is hit
+        self.limits: dict[str, tuple[Callable[[], int], Callable[[], None] | None]] = {}
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        max_body: Callable[[], int] | None = None,
+        on_too_large: Callable[[], None] | None = None,
+    ) -> None:
         self.routes[(method, path)] = handler
         if method == "GET":
             self.routes[("HEAD", path)] = handler
+        if max_body is not None or on_too_large is not None:
+            self.limits[path] = (max_body or (lambda: MAX_BODY_BYTES), on_too_large)
+
+    def body_limit(self, path: str) -> tuple[int, Callable[[], None] | None]:
+        """The body cap of a path (read per request: a reload may change it) and its hook."""
+        limit = self.limits.get(path.split("?", 1)[0])
+        return (MAX_BODY_BYTES, None) if limit is None else (limit[0](), limit[1])
 
     async def handle(self, request: Request) -> Response:
         handler = self.routes.get((request.method, request.path))
@@ -175,8 +191,12 @@ class AdminConnection(asyncio.Protocol):
         self.request.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
-        if len(self.body) + len(body) > MAX_BODY_BYTES:
-            self.error = (413, f"request body larger than {MAX_BODY_BYTES} bytes\n")
+        assert self.request is not None
+        limit, on_too_large = self.router.body_limit(self.request.path)
+        if len(self.body) + len(body) > limit:
+            self.error = (413, f"request body larger than {limit} bytes\n")
+            if on_too_large is not None:
+                on_too_large()
             raise ValueError("body too large")
         self.body += body
 

@@ -28,6 +28,8 @@ class RestartOnly:
     resources: ResourcesConfig
     web_config: str | None
     state_dir: str | None
+    push_enabled: bool
+    push_path: str
 
     @classmethod
     def of(cls, config: Config) -> RestartOnly:
@@ -41,6 +43,8 @@ class RestartOnly:
             config.resources,
             config.web_config,
             config.state_dir,
+            config.push.enabled,
+            config.push.path,
         )
 
     def change_from(self, old: RestartOnly) -> str | None:

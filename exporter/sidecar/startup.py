@@ -23,6 +23,7 @@ from exporter.sidecar.feedback import LabelsDropped
 from exporter.sidecar.health import UpstreamProbe
 from exporter.sidecar.http import AdminServer
 from exporter.sidecar.link import WorkerLink
+from exporter.sidecar.push import PushSource
 from exporter.sidecar.reload import Reloader
 from exporter.sidecar.settings import ProxySettings
 from exporter.sidecar.web_config import BasicAuth, WebConfig, load_web_config, ssl_context
@@ -82,6 +83,12 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     collectors.append(Isolated(sources))
     reloader = Reloader(config, load, ctx, link, probe)
     collectors.append(reloader)
+    push: PushSource | None = None
+    if link is not None and config.push.enabled:
+        push = PushSource(
+            link, lambda: ctx.stats.labels, lambda: reloader.config.push, config.capture.id_header
+        )  # the label policy and the caps in force, after any reload
+        collectors.append(push)
     registry = build_registry(collectors)
     try:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload()))
@@ -103,7 +110,13 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
 
     admin = AdminServer(
         make_admin_router(
-            render_metrics, readiness, reloader.reload, auth, labels=link.submit_labels if link is not None else None
+            render_metrics,
+            readiness,
+            reloader.reload,
+            auth,
+            labels=link.submit_labels if link is not None else None,
+            push_path=config.push.path if config.push.enabled else None,
+            push=push,
         )
     )
     await admin.start(config.metrics_listen.host, config.metrics_listen.port, ssl_context(web, config.web_config or ""))
@@ -111,6 +124,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         lambda: ClientConnection(ctx), config.listen.host, config.listen.port, backlog=2048, reuse_address=True
     )
     tasks = [loop.create_task(probe.run()), loop.create_task(sweep_timeouts(ctx))]
+    if push is not None:
+        tasks.append(loop.create_task(push.run()))
     # Everything allocated so far lives as long as the process: move it out of the cyclic
     # collector's reach, so a full collection does not stall the proxy for milliseconds.
     gc.collect()
