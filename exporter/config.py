@@ -20,7 +20,7 @@ from exporter.metrics.definitions import DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_
 # the two lists equal). Which column types each applies to is checked against the baseline.
 DRIFT_METHODS = ("psi", "kl", "js", "ks", "wasserstein", "chisquare", "linf")
 
-PROTOCOLS = ("auto", "v2", "v1", "mlflow", "seldon", "openai", "custom")
+PROTOCOLS = ("auto", "v2", "v1", "mlflow", "seldon", "openai", "tgi", "ollama", "custom")
 
 # Readiness path probed by default for each protocol (what each server family exposes).
 DEFAULT_HEALTH_PATHS = {
@@ -30,6 +30,8 @@ DEFAULT_HEALTH_PATHS = {
     "mlflow": "/ping",
     "seldon": "/health/ping",
     "openai": "/v1/models",
+    "tgi": "/health",
+    "ollama": "/api/version",
     "custom": "/",
 }
 
@@ -195,6 +197,14 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class LLMConfig:
+    # Prices per 1M tokens by model label value → model_llm_cost_total{kind, currency}; a model
+    # not listed costs nothing (its tokens are still counted).
+    currency: str = "USD"
+    prices: tuple[tuple[str, float, float], ...] = ()  # (model, prompt, completion) per 1M tokens
+
+
+@dataclass(frozen=True)
 class ShutdownConfig:
     # On SIGTERM, /-/ready turns 503 at once while the proxy keeps serving for `delay` (so the
     # endpoint leaves the load balancer); then new connections are refused and requests in
@@ -233,6 +243,7 @@ class Config:
     performance: PerformanceConfig = field(default_factory=PerformanceConfig)
     push: PushConfig = field(default_factory=PushConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     # TLS and basic auth of the metrics port: an exporter-toolkit web config file (sidecar/web_config.py)
     web_config: str | None = None
@@ -523,6 +534,31 @@ def _routes(path: str, value: Any) -> tuple[RouteConfig, ...]:
     return tuple(routes)
 
 
+_CURRENCY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,15}$")
+
+
+def _currency(path: str, value: Any) -> str:
+    if not isinstance(value, str) or not _CURRENCY.match(value):
+        raise _fail(path, value, "expected a currency code such as USD or EUR")
+    return value
+
+
+def _prices(path: str, value: Any) -> tuple[tuple[str, float, float], ...]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, "expected a mapping of model name to {prompt, completion} prices per 1M tokens")
+    out = []
+    for name, spec in value.items():
+        fields = _mapping(f"{path}.{name}", spec, {"prompt", "completion"})
+        prices = []
+        for key in ("prompt", "completion"):
+            v = fields.get(key, 0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise _fail(f"{path}.{name}.{key}", v, "expected a price per 1M tokens, a number >= 0")
+            prices.append(float(v))
+        out.append((str(name), prices[0], prices[1]))
+    return tuple(out)
+
+
 def _mapping(path: str, value: Any, allowed: set[str]) -> dict[str, Any]:
     if value is None:
         return {}
@@ -567,6 +603,7 @@ def from_dict(raw: Any) -> Config:
             "performance",
             "push",
             "shutdown",
+            "llm",
             "client",
             "web_config",
             "state_dir",
@@ -733,6 +770,7 @@ def from_dict(raw: Any) -> Config:
             },
         )
     )
+    llm = LLMConfig(**_section(top, "llm", "llm", {"currency": _currency, "prices": _prices}))
     client = ClientConfig(
         **_section(
             top,
@@ -763,6 +801,7 @@ def from_dict(raw: Any) -> Config:
         performance=performance,
         push=push,
         shutdown=shutdown,
+        llm=llm,
         client=client,
         web_config=web_config,
         state_dir=state_dir,

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import pickle
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from exporter.adapters.base import Rows
+    from exporter.adapters.base import Generation, Rows
 
 # Request/response headers the adapters use; nothing else is captured.
 REQUEST_HEADERS = frozenset({b"content-type", b"content-encoding", b"inference-header-content-length"})
 RESPONSE_HEADERS = REQUEST_HEADERS
 
 DROP_REASONS = ("queue_full", "body_too_large", "worker_down")
+
+# Arrival marks kept per streamed response (Event.marks); past the cap the last mark is overwritten
+# so the end stays timed, and the worker counts the stream in model_llm_stream_marks_capped_total.
+MAX_MARKS = 4096
 
 
 class Event(NamedTuple):
@@ -37,6 +42,11 @@ class Event(NamedTuple):
     # every series the worker derives from this exchange carries them
     model: str
     version: str
+    # LLM routes only (exporter/proxy/routes.py LLM_ROUTES): when each read of the response body
+    # arrived, as (body bytes captured so far, perf_counter seconds since the request's first byte),
+    # one mark per upstream read that carried body bytes, at most MAX_MARKS. The worker finds, for
+    # each generated token event of the stream, the read that completed it (analyzers/llm.py).
+    marks: Sequence[tuple[int, float]] = ()
 
 
 class EventSink(Protocol):
@@ -57,6 +67,7 @@ class Extraction:
     features: Rows | None = None
     predictions: Rows | None = None
     errors: list[tuple[str, str]] = field(default_factory=list)  # (side, reason)
+    llm: Generation | None = None  # an LLM exchange: what its response says of the generation
 
 
 # ---------------------------------------------------------------- framing: length-prefixed pickles

@@ -80,7 +80,7 @@ def test_durations(value: object, seconds: float) -> None:
 
 
 BAD_CONFIGS = [
-    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, client, drift, labels, listen, metrics, metrics_listen, model, performance, push, quality, resources, shutdown, state_dir, upstream, web_config)"),
+    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, client, drift, labels, listen, llm, metrics, metrics_listen, model, performance, push, quality, resources, shutdown, state_dir, upstream, web_config)"),
     ({"capture": {"enabled": "yes"}}, "capture.enabled: expected true or false, got 'yes'"),
     ({"capture": {"max_body_bytes": 1.5}}, "capture.max_body_bytes: expected a positive integer, got 1.5"),
     ({"capture": {"id_header": "X Request"}}, "capture.id_header: expected an HTTP header name, e.g. X-Request-Id, got 'X Request'"),
@@ -120,7 +120,7 @@ BAD_CONFIGS = [
     ({"upstream": "http://m:1"}, "upstream: expected a mapping, got 'http://m:1'"),
     ({"listen": "8000"}, "listen: expected HOST:PORT, e.g. 0.0.0.0:8000, got '8000'"),
     ({"metrics_listen": "0.0.0.0:0"}, "metrics_listen: expected a port between 1 and 65535, got '0.0.0.0:0'"),
-    ({"model": {"protocol": "grpc"}}, "model.protocol: expected one of auto, v2, v1, mlflow, seldon, openai, custom, got 'grpc'"),
+    ({"model": {"protocol": "grpc"}}, "model.protocol: expected one of auto, v2, v1, mlflow, seldon, openai, tgi, ollama, custom, got 'grpc'"),
     ({"model": {"name": ""}}, "model.name: expected a non-empty string, got ''"),
     ({"metrics": {"duration_buckets": [0.1, 0.05]}}, "metrics.duration_buckets[1]: expected buckets in increasing order (after 0.1), got 0.05"),
     ({"metrics": {"duration_buckets": []}}, "metrics.duration_buckets: expected a non-empty list of increasing positive numbers, got []"),

@@ -8,7 +8,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors.base import Isolated
-from exporter.config import Config
+from exporter.config import Config, LLMConfig
+from exporter.events import Event
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 from exporter.metrics.docs import readme_section, render
 from exporter.metrics.exposition import build_registry
@@ -44,8 +45,14 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     stats.load_duration = 1.5
     link = WorkerLink(Config())  # not started: its answer is set as a scrape would
     # what the worker renders, collected here so its families can be inspected
-    worker = Analysis(dataclasses.replace(Config(), state_dir="/nonexistent"))
-    worker.content.tokens[("m", "1", "prompt")] = 3
+    priced = LLMConfig(prices=(("m", 0.5, 1.5),))
+    worker = Analysis(dataclasses.replace(Config(), state_dir="/nonexistent", llm=priced))
+    stream = (b'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n'
+              b'data: {"choices": [{"delta": {"content": "!"}, "finish_reason": "stop"}],'
+              b' "usage": {"prompt_tokens": 3, "completion_tokens": 2}}\n\ndata: [DONE]\n\n')
+    worker.process([Event(0.0, "/v1/chat/completions", b"/v1/chat/completions", 200, 0.5, {},
+                          b'{"model": "m", "messages": []}', {b"content-type": b"text/event-stream"}, stream,
+                          "m", "1", [(40, 0.1), (len(stream), 0.2)])])
     worker.snapshot_time = 1.0
     link.last_collect_ok = True
 

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from exporter.adapters import mlflow, openai, seldon, v1, v2
-from exporter.adapters.base import ID_HEADER, PAYLOAD_ERROR_REASONS, Adapter, Message, PayloadError, Rows
+from exporter.adapters import mlflow, ollama, openai, seldon, tgi, v1, v2
+from exporter.adapters.base import (
+    ID_HEADER,
+    PAYLOAD_ERROR_REASONS,
+    Adapter,
+    Generation,
+    LLMAdapter,
+    Message,
+    PayloadError,
+    Rows,
+)
 from exporter.adapters.custom import CustomAdapter
 from exporter.adapters.encoding import DEFAULT_LIMIT, decode_body
 from exporter.jsonpath import JsonPath
@@ -25,8 +34,17 @@ class BuiltinAdapter(Adapter, Protocol):
         """True if the request body has this protocol's shape (may parse the body)."""
 
 
-# Order matters only for body-shape detection: v1's `instances`/`inputs` is the most generic.
-ADAPTERS: tuple[BuiltinAdapter, ...] = (v2.adapter, seldon.adapter, mlflow.adapter, openai.adapter, v1.adapter)
+# Order matters for body-shape detection (v1's `instances`/`inputs` is the most generic, TGI's
+# string `inputs` more specific) and for routes (Ollama's /api/embeddings before OpenAI's /embeddings).
+ADAPTERS: tuple[BuiltinAdapter, ...] = (
+    v2.adapter,
+    seldon.adapter,
+    mlflow.adapter,
+    ollama.adapter,
+    tgi.adapter,
+    openai.adapter,
+    v1.adapter,
+)
 BY_NAME: dict[str, BuiltinAdapter] = {a.name: a for a in ADAPTERS}
 
 
@@ -50,6 +68,8 @@ __all__ = [
     "Adapter",
     "BuiltinAdapter",
     "CustomAdapter",
+    "Generation",
+    "LLMAdapter",
     "JsonPath",
     "Message",
     "PayloadError",

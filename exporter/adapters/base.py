@@ -18,6 +18,21 @@ PAYLOAD_ERROR_REASONS = (
     "internal",  # an adapter bug; counted, never raised into the pipeline
 )
 
+# The only values `model_llm_finish_reasons_total{reason}` and `model_llm_errors_total{type}` can
+# take: what the servers send, normalised (TGI's eos_token and stop_sequence are stops), else "other".
+FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "function_call", "other")
+LLM_ERROR_TYPES = (
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "not_found_error",
+    "rate_limit_error",
+    "insufficient_quota",
+    "server_error",
+    "overloaded_error",
+    "other",  # a type outside the list, or an error without one
+)
+
 ID_HEADER = "x-request-id"  # the pipeline stores the configured id header under this name
 
 
@@ -42,6 +57,26 @@ class Message:
 
 
 @dataclass(slots=True)
+class Generation:
+    """What an LLM response says of its generation (analyzers/llm.py turns it into model_llm_*).
+
+    `content_ends`: for a stream, the offset in the response body just past each event that
+    carries generated content (a token or a few: not a role-only chunk, not the final usage or
+    done event), in order; the worker times each by the read that completed it (Event.marks).
+    """
+
+    operation: str  # chat | completion | embeddings | responses | generate
+    streamed: bool = False
+    content_ends: list[int] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    usage: bool = False  # the token counts are the server's; else completion_tokens counts content events
+    finish_reason: str | None = None  # one of FINISH_REASONS
+    error_type: str | None = None  # one of LLM_ERROR_TYPES: the server answered (or ended a stream) with an error
+    complete: bool = True  # a stream reached its final event (done / completed / finish reason)
+
+
+@dataclass(slots=True)
 class Rows:
     """Columnar rows: every column has exactly `n` values.
 
@@ -57,7 +92,7 @@ class Rows:
     version: str | None = None
     positional: bool = False  # names were generated (x0, x1, …), not sent
     datatypes: dict[str, str] = field(default_factory=dict)  # declared type per column (V2 datatype)
-    counts: dict[str, int] = field(default_factory=dict)  # extra counters, e.g. OpenAI tokens {"prompt": 12}
+    llm: Generation | None = None  # an LLM response: tokens, finish reason, stream events
 
 
 class Adapter(Protocol):
@@ -70,3 +105,10 @@ class Adapter(Protocol):
 
     def parse_response(self, request: Message, response: Message) -> Rows:
         """Prediction rows of a 2xx response; raises PayloadError."""
+
+
+class LLMAdapter(Adapter, Protocol):
+    """An adapter of an LLM protocol: it also reads the error a non-2xx response carries."""
+
+    def parse_error(self, request: Message, response: Message) -> Generation:
+        """The Generation of an error response (error_type set); raises PayloadError."""

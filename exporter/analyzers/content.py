@@ -1,4 +1,4 @@
-"""Counts of what the payloads held: rows, prediction rows, payload errors, LLM tokens."""
+"""Counts of what the payloads held: rows, prediction rows, payload errors (LLM tokens: analyzers/llm.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from exporter.adapters import PAYLOAD_ERROR_REASONS
 from exporter.events import Extraction
 from exporter.metrics.definitions import family
 
-TOKEN_KINDS = ("prompt", "completion")
 SIDES = ("request", "response")
 
 
@@ -22,23 +21,14 @@ class ContentStats:
         self.rows: dict[tuple[str, str], int] = {}
         self.prediction_rows: dict[tuple[str, str], int] = {}
         self.errors: dict[tuple[str, str, str, str], int] = {}
-        self.tokens: dict[tuple[str, str, str], int] = {}
 
     def update(self, ex: Extraction) -> None:
         mv = (ex.model, ex.version)
         self.seen.add(mv)
         if ex.features is not None:
             self.rows[mv] = self.rows.get(mv, 0) + ex.features.n
-            for kind, n in ex.features.counts.items():
-                if kind in TOKEN_KINDS:
-                    key = (*mv, kind)
-                    self.tokens[key] = self.tokens.get(key, 0) + n
         if ex.predictions is not None:
             self.prediction_rows[mv] = self.prediction_rows.get(mv, 0) + ex.predictions.n
-            for kind, n in ex.predictions.counts.items():
-                if kind in TOKEN_KINDS:
-                    token_key = (*mv, kind)
-                    self.tokens[token_key] = self.tokens.get(token_key, 0) + n
         for side, reason in ex.errors:
             error_key = (*mv, side, reason)
             self.errors[error_key] = self.errors.get(error_key, 0) + 1
@@ -47,11 +37,7 @@ class ContentStats:
         """The families; every label pair counted so far gets all its series (at 0 where nothing
         happened), and (model, version), the labels without an exchange, stands in before any."""
         pairs = sorted(
-            self.seen
-            | self.rows.keys()
-            | self.prediction_rows.keys()
-            | {(mdl, ver) for mdl, ver, _, _ in self.errors}
-            | {(mdl, ver) for mdl, ver, _ in self.tokens}
+            self.seen | self.rows.keys() | self.prediction_rows.keys() | {(mdl, ver) for mdl, ver, _, _ in self.errors}
         ) or [(model, version)]
         for name, table in (("model_rows_total", self.rows), ("model_prediction_rows_total", self.prediction_rows)):
             counter = family(name)
@@ -64,8 +50,3 @@ class ContentStats:
                 for reason in PAYLOAD_ERROR_REASONS:
                     errors.add_metric([side, reason, mdl, ver], self.errors.get((mdl, ver, side, reason), 0))
         yield errors
-        if self.tokens:
-            tokens = family("model_tokens_total")
-            for (mdl, ver, kind), n in sorted(self.tokens.items()):
-                tokens.add_metric([kind, mdl, ver], n)
-            yield tokens

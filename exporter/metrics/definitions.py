@@ -32,6 +32,26 @@ DEFAULT_SIZE_BUCKETS: tuple[float, ...] = tuple(float(4**i * 64) for i in range(
 # Labels arrive seconds (a click) to weeks (a loan default) after the prediction.
 LABEL_DELAY_BUCKETS: tuple[float, ...] = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 10800.0, 21600.0, 86400.0, 604800.0)
 
+# LLM histograms: the OpenTelemetry GenAI semantic conventions' suggested boundaries
+# (gen_ai.server.time_to_first_token, gen_ai.server.time_per_output_token,
+# gen_ai.server.request.duration, gen_ai.client.token.usage). Inter-token latency and time per
+# output token start at 1 ms rather than OTel's 10 ms: a small model on a GPU streams tokens a few
+# ms apart, and a sidecar's share of that gap is what its users ask about.
+LLM_TTFT_BUCKETS: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+)  # fmt: skip
+LLM_TOKEN_LATENCY_BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+LLM_DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+)  # fmt: skip
+LLM_TOKEN_BUCKETS: tuple[float, ...] = (
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+)  # fmt: skip
+# Output tokens per second of one request: from a slow CPU model to a fast GPU one.
+LLM_TOKEN_RATE_BUCKETS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 400.0)
+
 MODEL_LABELS = ("model", "version")
 
 
@@ -122,12 +142,103 @@ METRICS: tuple[MetricDef, ...] = (
         ("side", "reason"),
         family="content",
     ),
+    # LLM serving (analyzers/llm.py; the proxy's streams gauge): README "LLM serving" maps each to OTel GenAI and vLLM
     _d(
-        "model_tokens_total",
+        "model_llm_requests_total",
         "counter",
-        "LLM tokens from OpenAI-compatible usage fields (completion: streamed chunks when usage is absent), by kind.",
-        ("kind",),
-        family="content",
+        "LLM requests answered with 2xx and analysed, by route, operation (chat, completion, embeddings, responses, generate) and whether the response was streamed.",
+        ("route", "operation", "streamed"),
+        family="llm",
+    ),
+    _d(
+        "model_llm_time_to_first_token_seconds",
+        "histogram",
+        "Streamed LLM responses: time from the first request byte to the arrival of the first event carrying generated content (not the headers, not a role-only chunk), as the sidecar saw it.",
+        ("route",),
+        family="llm",
+    ),
+    _d(
+        "model_llm_inter_token_latency_seconds",
+        "histogram",
+        "Streamed LLM responses: the gap between the arrivals of consecutive content events (0 when two arrived in one read).",
+        ("route",),
+        family="llm",
+    ),
+    _d(
+        "model_llm_time_per_output_token_seconds",
+        "histogram",
+        "Streamed LLM responses with at least 2 completion tokens: (last byte - first content event) / (completion tokens - 1).",
+        ("route",),
+        family="llm",
+    ),
+    _d(
+        "model_llm_request_duration_seconds",
+        "histogram",
+        "LLM requests answered with 2xx: time from the first request byte to the last response byte.",
+        ("route", "streamed"),
+        family="llm",
+    ),
+    _d(
+        "model_llm_output_tokens_per_second",
+        "histogram",
+        "LLM requests with completion tokens: completion tokens / request duration.",
+        ("route",),
+        family="llm",
+    ),
+    _d(
+        "model_llm_request_tokens",
+        "histogram",
+        "Tokens per LLM request, by kind (prompt, completion) and source (usage: the server's count; estimated: completion tokens counted as content events).",
+        ("route", "kind", "source"),
+        family="llm",
+    ),
+    _d(
+        "model_llm_tokens_total",
+        "counter",
+        "LLM tokens, by route, kind (prompt, completion) and source (usage: the server's count; estimated: completion tokens counted as content events).",
+        ("route", "kind", "source"),
+        family="llm",
+    ),
+    _d(
+        "model_llm_finish_reasons_total",
+        "counter",
+        "LLM responses by finish reason (stop, length, content_filter, tool_calls, function_call, other); responses that give none are not counted.",
+        ("route", "reason"),
+        family="llm",
+    ),
+    _d(
+        "model_llm_errors_total",
+        "counter",
+        "LLM errors by the type the server named (OpenAI error types, vLLM and TGI ones mapped onto them; other: a type outside the list or none), answered with a non-2xx status or sent as an event in a stream.",
+        ("route", "type"),
+        family="llm",
+    ),
+    _d(
+        "model_llm_incomplete_streams_total",
+        "counter",
+        "Streamed LLM responses that ended before their final event (client gone, model server cut, capture limit).",
+        ("route",),
+        family="llm",
+    ),
+    _d(
+        "model_llm_stream_marks_capped_total",
+        "counter",
+        "Streamed LLM responses with more reads than the proxy keeps arrival times for (4096): their later events are not timed.",
+        ("route",),
+        family="llm",
+    ),
+    _d(
+        "model_llm_cost_total",
+        "counter",
+        "Cost of LLM tokens at the prices per 1M tokens in the config (llm.prices), by kind (prompt, completion) and currency (llm.currency).",
+        ("kind", "currency"),
+        family="llm",
+    ),
+    _d(
+        "model_llm_streams_in_flight",
+        "gauge",
+        "LLM-route responses between their head and their last byte (captured exchanges).",
+        family="llm",
     ),
     # drift against the baseline (scores computed at scrape time from the window counts)
     _d(

@@ -25,8 +25,10 @@ that connection is lost. Request bytes read before then wait in `pending`; they 
 the client connection's read-ahead (server.READ_AHEAD_LIMIT), which stops reading the client
 until they leave, so a body is never read faster than it can be forwarded.
 
-Three meters are plain fields the UpstreamConnection updates as response bytes arrive, so the
-per-chunk path makes no extra call: `ttfb`, `last_activity` and `response_size`. The model
+Four meters are plain fields the UpstreamConnection updates as response bytes arrive, so the
+per-chunk path makes no extra call: `ttfb`, `last_activity`, `response_size` and, on the LLM
+routes of a captured exchange, `marks` (when each read of the body arrived, for the worker to
+time tokens by: events.Event.marks). The model
 server's silence (`check_timeout`) is not timed while the client reads nothing: the proxy then
 stops reading the model server, and the client answers for it (client.send_timeout).
 """
@@ -39,6 +41,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from exporter.events import Event
+from exporter.proxy.body_model import body_model
+from exporter.proxy.routes import LLM_ROUTES
 
 if TYPE_CHECKING:
     from exporter.proxy.server import ClientConnection
@@ -119,6 +123,7 @@ class Exchange:
         "ttfb",
         "last_activity",
         "response_size",
+        "marks",
     )
 
     def __init__(
@@ -168,6 +173,9 @@ class Exchange:
         self.ttfb: float | None = None
         self.last_activity = 0.0
         self.response_size = 0
+        self.marks: list[tuple[int, float]] | None = (
+            [] if self.capture is not None and self.route in LLM_ROUTES else None
+        )
 
     # ------------------------------------------------------------ request side
 
@@ -212,6 +220,13 @@ class Exchange:
         `trailers`: the trailer fields of a chunked body, forwarded on its last chunk.
         """
         self.request_done = True
+        if self.marks is not None and self.model is None and self.capture:
+            # an LLM request names its model in the body: the label policy decides from it as
+            # from a path segment (exporter/labels.py); a compressed body is not looked into
+            if b"content-encoding" not in self.request_headers:
+                body = b"".join(self.capture)
+                self.capture = [body]
+                self.model = body_model(body)
         if self.chunked_request:
             end = b"0\r\n%b\r\n" % b"".join(trailers) if trailers else b"0\r\n\r\n"
             if self.retry_body is not None:
@@ -268,6 +283,8 @@ class Exchange:
             self.close_delimited = True
             self.keep_client = False
         self.state = STREAMING
+        if self.marks is not None:
+            self.ctx.stats.llm_streams += 1
         return self.keep_client
 
     def connection_header(self) -> bytes:
@@ -397,6 +414,7 @@ class Exchange:
                 body,
                 model,
                 version,
+                self.marks or (),
             )
         )
 
@@ -417,13 +435,15 @@ class Exchange:
             self.pending_size = 0
 
     def _finish(self, code: int) -> None:
+        stats = self.ctx.stats
+        if self.marks is not None and self.state == STREAMING:
+            stats.llm_streams -= 1
         self.state = FINISHED
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
         if self.pending_size:
             self._drop_pending()
-        stats = self.ctx.stats
         stats.in_flight -= 1
         stats.record(
             self.route,

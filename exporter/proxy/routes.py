@@ -34,7 +34,14 @@ BUILTIN_ROUTES: tuple[str, ...] = (
     "/v1/chat/completions",
     "/v1/completions",
     "/v1/embeddings",
+    "/v1/responses",
     "/v1/models",
+    "/generate",
+    "/generate_stream",
+    "/api/generate",
+    "/api/chat",
+    "/api/embed",
+    "/api/embeddings",
     "/invocations",
     "/ping",
     "/health",
@@ -56,10 +63,36 @@ INFERENCE_ROUTES: frozenset[str] = frozenset(
         "/v1/models/{model}:regress",
         "/v1/chat/completions",
         "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/generate",
+        "/generate_stream",
+        "/api/generate",
+        "/api/chat",
+        "/api/embed",
+        "/api/embeddings",
         "/invocations",
         "/api/v1.0/predictions",
         "/api/v0.1/predictions",
         "/predict",
+    }
+)
+
+# The LLM serving routes (OpenAI-compatible, TGI, Ollama): their captured responses carry arrival
+# marks (events.Event.marks) and their request body's top-level "model" names the exchange's model
+# (exporter/proxy/body_model.py).
+LLM_ROUTES: frozenset[str] = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+        "/generate",
+        "/generate_stream",
+        "/api/generate",
+        "/api/chat",
+        "/api/embed",
+        "/api/embeddings",
     }
 )
 

@@ -118,6 +118,7 @@ class TrafficStats:
         self.request_series = 0  # label sets of model_requests_total, all (model, version) together
         self.series_overflow = 0  # exchanges whose label set was folded
         self.in_flight = 0
+        self.llm_streams = 0  # LLM-route responses between their head and their end (captured exchanges)
         self.upstream_up = 0
         self.load_duration: float | None = None
         # client connections of the proxy port (server.py counts them; no model labels)
@@ -211,6 +212,7 @@ class TrafficStats:
             yield histogram
 
         yield _gauge("model_requests_in_flight", default, self.in_flight)
+        yield _gauge("model_llm_streams_in_flight", default, self.llm_streams)
 
         # every reason at 0 for each label pair that has traffic (the default one before any)
         errors = family("model_upstream_errors_total")

@@ -14,6 +14,7 @@ from typing import cast
 
 import httptools
 
+from exporter.events import MAX_MARKS
 from exporter.proxy.exchange import FINISHED, STREAMING, Exchange
 
 # RFC 9110 §7.6.1: connection-specific fields a proxy must not forward, and those the Connection
@@ -56,6 +57,7 @@ class UpstreamConnection(asyncio.Protocol):
         "capture",
         "capture_size",
         "response_headers",
+        "read_at",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -75,6 +77,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.capture: list[bytes] | None = None  # response body kept for analysis
         self.capture_size = 0
         self.response_headers: dict[bytes, bytes] = {}  # the capture_headers of a captured response
+        self.read_at = 0.0  # LLM routes: when the read being parsed arrived (seconds since the request began)
 
     # ------------------------------------------------------------ transport events
 
@@ -91,6 +94,8 @@ class UpstreamConnection(asyncio.Protocol):
         ex.last_activity = now
         if ex.ttfb is None:
             ex.ttfb = now - ex.t0
+        if ex.marks is not None:
+            self.read_at = now - ex.t0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -213,6 +218,15 @@ class UpstreamConnection(asyncio.Protocol):
                 self.capture = None
             elif self.capture_size <= self.pool.capture_limit:
                 self.capture.append(body)
+                marks = ex.marks
+                if marks is not None:
+                    # an LLM route: when this read's body bytes arrived (events.Event.marks), one
+                    # mark per read; capped, the last one moves on so the end stays timed
+                    at = self.read_at
+                    if marks and (marks[-1][1] == at or len(marks) >= MAX_MARKS):
+                        marks[-1] = (self.capture_size, at)
+                    else:
+                        marks.append((self.capture_size, at))
             else:  # too large to analyse: stop keeping it, the response streams on
                 self.capture = None
                 ex.drop_capture()

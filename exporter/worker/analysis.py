@@ -12,6 +12,7 @@ from prometheus_client.core import Metric
 
 from exporter.analyzers.columns import ColumnMonitor
 from exporter.analyzers.content import ContentStats
+from exporter.analyzers.llm import LLMStats
 from exporter.analyzers.performance import Performance, Prediction
 from exporter.config import Config
 from exporter.drift.thresholds import CriticalValues
@@ -45,6 +46,8 @@ class Analysis:
         # counters never go backwards across a reload
         self.content: ContentStats = previous.content if previous is not None else ContentStats()
         self.skipped: dict[tuple[str, str], int] = previous.skipped if previous is not None else {}
+        self.llm: LLMStats = previous.llm if previous is not None else LLMStats(config.llm)
+        self.llm.configure(config.llm)
         # the pair drift and quality are labelled with: fixed when configured; else the first seen,
         # kept over a reload that leaves model.name and model.version as they were
         self.bound: tuple[str, str] | None = None
@@ -118,8 +121,10 @@ class Analysis:
         extract = self.extractor.extract
         content = self.content
         extractions = [extract(event) for event in events]
-        for ex in extractions:
+        llm = self.llm.update
+        for event, ex in zip(events, extractions):
             content.update(ex)
+            llm(event, ex)
         self._remember(events, extractions)
         if self.columns is not None:
             now, when = self.clock.place([event.time - event.duration for event in events])
@@ -214,6 +219,7 @@ class Analysis:
 
     def collect(self) -> Iterator[Metric]:
         yield from self.content.collect(*self.default)
+        yield from self.llm.collect()
         yield from self._label_metrics(time.time())
         if self.config.state_dir is not None:
             restored = family("model_exporter_state_restored")

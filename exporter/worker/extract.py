@@ -11,6 +11,7 @@ from exporter.adapters import (
     ID_HEADER,
     Adapter,
     CustomAdapter,
+    LLMAdapter,
     Message,
     PayloadError,
     Rows,
@@ -75,6 +76,18 @@ class Extractor:
                 out.errors.append(("response", exc.reason))
             else:
                 out.predictions = self._call(out, "response", adapter.parse_response, request, response)
+                if out.predictions is not None:
+                    out.llm = out.predictions.llm
+        elif hasattr(adapter, "parse_error"):  # an LLM protocol: the error type its answer names
+            try:
+                response = self._message(path, event.route, event.response_headers, event.response_body)
+            except PayloadError:
+                return out
+            llm: LLMAdapter = adapter  # type: ignore[assignment]
+            try:
+                out.llm = llm.parse_error(request, response)
+            except PayloadError:
+                pass
         return out
 
     def _call(self, out: Extraction, side: str, fn: Callable[..., Rows], *args: Any) -> Rows | None:

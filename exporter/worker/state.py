@@ -65,7 +65,6 @@ def snapshot(analysis: Analysis, clean: bool) -> dict[str, Any]:
             "rows": _pairs(content.rows),
             "prediction_rows": _pairs(content.prediction_rows),
             "errors": _pairs(content.errors),
-            "tokens": _pairs(content.tokens),
             "skipped": _pairs(analysis.skipped),
         },
     }
@@ -110,7 +109,6 @@ def restore(analysis: Analysis, doc: dict[str, Any]) -> str | None:
     content.rows = {(str(m), str(v)): int(n) for m, v, n in counters["rows"]}
     content.prediction_rows = {(str(m), str(v)): int(n) for m, v, n in counters["prediction_rows"]}
     content.errors = {(str(m), str(v), str(s), str(r)): int(n) for m, v, s, r, n in counters["errors"]}
-    content.tokens = {(str(m), str(v), str(k)): int(n) for m, v, k, n in counters["tokens"]}
     analysis.skipped = {(str(m), str(v)): int(n) for m, v, n in counters["skipped"]}
     if columns is not None:
         for key, saved in doc.get("columns", {}).items():

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from exporter.adapters.base import PAYLOAD_ERROR_REASONS, Message, PayloadError, Rows
+from exporter.adapters.base import PAYLOAD_ERROR_REASONS, Generation, Message, PayloadError, Rows
 
 GOLDEN = Path(__file__).parent / "golden"
 NAN = "<NaN>"  # NaN != NaN: compare through a marker
@@ -57,8 +57,17 @@ def rows_dict(rows: Rows) -> dict[str, Any]:
         "n": rows.n,
         "columns": [(k, plain(list(v) if not isinstance(v, np.ndarray) else v)) for k, v in rows.columns.items()],
         "ids": rows.ids, "model": rows.model, "version": rows.version, "positional": rows.positional,
-        "datatypes": rows.datatypes, "counts": rows.counts,
+        "datatypes": rows.datatypes, "llm": generation_dict(rows.llm),
     }
+
+
+def generation_dict(g: Generation | None) -> dict[str, Any] | None:
+    """An LLM response's Generation as golden JSON writes it (defaults left out)."""
+    if g is None:
+        return None
+    defaults = Generation(g.operation)
+    return {k: getattr(g, k) for k in Generation.__slots__
+            if k == "operation" or getattr(g, k) != getattr(defaults, k)}
 
 
 def expected_dict(expect: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +77,7 @@ def expected_dict(expect: dict[str, Any]) -> dict[str, Any]:
         "columns": [(k, plain(v)) for k, v in expect["columns"].items()],
         "ids": expect.get("ids"), "model": expect.get("model"), "version": expect.get("version"),
         "positional": expect.get("positional", False), "datatypes": expect.get("datatypes", {}),
-        "counts": expect.get("counts", {}),
+        "llm": expect.get("llm"),
     }
 
 

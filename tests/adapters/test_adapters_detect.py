@@ -15,8 +15,8 @@ def msg(path: str, body: object = None) -> Message:
 
 
 def test_registry() -> None:
-    assert [a.name for a in ADAPTERS] == ["v2", "seldon", "mlflow", "openai", "v1"]
-    assert set(BY_NAME) == {"v2", "v1", "mlflow", "seldon", "openai"}
+    assert [a.name for a in ADAPTERS] == ["v2", "seldon", "mlflow", "ollama", "tgi", "openai", "v1"]
+    assert set(BY_NAME) == {"v2", "v1", "mlflow", "seldon", "openai", "tgi", "ollama"}
 
 
 @pytest.mark.parametrize(("path", "name"), [

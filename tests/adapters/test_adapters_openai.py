@@ -33,12 +33,14 @@ def test_stream_cut_mid_line_keeps_what_arrived() -> None:
     body = sse(chunk("Hello"), chunk(" world"), done=False) + b'data: {"id": "c1", "choi'
     rows = parse_stream(body)
     assert rows.columns == {"completion_chars": [11], "finish_reason": [None]}
-    assert rows.counts == {"completion": 2}
+    assert rows.llm is not None
+    assert (rows.llm.completion_tokens, rows.llm.usage, rows.llm.complete) == (2, False, False)
 
 
 def test_last_event_without_trailing_newline_still_counts() -> None:
     body = sse(chunk("Hi", "stop"), done=False) + b'data: {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
-    assert parse_stream(body).counts == {"prompt": 3, "completion": 1}
+    g = parse_stream(body).llm
+    assert g is not None and (g.prompt_tokens, g.completion_tokens, g.usage) == (3, 1, True)
 
 
 def test_broken_chunk_in_the_middle_is_invalid_json() -> None:
@@ -52,7 +54,8 @@ def test_multiple_choices_and_usage_null_chunks() -> None:
         {"index": 0, "message": {"content": "yes"}, "finish_reason": "stop"},
         {"index": 1, "message": {"content": "no!"}, "finish_reason": "length"}], "usage": None}
     rows = openai.adapter.parse_response(CHAT, Message(CHAT.path, CHAT.route, {}, json.dumps(doc).encode()))
-    assert rows.columns == {"completion_chars": [6], "finish_reason": ["stop"]} and rows.counts == {}
+    assert rows.columns == {"completion_chars": [6], "finish_reason": ["stop"]}
+    assert rows.llm is not None and (rows.llm.prompt_tokens, rows.llm.completion_tokens) == (None, None)
 
 
 @pytest.mark.parametrize(("prompt", "chars", "count"), [

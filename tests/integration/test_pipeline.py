@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 ROWS = "model_rows_total"
 PREDICTION_ROWS = "model_prediction_rows_total"
-TOKENS = "model_tokens_total"
+TOKENS = "model_llm_tokens_total"
 PAYLOAD_ERRORS = "model_payload_errors_total"
 DROPPED = "model_exporter_events_dropped_total"
 JSON = "application/json"
@@ -439,7 +439,7 @@ def test_queue_full_drops_analysis_never_requests(sidecar_factory: SidecarFactor
 # -- one exchange, one model and version ----------------------------------------------------
 
 # Series that belong to no exchange and no model: the configured model and version, else "unknown" (README).
-NO_EXCHANGE = ("model_requests_in_flight", "model_server_", "model_gpu_")
+NO_EXCHANGE = ("model_requests_in_flight", "model_llm_streams_in_flight", "model_server_", "model_gpu_")
 
 
 def label_pairs(samples: list[Any], exchange_series: bool = True) -> dict[tuple[str, str], set[str]]:
