@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -29,28 +30,38 @@ def load_nvml() -> ModuleType:
     return module
 
 
+RETRY_SECONDS = 60.0  # a driver that was absent is looked for again this often (mode auto)
+
+
 class GPUCollector:
     """Per-GPU gauges. mode "auto": no driver means no GPUs (not a failure); "on": it is a failure."""
 
     name = "gpu"
 
-    def __init__(self, nvml: Any, model: str, version: str, mode: str = "auto") -> None:
+    def __init__(
+        self, nvml: Any, model: str, version: str, mode: str = "auto", clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.nvml = nvml
         self.model_version = [model, version]
         self.mode = mode
+        self.clock = clock
         self._initialised = False
         self._absent = False
+        self._retry_at = 0.0
 
     def _init(self) -> bool:
         if self._initialised:
             return True
+        if self.mode == "auto" and self._absent and self.clock() < self._retry_at:
+            return False  # loading the library is milliseconds on the proxy's loop: not on every scrape
         try:
             self.nvml.nvmlInit()
         except self.nvml.NVMLError as exc:
             if self.mode == "auto":
                 if not self._absent:
-                    log.info("no NVIDIA driver (%s): GPU metrics off", exc)
+                    log.info("no NVIDIA driver (%s): GPU metrics off; trying again every %.0fs", exc, RETRY_SECONDS)
                 self._absent = True
+                self._retry_at = self.clock() + RETRY_SECONDS
                 return False
             raise
         self._initialised = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def parse_cgroup_memory_limit(cgroup_file: str, root: Path = Path("/sys/fs/cgrou
     return None
 
 
+LOCATE_SECONDS = 10.0  # a model server process not found is looked for again this often
+
+
 class ProcessCollector:
     """Resources of one process found by `locate` (re-located when it restarts)."""
 
@@ -70,18 +74,25 @@ class ProcessCollector:
         version: str,
         proc_root: Path = Path("/proc"),
         cgroup_root: Path = Path("/sys/fs/cgroup"),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.locate = locate
         self.labels = [model, version]
         self.proc_root = proc_root
         self.cgroup_root = cgroup_root
+        self.clock = clock
         self._proc: psutil.Process | None = None
+        self._retry_at = 0.0
 
     def _process(self) -> psutil.Process:
         if self._proc is not None and self._proc.is_running():
             return self._proc
+        # locating scans every socket or process of the host: on the proxy's loop, not on every scrape
+        if self.clock() < self._retry_at:
+            raise LookupError(f"model server process not found (looked {LOCATE_SECONDS:.0f}s ago or less)")
         pid = self.locate()
         if pid is None:
+            self._retry_at = self.clock() + LOCATE_SECONDS
             raise LookupError("model server process not found")
         self._proc = psutil.Process(pid)
         return self._proc

@@ -30,7 +30,7 @@ def refuses_form(request: Request) -> Response | None:
 
 
 def make_admin_router(
-    render_metrics: Callable[[str | None], Awaitable[tuple[bytes, str]]],
+    render_metrics: Callable[[str | None, str | None], Awaitable[tuple[bytes, str, str | None]]],
     ready: Callable[[], tuple[bool, str]],
     reload: Callable[[], Awaitable[str | None]] | None,
     auth: BasicAuth | None = None,
@@ -58,8 +58,13 @@ def make_admin_router(
         return check
 
     async def metrics(request: Request) -> Response:
-        body, content_type = await render_metrics(request.headers.get("accept"))
-        return Response(200, body, content_type)
+        body, content_type, encoding = await render_metrics(
+            request.headers.get("accept"), request.headers.get("accept-encoding")
+        )
+        headers = {"Vary": "Accept-Encoding"}
+        if encoding is not None:
+            headers["Content-Encoding"] = encoding
+        return Response(200, body, content_type, headers)
 
     async def healthy(request: Request) -> Response:
         return text(200, "OK\n")

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from exporter.config import Config, ConfigError
 from exporter.events import ACK, COLLECT, DROP_REASONS, EVENTS, LABELS, RELOAD, Event, Feedback, FrameReader, encode
+from exporter.metrics.exposition import Deflated, deflate_open
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ class WorkerLink(asyncio.Protocol):
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.transport: asyncio.Transport | None = None
         self.process: subprocess.Popen[bytes] | None = None
-        self.exposition: dict[str, bytes] = {}  # the worker's last rendered answer, per format
+        # the worker's last rendered answer, per (format, gzip): plain bytes, or open deflate blocks
+        self.exposition: dict[tuple[str, bool], bytes | Deflated] = {}
         self.last_collect_ok = False
         self.last_collect_seconds = 0.0
         self.restarts = 0  # times the worker exited and was started again
@@ -57,7 +59,7 @@ class WorkerLink(asyncio.Protocol):
         self._ids = itertools.count(1)
         self._closing = False
         self._restart: asyncio.TimerHandle | None = None
-        self._collecting: dict[str, asyncio.Task[Any]] = {}
+        self._collecting: dict[tuple[str, bool], asyncio.Task[Any]] = {}
         self._answered_at: float | None = None
 
     # ------------------------------------------------------------ hot path
@@ -190,36 +192,45 @@ class WorkerLink(asyncio.Protocol):
         finally:
             self._waiters.pop(request_id, None)
 
-    async def collect(self, fmt: str, timeout: float = SCRAPE_WAIT_SECONDS) -> bytes:
-        """The worker's exposition in `fmt`, waiting at most `timeout`; else the last one it sent.
+    async def collect(self, fmt: str, gzip: bool = False, timeout: float = SCRAPE_WAIT_SECONDS) -> bytes | Deflated:
+        """The worker's part of a scrape in `fmt`, waiting at most `timeout`; else the last one it sent.
 
-        The worker renders it (a large exposition would stall this loop). One request per format
-        is in flight at a time and a late answer still lands, so a busy worker costs a scrape
-        some staleness (up to STALE_SECONDS, then collector_success 0), not a timeout.
+        The worker renders it, and with `gzip` compresses it (a large exposition would stall this
+        loop): plain bytes, or the open start of a gzip member (`exposition.gzip_close` ends it).
+        One request per kind is in flight at a time and a late answer still lands, so a busy
+        worker costs a scrape some staleness (up to STALE_SECONDS, then collector_success 0),
+        not a timeout.
         """
+        key = (fmt, gzip)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        pending = self._collecting.get(fmt)
+        pending = self._collecting.get(key)
         if pending is None or pending.done():
             if self.transport is None:
                 self.last_collect_ok = False
-                return self.exposition.get(fmt, b"")
-            pending = self._collecting[fmt] = loop.create_task(self._request(COLLECT, fmt, STALE_SECONDS))
-            pending.add_done_callback(lambda task: self._collected(fmt, task))
+                return self._last(key)
+            pending = self._collecting[key] = loop.create_task(self._request(COLLECT, key, STALE_SECONDS))
+            pending.add_done_callback(lambda task: self._collected(key, task))
         try:
             await asyncio.wait_for(asyncio.shield(pending), timeout)
         except (TimeoutError, ConnectionError):
             pass
         self.last_collect_ok = self._answered_at is not None and loop.time() - self._answered_at <= STALE_SECONDS
         self.last_collect_seconds = loop.time() - started
-        return self.exposition.get(fmt, b"")
+        return self._last(key)
 
-    def _collected(self, fmt: str, task: asyncio.Task[Any]) -> None:
+    def _last(self, key: tuple[str, bool]) -> bytes | Deflated:
+        last = self.exposition.get(key)
+        if last is None:
+            return deflate_open(b"") if key[1] else b""
+        return last
+
+    def _collected(self, key: tuple[str, bool], task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        text = task.result()
-        if text is not None:  # None: the worker has no config yet
-            self.exposition[fmt] = text
+        part = task.result()
+        if part is not None:  # None: the worker has no config yet
+            self.exposition[key] = part
             self._answered_at = asyncio.get_running_loop().time()
 
     async def reload(self, config: Config, timeout: float = RELOAD_SECONDS) -> str | None:

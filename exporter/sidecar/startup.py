@@ -14,7 +14,17 @@ from exporter.collectors.gpu import GPUCollector, load_nvml
 from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_listener
 from exporter.config import Config
 from exporter.labels import LabelPolicy, default_labels
-from exporter.metrics.exposition import Collector, build_registry, encode, join, negotiate
+from exporter.metrics.exposition import (
+    Collector,
+    Deflated,
+    accepts_gzip,
+    build_registry,
+    deflate_open,
+    encode,
+    gzip_close,
+    join,
+    negotiate,
+)
 from exporter.proxy.server import ClientConnection, ProxyContext, open_files_for, sweep_timeouts
 from exporter.proxy.stats import TrafficStats
 from exporter.proxy.upstream import UpstreamPool
@@ -95,11 +105,19 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     except (NotImplementedError, RuntimeError, AttributeError):
         pass
 
-    async def render_metrics(accept: str | None) -> tuple[bytes, str]:
+    async def render_metrics(accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
+        """(body, content type, content encoding) of a scrape: the worker's part, then the proxy's own."""
         fmt, content_type = negotiate(accept)
+        gzip = accepts_gzip(accept_encoding)
         # the worker's part first: its answer (or its absence) decides collector_success{pipeline}
-        worker = await link.collect(fmt) if link is not None else b""
-        return join(fmt, encode(registry, fmt), worker), content_type
+        if link is None:
+            worker: bytes | Deflated = deflate_open(b"") if gzip else b""
+        else:
+            worker = await link.collect(fmt, gzip)
+        own = encode(registry, fmt)
+        if isinstance(worker, Deflated):
+            return gzip_close(worker, own), content_type, "gzip"
+        return join(fmt, worker, own), content_type, None
 
     draining = asyncio.Event()  # set on SIGTERM: not ready any more, whatever the model server says
 

@@ -14,6 +14,7 @@ import time
 
 from exporter.config import ConfigError
 from exporter.events import ACK, COLLECT, EVENTS, LABELS, RELOAD, FrameReader, encode
+from exporter.metrics.exposition import Deflated, deflate_open, strip_eof
 from exporter.metrics.exposition import encode as exposition
 from exporter.worker import state
 from exporter.worker.analysis import Analysis
@@ -21,6 +22,17 @@ from exporter.worker.analysis import Analysis
 log = logging.getLogger("exporter.worker")
 
 FRAME_ORDER = {RELOAD: 0, COLLECT: 1}
+
+
+def render_part(analysis: Analysis | None, fmt: str, gzip: bool) -> bytes | Deflated | None:
+    """The worker's part of a scrape, rendered (and compressed) here, not in the proxy: a large
+    exposition would stall the proxy's loop. It comes first in the scrape, so it has no `# EOF`;
+    with `gzip` it is the open start of the gzip member the proxy completes with its own part.
+    None tells the proxy there is nothing to report yet (not "nothing happened")."""
+    if analysis is None:
+        return None
+    text = strip_eof(exposition(analysis, fmt))
+    return deflate_open(text) if gzip else text
 
 
 def serve(sock: socket.socket) -> int:
@@ -54,11 +66,8 @@ def serve(sock: socket.socket) -> int:
                     analysis.labels(payload)
                 sock.sendall(encode(LABELS, len(payload.labels)))
             elif kind == COLLECT:
-                request_id, fmt = payload
-                # rendered here, not in the proxy: a large exposition would stall the proxy's loop.
-                # None tells the proxy there is nothing to report yet (not "nothing happened")
-                text = exposition(analysis, fmt) if analysis is not None else None
-                sock.sendall(encode(COLLECT, (request_id, text)))
+                request_id, (fmt, gzip) = payload
+                sock.sendall(encode(COLLECT, (request_id, render_part(analysis, fmt, gzip))))
             elif kind == RELOAD:
                 request_id, config = payload
                 try:

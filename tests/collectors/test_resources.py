@@ -12,8 +12,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors.base import Isolated
+from exporter.collectors.gpu import RETRY_SECONDS as GPU_RETRY_SECONDS
 from exporter.collectors.gpu import GPUCollector
-from exporter.collectors.process import ProcessCollector, find_by_cmdline, parse_cgroup_memory_limit
+from exporter.collectors.process import LOCATE_SECONDS, ProcessCollector, find_by_cmdline, parse_cgroup_memory_limit
 
 MV = {"model": "m", "version": "1"}
 
@@ -140,3 +141,44 @@ def test_gpu_absent_driver_auto_vs_on() -> None:
     assert auto.get_sample_value("model_gpu_utilization_ratio", {"gpu": "0", **MV}) is None
     on = _registry(Isolated([GPUCollector(FakeNVML(driver=False), "m", "1", mode="on")]))
     assert on.get_sample_value("model_exporter_collector_success", {"collector": "gpu"}) == 0
+
+
+def test_a_missing_process_is_looked_for_again_only_after_a_while() -> None:
+    now = [100.0]
+    calls: list[float] = []
+
+    def locate() -> int | None:
+        calls.append(now[0])
+        return None
+
+    collector = ProcessCollector(locate, "m", "1", clock=lambda: now[0])
+    for _ in range(5):  # five scrapes in a row: one scan of the host
+        registry = _registry(Isolated([collector]))
+        assert registry.get_sample_value("model_exporter_collector_success", {"collector": "process"}) == 0
+    assert calls == [100.0]
+    now[0] += LOCATE_SECONDS
+    _registry(Isolated([collector])).get_sample_value("model_exporter_collector_success", {"collector": "process"})
+    assert calls == [100.0, 100.0 + LOCATE_SECONDS]
+
+
+def test_an_absent_driver_is_loaded_again_only_after_a_while() -> None:
+    now = [0.0]
+    nvml = FakeNVML(driver=False)
+    inits: list[float] = []
+    real_init = nvml.nvmlInit
+
+    def counting_init() -> None:
+        inits.append(now[0])
+        real_init()
+
+    nvml.nvmlInit = counting_init  # type: ignore[method-assign]
+    collector = GPUCollector(nvml, "m", "1", mode="auto", clock=lambda: now[0])
+    for _ in range(3):
+        registry = _registry(Isolated([collector]))
+        assert registry.get_sample_value("model_exporter_collector_success", {"collector": "gpu"}) == 1
+    assert inits == [0.0]
+    now[0] = GPU_RETRY_SECONDS
+    nvml.driver = True  # the driver appeared (a device plugin finished): found at the next try
+    registry = _registry(Isolated([collector]))
+    assert registry.get_sample_value("model_gpu_utilization_ratio", {"gpu": "1", **MV}) == 0.9
+    assert inits == [0.0, GPU_RETRY_SECONDS]

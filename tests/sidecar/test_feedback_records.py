@@ -120,8 +120,8 @@ def test_the_endpoint_asks_for_basic_auth_when_configured() -> None:
         got.append(feedback)
         return 0
 
-    async def render(accept: str | None) -> tuple[bytes, str]:
-        return b"", "text/plain"
+    async def render(accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
+        return b"", "text/plain", None
 
     auth = BasicAuth((("alice", bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()),))
     router = make_admin_router(render, lambda: (True, ""), None, auth, labels=labels)

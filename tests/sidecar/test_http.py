@@ -24,8 +24,8 @@ class Fixture:
         self.port = 0
 
 
-async def _metrics(accept: str | None) -> tuple[bytes, str]:
-    return b"# accept=" + (accept or "").encode() + b"\nup 1\n", "text/plain; version=0.0.4; charset=utf-8"
+async def _metrics(accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
+    return b"# accept=" + (accept or "").encode() + b"\nup 1\n", "text/plain; version=0.0.4; charset=utf-8", None
 
 
 def _serve(fx: Fixture, started: asyncio.Event, stop: asyncio.Event) -> None:

@@ -1,0 +1,150 @@
+"""Fast rendering of metric families: the same bytes as prometheus_client's encoders, several times faster.
+
+A 1,000-column baseline exports about 33,000 samples. prometheus_client renders them in about a
+second of CPU (OpenMetrics: more), validating and escaping every label name of every sample:
+the worker spent most of each scrape there, on a 2-core pod beside the model server. This
+renders the families our collectors produce (valid legacy names, no timestamps, exemplars or
+native histograms) with label names checked once per name and label values escaped only when
+they hold a character that needs it. Any family outside that subset is handed to
+prometheus_client whole, so the output is always what it would have written;
+tests/metrics/test_render_equivalence.py compares the two byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+_LEGACY_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")  # a metric or label name nothing escapes
+_TEXT_TYPES = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untyped"}
+_TEXT_SUFFIXES = ("_created", "_gsum", "_gcount")  # samples the text format moves to a gauge family of their own
+_SPECIAL = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
+_OM_EOF = b"# EOF\n"
+
+
+def go_float(value: Any) -> str:
+    """A sample value as Go (and prometheus_client's floatToGoString) writes it."""
+    d = float(value)
+    s = repr(d)
+    special = _SPECIAL.get(s)
+    if special is not None:
+        return special
+    if d > 0:
+        dot = s.find(".")
+        if dot > 6:  # Go switches to an exponent sooner than Python does
+            mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+            return f"{mantissa}e+{dot - 1:02d}"
+    return s
+
+
+def _escape_value(v: str) -> str:
+    if "\\" in v or "\n" in v or '"' in v:
+        return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return v
+
+
+class _Names:
+    """Which names render as they are: checked once per distinct name, not once per sample."""
+
+    def __init__(self) -> None:
+        self.valid: dict[str, bool] = {}
+
+    def ok(self, name: str) -> bool:
+        known = self.valid.get(name)
+        if known is None:
+            if len(self.valid) > 100_000:  # names come from our definitions; bound it all the same
+                self.valid.clear()
+            known = self.valid[name] = _LEGACY_NAME.match(name) is not None
+        return known
+
+
+_names = _Names()
+
+
+def _fast_samples(metric: Metric, text: bool, out: list[str]) -> bool:
+    """Append `metric`'s sample lines to `out`; False (and nothing appended) if it needs the library."""
+    lines: list[str] = []
+    ok = _names.ok
+    prefix = metric.name
+    values: dict[str, str] = {}  # escaped label values, per family (they repeat: columns, bins, models)
+    numbers: dict[float, str] = {}
+    keys: tuple[str, ...] = ()
+    ordered: list[str] = []
+    for s in metric.samples:
+        if s.timestamp is not None or s.exemplar is not None or s.native_histogram is not None:
+            return False
+        name = s.name
+        if not ok(name) or (text and name.startswith(prefix) and name[len(prefix) :] in _TEXT_SUFFIXES):
+            return False
+        value: float | None = s.value  # None in an OpenMetrics info or stateset sample built by hand
+        if value is None:
+            if text:
+                return False
+            rendered = ""
+        else:
+            cached = numbers.get(value)
+            rendered = cached if cached is not None else numbers.setdefault(value, go_float(value))
+        labels = s.labels
+        if labels:
+            if tuple(labels) != keys:  # the label names change rarely within a family: check them once
+                keys = tuple(labels)
+                ordered = sorted(keys)
+                if not all(map(ok, ordered)):
+                    return False
+            parts = []
+            for k in ordered:
+                v = labels[k]
+                e = values.get(v)
+                if e is None:
+                    e = values[v] = _escape_value(v)
+                parts.append(f'{k}="{e}"')
+            lines.append(f"{name}{{{','.join(parts)}}} {rendered}\n")
+        else:
+            lines.append(f"{name} {rendered}\n")
+    out.extend(lines)
+    return True
+
+
+def _fallback(metric: Metric, text: bool) -> str:
+    class _One:
+        @staticmethod
+        def collect() -> Iterable[Metric]:
+            return [metric]
+
+    rendered: bytes = (
+        generate_latest(_One()) if text else openmetrics_latest(_One())[: -len(_OM_EOF)]  # type: ignore[no-untyped-call]
+    )
+    return rendered.decode("utf-8")
+
+
+def render(metrics: Iterable[Metric], openmetrics: bool) -> bytes:
+    """The exposition of `metrics`: text 0.0.4, or OpenMetrics 1.0 ending with `# EOF`."""
+    out: list[str] = []
+    text = not openmetrics
+    for metric in metrics:
+        mark = len(out)
+        name = metric.name
+        if not _names.ok(name):
+            out.append(_fallback(metric, text))
+            continue
+        if text:
+            mtype = metric.type
+            hname = name + "_total" if mtype == "counter" else name + "_info" if mtype == "info" else name
+            doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+            out.append(f"# HELP {hname} {doc}\n# TYPE {hname} {_TEXT_TYPES.get(mtype, mtype)}\n")
+        else:
+            doc = _escape_value(metric.documentation)
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} {metric.type}\n")
+            if metric.unit:
+                out.append(f"# UNIT {name} {metric.unit}\n")
+        if not _fast_samples(metric, text, out):
+            del out[mark:]
+            out.append(_fallback(metric, text))
+    if openmetrics:
+        out.append("# EOF\n")
+    return "".join(out).encode("utf-8")
