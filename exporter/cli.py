@@ -1,4 +1,4 @@
-"""Command line: run, check-config, demo."""
+"""Command line: run, check-config, baseline, batch, demo."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import exporter
 from exporter.baseline.cli import add_baseline_parser, run_baseline
+from exporter.batch.cli import add_batch_parser
 from exporter.config import Config, ConfigError, apply_flags, load_file, validate_complete
 
 
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     add_baseline_parser(sub)
+    add_batch_parser(sub)
 
     check = sub.add_parser(
         "check-config", help="validate a config file (and the flags `run` would get) as `run` does, and exit"
@@ -104,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "baseline":
             return run_baseline(args)
+        if args.command == "batch":
+            from exporter.batch.cli import run_batch
+
+            return run_batch(args)
         if args.command == "demo":
             from exporter.demo.runner import run_demo
 

@@ -21,7 +21,11 @@ LEAVES = ("exporter.config", "exporter.labels", "exporter.events", "exporter.jso
 
 # What each part may import, besides the leaves and itself. Longest prefix wins.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "exporter.cli": ("exporter.sidecar", "exporter.baseline", "exporter.worker.checks", "exporter.demo"),
+    "exporter.cli": ("exporter.sidecar", "exporter.baseline", "exporter.worker.checks", "exporter.demo",
+                     "exporter.batch"),
+    # `batch`: the worker's extraction and analyzers over files, in the CLI's process
+    "exporter.batch": ("exporter.worker", "exporter.adapters", "exporter.analyzers", "exporter.drift",
+                       "exporter.baseline", "exporter.metrics", "exporter.predlog"),
     "exporter.__main__": ("exporter.cli",),
     # the proxy process: never the worker's packages (numpy, scipy, payload parsing)
     "exporter.sidecar": ("exporter.proxy", "exporter.collectors", "exporter.metrics"),

@@ -560,6 +560,50 @@ METRICS: tuple[MetricDef, ...] = (
         model_level=False,
         family="exporter",
     ),
+    # batch jobs: `model-exporter batch`, pushed to a Pushgateway or written for the textfile collector
+    _d(
+        "model_batch_success",
+        "gauge",
+        "1 if the last run of the batch job read and analysed all its records (whatever it found), 0 if it ended with an error (exit status 2).",
+        family="batch",
+    ),
+    _d(
+        "model_batch_last_completion_timestamp_seconds",
+        "gauge",
+        "Unix time the last run of the batch job ended, successful or not.",
+        family="batch",
+    ),
+    _d(
+        "model_batch_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time the last successful run of the batch job ended (model_batch_success 1).",
+        family="batch",
+    ),
+    _d(
+        "model_batch_duration_seconds",
+        "gauge",
+        "Wall time of the last run of the batch job, reading and analysis.",
+        family="batch",
+    ),
+    _d(
+        "model_batch_records",
+        "gauge",
+        "Records the last successful run of the batch job analysed.",
+        family="batch",
+    ),
+    _d(
+        "model_batch_records_per_second",
+        "gauge",
+        "Records analysed per second of the last successful run of the batch job.",
+        family="batch",
+    ),
+    _d(
+        "model_batch_checks_failed",
+        "gauge",
+        "Columns of the last successful run that failed a check: drift (model_drift_detected), missing (share of missing values over --max-missing), out_of_range (over --max-out-of-range), schema (a baseline column absent from the data). Any above 0: exit status 1.",
+        ("check",),
+        family="batch",
+    ),
     _d(
         "model_exporter_config_last_reload_successful",
         "gauge",
