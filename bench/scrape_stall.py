@@ -3,8 +3,10 @@
 Builds a baseline of --columns numeric features (1,000 by default: tens of thousands of series),
 starts the stand-in upstream (proxy_overhead.py) and `python -m exporter run --baseline …`, then
 runs interleaved rounds of the fixed-rate load (--rate req/s over --conns connections) with no
-scraper and with --scrapers processes fetching /metrics back to back. Reports the proxied p50/p99
-of each and the difference. Target: p99 rises by at most 1 ms with 4 scrapers. 127.0.0.1 only.
+scraper and with --scrapers processes fetching /metrics back to back, asking as Prometheus asks
+(OpenMetrics preferred, gzip; --plain: neither). Reports the proxied p50/p99 of each and the
+difference, and the CPU each scrape cost the proxy and the worker. Target: p99 rises by at most
+1 ms with 4 scrapers. 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -17,18 +19,34 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
 from memory import start_with_baseline
 from proxy_overhead import HOST, Procs, run_load
 
 TARGET_P99_MS = 1.0
+SCRAPES_ALONE = 20
 
 
-def scrape_loop(port: int, stop: Any, counts: Any, size: Any) -> None:
+def cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+# what Prometheus 3 sends on every scrape (scrape_protocols default, enable_compression true)
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.5,"
+              "text/plain;version=0.0.4;q=0.2,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
+
+
+def scrape_loop(port: int, stop: Any, counts: Any, size: Any, headers: dict[str, str]) -> None:
     """One scraper, in a process of its own: in the load generator's process its reads of
-    megabytes would hold the GIL and show up as proxy latency that is the bench's own."""
+    megabytes would hold the GIL and show up as proxy latency that is the bench's own. It
+    does not decompress: Prometheus does that on its own machine."""
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     while not stop.is_set():
-        conn.request("GET", "/metrics")
+        conn.request("GET", "/metrics", headers=headers)
         body = conn.getresponse().read()
         with counts.get_lock():
             counts.value += 1
@@ -44,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conns", type=int, default=10)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--plain", action="store_true", help="scrape without gzip, as text 0.0.4")
     args = parser.parse_args(argv)
+    headers = {} if args.plain else PROMETHEUS_HEADERS
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
     procs = Procs(tmp)
@@ -52,13 +72,24 @@ def main(argv: list[str] | None = None) -> int:
     scrapes: list[float] = []
     size = 0
     try:
-        _, px, mx = start_with_baseline(procs, args.columns, 2000, delay_ms=5, settle=5.0)
+        sidecar, px, mx = start_with_baseline(procs, args.columns, 2000, delay_ms=5, settle=5.0)
+        proxy_proc = psutil.Process(sidecar.pid)
+        worker_proc = proxy_proc.children()[0]
+        conn = http.client.HTTPConnection(HOST, mx, timeout=30)
+        before = cpu(proxy_proc), cpu(worker_proc)
+        for _ in range(SCRAPES_ALONE):  # the cost of a scrape, with nothing else running
+            conn.request("GET", "/metrics", headers=headers)
+            alone = conn.getresponse().read()
+        conn.close()
+        proxy_ms = (cpu(proxy_proc) - before[0]) / SCRAPES_ALONE * 1e3
+        worker_ms = (cpu(worker_proc) - before[1]) / SCRAPES_ALONE * 1e3
         for r in range(args.rounds):
             for name in results:
                 stop = multiprocessing.Event()
                 counts = multiprocessing.Value("i", 0)
                 last_size = multiprocessing.Value("i", 0)
-                scrapers = [multiprocessing.Process(target=scrape_loop, args=(mx, stop, counts, last_size), daemon=True)
+                scrapers = [multiprocessing.Process(target=scrape_loop, args=(mx, stop, counts, last_size, headers),
+                                                    daemon=True)
                             for _ in range(args.scrapers if name != "no scrapers" else 0)]
                 for proc in scrapers:
                     proc.start()
@@ -75,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
 
-    print(f"\n== scrapes vs proxied latency: {args.columns}-column baseline ({size / 1e6:.1f} MB exposition), "
-          f"{args.rate:g} req/s, upstream 5 ms; medians of {args.rounds} interleaved rounds ==")
+    print(f"\n== scrapes vs proxied latency: {args.columns}-column baseline, scraped "
+          f"{'as text, uncompressed' if args.plain else 'as Prometheus does (OpenMetrics, gzip)'}: "
+          f"{size / 1e6:.2f} MB a scrape; {args.rate:g} req/s, upstream 5 ms; medians of {args.rounds} "
+          f"interleaved rounds ==")
+    print(f"one scrape alone costs the proxy {proxy_ms:.1f} ms CPU and the worker {worker_ms:.0f} ms CPU "
+          f"(mean of {SCRAPES_ALONE}; {len(alone) / 1e6:.2f} MB)")
     med = {name: {k: statistics.median(r[k] for r in rounds) for k in ("p50_ms", "p99_ms")}
            for name, rounds in results.items()}
     for name, m in med.items():
