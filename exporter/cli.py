@@ -29,6 +29,16 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir", metavar="DIR", help="snapshots of the analysis windows and counters, restored at start"
     )
+    parser.add_argument(
+        "--tail",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="follow a prediction log (a file or a glob; repeat for several); other shapes: tail.sources in the config",
+    )
+    parser.add_argument(
+        "--from-start", action="store_true", help="tail: read what the files hold already (default: start at their end)"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +86,8 @@ def load_config(args: argparse.Namespace) -> Config:
         baseline=args.baseline,
         web_config=args.web_config,
         state_dir=args.state_dir,
+        tail=args.tail,
+        from_start=args.from_start,
     )
     return validate_complete(config)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,6 +204,44 @@ class LLMConfig:
     prices: tuple[tuple[str, float, float], ...] = ()  # (model, prompt, completion) per 1M tokens
 
 
+TAIL_SHAPES = ("predlog", "sagemaker", "nginx", "envoy")
+# What each field of an access log line is called (tail sources of shape nginx or envoy; `fields` overrides)
+ACCESS_LOG_FIELDS = ("time", "status", "duration", "path", "method", "request_bytes", "response_bytes", "id", "model")
+
+
+@dataclass(frozen=True)
+class TailSource:
+    path: str  # a file or a glob
+    shape: str = "predlog"  # TAIL_SHAPES; docs/prediction-log.md, SageMaker data capture, JSON access logs
+    csv_columns: tuple[str, ...] = ()  # sagemaker: names of the CSV input columns (else x0, x1, ...)
+    fields: tuple[tuple[str, str], ...] = ()  # nginx/envoy: ACCESS_LOG_FIELDS name -> key in the line
+    duration_unit: str | None = None  # nginx/envoy: s, ms or us (default: nginx s, envoy ms)
+
+
+@dataclass(frozen=True)
+class TailConfig:
+    # `run --tail` (exporter/sources/tail.py): follow log files and feed the same pipeline
+    sources: tuple[TailSource, ...] = ()
+    from_start: bool = False  # first run: read what the files hold already (else start at their end)
+    offsets_file: str | None = None  # where each file was read up to (default: state_dir/tail-offsets.json)
+    max_line_bytes: int = 4 << 20  # a longer line is skipped (counted)
+    max_files: int = 64  # files open at once (rotated ones included)
+    poll_interval: float = 0.25
+    rotate_wait: float = 5.0  # a rotated file is read until idle this long, then closed
+
+
+@dataclass(frozen=True)
+class PredictionLogConfig:
+    # the prediction store (exporter/worker/store.py): proxied exchanges written as a prediction log
+    path: str | None = None  # None: off
+    sample: float = 1.0  # fraction of exchanges written
+    max_rate: float | None = None  # and at most this many per second
+    max_bytes: int = 100 << 20  # rotate the file at this size
+    max_files: int = 5  # rotated files kept: path.1 .. path.N
+    redact: tuple[str, ...] = ()  # JSON paths into the bodies whose values are written as "[REDACTED]"
+    queue_size: int = 1000  # records waiting for the disk; beyond, dropped (counted)
+
+
 @dataclass(frozen=True)
 class ShutdownConfig:
     # On SIGTERM, /-/ready turns 503 at once while the proxy keeps serving for `delay` (so the
@@ -245,6 +283,8 @@ class Config:
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    tail: TailConfig = field(default_factory=TailConfig)
+    prediction_log: PredictionLogConfig = field(default_factory=PredictionLogConfig)
     # TLS and basic auth of the metrics port: an exporter-toolkit web config file (sidecar/web_config.py)
     web_config: str | None = None
     # where the analysis worker keeps snapshots of its windows and counters (worker/state.py)
@@ -499,6 +539,62 @@ def _push_path(path: str, value: Any) -> str:
     return url_path
 
 
+def _sample(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise _fail(path, value, "expected a fraction greater than 0 and at most 1")
+    return float(value)
+
+
+def _rate(path: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise _fail(path, value, "expected a positive number of records per second")
+    return float(value)
+
+
+def _json_paths(path: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _fail(path, value, "expected a list of JSON paths like $.inputs[*].data")
+    return tuple(_json_path(f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
+def _access_fields(path: str, value: Any) -> tuple[tuple[str, str], ...]:
+    fields = _mapping(path, value, set(ACCESS_LOG_FIELDS))
+    return tuple((name, _string(f"{path}.{name}", key)) for name, key in fields.items())
+
+
+def _tail_source(path: str, value: Any) -> TailSource:
+    if isinstance(value, str):
+        value = {"path": value}
+    raw = _mapping(path, value, {"path", "shape", "csv_columns", "fields", "duration_unit"})
+    if "path" not in raw:
+        raise ConfigError(f"{path}.path: required (a file or a glob)")
+    source = TailSource(
+        **_fields(
+            raw,
+            path,
+            {
+                "path": _file_path,
+                "shape": _choice(TAIL_SHAPES),
+                "csv_columns": _string_list,
+                "fields": _access_fields,
+                "duration_unit": _choice(("s", "ms", "us")),
+            },
+        )
+    )
+    access = source.shape in ("nginx", "envoy")
+    if (source.fields or source.duration_unit) and not access:
+        raise ConfigError(f"{path}: fields and duration_unit apply to access logs (shape nginx or envoy)")
+    if source.csv_columns and source.shape != "sagemaker":
+        raise ConfigError(f"{path}.csv_columns: applies to shape sagemaker only")
+    return source
+
+
+def _tail_sources(path: str, value: Any) -> tuple[TailSource, ...]:
+    if not isinstance(value, list):
+        raise _fail(path, value, "expected a list of sources (a path, or {path, shape, ...})")
+    return tuple(_tail_source(f"{path}[{i}]", item) for i, item in enumerate(value))
+
+
 def _buckets(path: str, value: Any) -> tuple[float, ...]:
     if not isinstance(value, list) or not value:
         raise _fail(path, value, "expected a non-empty list of increasing positive numbers")
@@ -605,6 +701,8 @@ def from_dict(raw: Any) -> Config:
             "shutdown",
             "llm",
             "client",
+            "tail",
+            "prediction_log",
             "web_config",
             "state_dir",
         },
@@ -785,6 +883,38 @@ def from_dict(raw: Any) -> Config:
             },
         )
     )
+    tail = TailConfig(
+        **_section(
+            top,
+            "tail",
+            "tail",
+            {
+                "sources": _tail_sources,
+                "from_start": _bool,
+                "offsets_file": _file_path,
+                "max_line_bytes": _positive_int,
+                "max_files": _positive_int,
+                "poll_interval": parse_duration,
+                "rotate_wait": parse_duration,
+            },
+        )
+    )
+    prediction_log = PredictionLogConfig(
+        **_section(
+            top,
+            "prediction_log",
+            "prediction_log",
+            {
+                "path": _file_path,
+                "sample": _sample,
+                "max_rate": _rate,
+                "max_bytes": _positive_int,
+                "max_files": _positive_int,
+                "redact": _json_paths,
+                "queue_size": _positive_int,
+            },
+        )
+    )
     baseline = _file_path("baseline", top["baseline"]) if "baseline" in top else None
     web_config = _file_path("web_config", top["web_config"]) if "web_config" in top else None
     state_dir = _file_path("state_dir", top["state_dir"]) if "state_dir" in top else None
@@ -803,6 +933,8 @@ def from_dict(raw: Any) -> Config:
         shutdown=shutdown,
         llm=llm,
         client=client,
+        tail=tail,
+        prediction_log=prediction_log,
         web_config=web_config,
         state_dir=state_dir,
     )
@@ -851,8 +983,15 @@ def apply_flags(
     baseline: str | None = None,
     web_config: str | None = None,
     state_dir: str | None = None,
+    tail: Sequence[str] = (),
+    from_start: bool = False,
 ) -> Config:
     """Flags override the file; errors name the flag."""
+    if tail:  # --tail PATH (repeatable): prediction logs, on top of the configured sources
+        added = tuple(TailSource(_file_path("--tail", p)) for p in tail)
+        config = dataclasses.replace(config, tail=dataclasses.replace(config.tail, sources=config.tail.sources + added))
+    if from_start:
+        config = dataclasses.replace(config, tail=dataclasses.replace(config.tail, from_start=True))
     if state_dir is not None:
         config = dataclasses.replace(config, state_dir=_file_path("--state-dir", state_dir))
     if web_config is not None:
@@ -882,8 +1021,11 @@ def validate_complete(config: Config) -> Config:
     The checks that need the baseline file (exporter.worker.checks) run where the baseline is
     loaded: in the analysis worker at start and on reload, and in `check-config`.
     """
-    if not config.upstream.url:
-        raise ConfigError("upstream.url: required (set it in the config or pass --upstream http://HOST:PORT)")
+    if not config.upstream.url and not config.tail.sources:
+        raise ConfigError(
+            "upstream.url: required (set it in the config or pass --upstream http://HOST:PORT), "
+            "unless the sidecar only tails logs (tail.sources or --tail PATH)"
+        )
     if config.listen == config.metrics_listen:
         raise ConfigError(
             f"metrics_listen: must differ from listen (both {config.listen}); admin endpoints never share the proxy port"

@@ -28,7 +28,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                        "exporter.baseline", "exporter.metrics", "exporter.predlog"),
     "exporter.__main__": ("exporter.cli",),
     # the proxy process: never the worker's packages (numpy, scipy, payload parsing)
-    "exporter.sidecar": ("exporter.proxy", "exporter.collectors", "exporter.metrics"),
+    "exporter.sidecar": ("exporter.proxy", "exporter.collectors", "exporter.metrics", "exporter.sources"),
+    # sources of exchanges besides the proxy (tail); they run in the proxy process
+    "exporter.sources": ("exporter.proxy", "exporter.metrics"),
     "exporter.proxy": ("exporter.metrics",),
     "exporter.collectors": ("exporter.metrics",),
     "exporter.metrics": (),

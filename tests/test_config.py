@@ -80,7 +80,7 @@ def test_durations(value: object, seconds: float) -> None:
 
 
 BAD_CONFIGS = [
-    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, client, drift, labels, listen, llm, metrics, metrics_listen, model, performance, push, quality, resources, shutdown, state_dir, upstream, web_config)"),
+    ({"upstrem": {}}, "upstrem: unknown key (allowed: baseline, capture, client, drift, labels, listen, llm, metrics, metrics_listen, model, performance, prediction_log, push, quality, resources, shutdown, state_dir, tail, upstream, web_config)"),
     ({"capture": {"enabled": "yes"}}, "capture.enabled: expected true or false, got 'yes'"),
     ({"capture": {"max_body_bytes": 1.5}}, "capture.max_body_bytes: expected a positive integer, got 1.5"),
     ({"capture": {"id_header": "X Request"}}, "capture.id_header: expected an HTTP header name, e.g. X-Request-Id, got 'X Request'"),

@@ -8,17 +8,19 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors.base import Isolated
-from exporter.config import Config, LLMConfig
+from exporter.config import Config, LLMConfig, TailConfig, TailSource
 from exporter.events import Event
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 from exporter.metrics.docs import readme_section, render
 from exporter.metrics.exposition import build_registry
+from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ProxyContext
 from exporter.proxy.stats import TrafficStats
 from exporter.sidecar.link import WorkerLink
 from exporter.sidecar.push import PushSource
 from exporter.sidecar.reload import Reloader
 from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
+from exporter.sources.tail import Tailer
 from exporter.worker.analysis import Analysis
 
 ROOT = Path(__file__).parent.parent
@@ -59,7 +61,9 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     ctx = ProxyContext(pool=None, stats=stats, routes=None, read_timeout=1.0, upstream_host_header=b"")  # type: ignore[arg-type]
     reloader = Reloader(Config(), None, ctx, None)
     push = PushSource(link, lambda: stats.labels, lambda: Config().push, "x-request-id")
-    collectors = [stats, worker, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader, push]
+    tail = Config(tail=TailConfig(sources=(TailSource("/nonexistent/*.predlog"),)))
+    tailer = Tailer(tail, stats, RouteTable(), link)
+    collectors = [stats, worker, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader, push, tailer]
     return build_registry(collectors), stats
 
 

@@ -120,6 +120,7 @@ class TrafficStats:
         self.in_flight = 0
         self.llm_streams = 0  # LLM-route responses between their head and their end (captured exchanges)
         self.upstream_up = 0
+        self.has_upstream = True  # False: the sidecar only tails logs; no model_upstream_up to alert on
         self.load_duration: float | None = None
         # client connections of the proxy port (server.py counts them; no model labels)
         self.client_connections = 0
@@ -165,6 +166,34 @@ class TrafficStats:
             self._observe(series.ttfb, route, self.duration_bounds, ttfb)
         self._observe(series.request_sizes, route, self.size_bounds, request_size)
         self._observe(series.response_sizes, route, self.size_bounds, response_size)
+
+    def record_logged(
+        self,
+        route: str,
+        method: bytes,
+        code: int,
+        duration: float | None,
+        request_size: int | None,
+        response_size: int | None,
+        labels: tuple[str, str],
+    ) -> None:
+        """Account one exchange read from a log (sources/tail.py): what its line does not say is not observed."""
+        series = self._series(labels)
+        key = (route, METHODS.get(method, OTHER), CODE_LABELS.get(code, OTHER))
+        n = series.requests.get(key)
+        if n is None:
+            key = self._admit(series, key)
+            n = series.requests.get(key, 0)
+        series.requests[key] = n + 1
+        if duration is not None:
+            hist = series.durations.get(key)
+            if hist is None:
+                hist = series.durations[key] = _Histogram(len(self.duration_bounds))
+            hist.observe(self.duration_bounds, duration)
+        if request_size is not None:
+            self._observe(series.request_sizes, route, self.size_bounds, request_size)
+        if response_size is not None:
+            self._observe(series.response_sizes, route, self.size_bounds, response_size)
 
     def _admit(self, series: _Traffic, key: tuple[str, str, str]) -> tuple[str, str, str]:
         """A new label set: kept while under max_series, else folded into route and code "other"."""
@@ -225,10 +254,11 @@ class TrafficStats:
         # with traffic (never "other"), so an outage alert and its inhibitions match the traffic
         # alerts of the same model and version; the default pair before any traffic.
         served = [list(pair) for pair, _ in pairs if pair[0] != OTHER] or [default]
-        up = family("model_upstream_up")
-        for labels in served:
-            up.add_metric(labels, self.upstream_up)
-        yield up
+        if self.has_upstream:
+            up = family("model_upstream_up")
+            for labels in served:
+                up.add_metric(labels, self.upstream_up)
+            yield up
         if self.load_duration is not None:
             load = family("model_load_duration_seconds")
             for labels in served:

@@ -112,6 +112,11 @@ class WorkerLink(asyncio.Protocol):
         return n
 
     @property
+    def up(self) -> bool:
+        """Whether the worker is connected: submitted events are queued, not dropped as worker_down."""
+        return self.transport is not None
+
+    @property
     def queue_depth(self) -> int:
         return self.sent - self.processed + len(self.pending)
 

@@ -33,6 +33,7 @@ from exporter.sidecar.feedback import LabelsDropped
 from exporter.sidecar.health import UpstreamProbe
 from exporter.sidecar.http import AdminServer
 from exporter.sidecar.link import WorkerLink
+from exporter.sources.tail import Tailer
 from exporter.sidecar.push import PushSource
 from exporter.sidecar.reload import Reloader
 from exporter.sidecar.settings import ProxySettings
@@ -75,7 +76,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         collectors.append(LabelsDropped(lambda: link.labels_dropped if link is not None else {}))
     settings = ProxySettings.of(config)
     pool = UpstreamPool(up.host, up.port, settings.max_connections, settings.connect_timeout)
-    host_header = up.url.split("://", 1)[1].encode("latin-1")
+    host_header = up.url.split("://", 1)[1].encode("latin-1") if up.url else b""
     ctx = ProxyContext(
         pool=pool,
         stats=stats,
@@ -93,6 +94,11 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     collectors.append(Isolated(sources))
     reloader = Reloader(config, load, ctx, link, probe)
     collectors.append(reloader)
+    tailer: Tailer | None = None
+    if config.tail.sources:  # `run --tail`: log lines through the same stats and link as proxied traffic
+        tailer = Tailer(config, stats, settings.routes, link)
+        collectors.append(tailer)
+    stats.has_upstream = bool(up.url)
     push: PushSource | None = None
     if link is not None and config.push.enabled:
         push = PushSource(
@@ -124,6 +130,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     def readiness() -> tuple[bool, str]:
         if draining.is_set():
             return False, "the sidecar is shutting down"
+        if not up.url:  # tail only: nothing to wait for
+            return True, ""
         return probe.ready, probe.last_error
 
     admin = AdminServer(
@@ -138,20 +146,28 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         )
     )
     await admin.start(config.metrics_listen.host, config.metrics_listen.port, ssl_context(web, config.web_config or ""))
-    proxy = await loop.create_server(
-        lambda: ClientConnection(ctx), config.listen.host, config.listen.port, backlog=2048, reuse_address=True
-    )
-    tasks = [loop.create_task(probe.run()), loop.create_task(sweep_timeouts(ctx))]
+    proxy: asyncio.AbstractServer | None = None
+    tasks: list[asyncio.Task[None]] = []
+    if up.url:
+        proxy = await loop.create_server(
+            lambda: ClientConnection(ctx), config.listen.host, config.listen.port, backlog=2048, reuse_address=True
+        )
+        tasks += [loop.create_task(probe.run()), loop.create_task(sweep_timeouts(ctx))]
     if push is not None:
         tasks.append(loop.create_task(push.run()))
     # Everything allocated so far lives as long as the process: move it out of the cyclic
     # collector's reach, so a full collection does not stall the proxy for milliseconds.
     gc.collect()
     gc.freeze()
-    log.info("proxying %s -> %s; metrics on http://%s/metrics", config.listen, up.url, config.metrics_listen)
+    if up.url:
+        log.info("proxying %s -> %s; metrics on http://%s/metrics", config.listen, up.url, config.metrics_listen)
+    else:
+        log.info("tailing only (no upstream: no proxy port); metrics on http://%s/metrics", config.metrics_listen)
     try:
         if link is not None:
             await link.start()
+        if tailer is not None:  # after the worker is up: the first lines are not dropped as worker_down
+            tasks.append(loop.create_task(tailer.run()))
         await stop.wait()
         # A rollout: leave the load balancer first (readiness 503, traffic still served for
         # shutdown.delay), then refuse new connections and let requests in flight finish.
@@ -170,7 +186,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
             len(ctx.connections),
             grace,
         )
-        proxy.close()
+        if proxy is not None:
+            proxy.close()
         for conn in list(ctx.connections):
             conn.shutdown()
         deadline = loop.time() + grace
@@ -180,6 +197,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
             conn.transport.abort()
         for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)  # the tailer writes its offsets on the way out
         pool.close()
         if link is not None:
             await link.close()

@@ -18,10 +18,14 @@ from exporter.adapters import (
     decode_body,
     detect,
 )
+from exporter.adapters.rows import adapter as rows_adapter
 from exporter.config import Config
 from exporter.events import Event, Extraction
+from exporter.predlog import ROWS_CONTENT_TYPE
 
 log = logging.getLogger(__name__)
+
+ROWS_TYPE = ROWS_CONTENT_TYPE.encode()
 
 
 def _headers(raw: dict[bytes, bytes], id_header: bytes) -> dict[str, str]:
@@ -64,7 +68,10 @@ class Extractor:
         except PayloadError as exc:
             out.errors.append(("request", exc.reason))
             return out
-        adapter = self.fixed or detect(request)
+        if event.request_headers.get(b"content-type") == ROWS_TYPE:  # a log's rows (sources/tail.py)
+            adapter: Adapter | None = rows_adapter
+        else:
+            adapter = self.fixed or detect(request)
         if adapter is None:
             out.errors.append(("request", "unknown_protocol"))
             return out

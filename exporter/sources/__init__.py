@@ -1,0 +1,1 @@
+"""Sources of exchanges besides the proxy: log files followed by `run --tail` (the proxy process)."""

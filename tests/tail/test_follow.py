@@ -1,0 +1,172 @@
+"""The follower under what real logs do, each case written by a real writer process while it reads.
+
+Every line carries its sequence number: the tests check that each was read exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.sources.follow import Follower, Line
+
+WRITER = str(Path(__file__).with_name("log_writer.py"))
+
+
+def ids(lines: list[Line]) -> list[int]:
+    return [int(json.loads(line.data)["id"]) for line in lines]
+
+
+def follow_while(follower: Follower, proc: subprocess.Popen[bytes]) -> list[Line]:
+    """Poll (checkpointing after each poll) while the writer runs, then until nothing new comes."""
+    out: list[Line] = []
+    while proc.poll() is None:
+        out += follower.poll()
+        follower.checkpoint()
+        time.sleep(0.002)
+    assert proc.returncode == 0
+    while True:  # everything is on disk now: a poll that finds nothing means all was read
+        more = follower.poll()
+        follower.checkpoint()
+        if not more:
+            return out
+        out += more
+
+
+def writer(mode: str, path: Path, n1: int, n2: int = 0, offsets: Path | None = None) -> subprocess.Popen[bytes]:
+    args = [sys.executable, WRITER, mode, str(path), str(n1), str(n2)] + ([str(offsets)] if offsets else [])
+    return subprocess.Popen(args)
+
+
+def test_append_with_partial_lines(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    f = Follower([str(log)], offsets_path=str(tmp_path / "offsets.json"))
+    lines = follow_while(f, writer("append", log, 2000))
+    assert ids(lines) == list(range(2000))
+    assert f.stats[0].lines == 2000
+    assert lines[0].where == f"{log}:1"  # started at the end of an empty file: its line numbers are known
+
+
+def test_rename_rotation_drains_the_old_file_first(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    f = Follower([str(log)], from_start=True, close_after=0.0)
+    lines = follow_while(f, writer("rename", log, 1500, 500))
+    assert ids(lines) == list(range(2000))  # in order: the old file's end before the new file's start
+    assert f.stats[0].rotations == 1
+    assert len(f.files) == 1  # the rotated file is closed once drained and idle
+
+
+def test_copytruncate_starts_over(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    offsets = tmp_path / "offsets.json"
+    f = Follower([str(log)], from_start=True, offsets_path=str(offsets))
+    lines = follow_while(f, writer("copytruncate", log, 300, 30, offsets))
+    assert ids(lines) == list(range(330))
+    assert f.stats[0].truncations == 1
+    assert (tmp_path / "app.log.1").exists()  # the copy does not match the pattern: not read twice
+
+
+def test_file_that_appears_later_is_read_from_its_start(tmp_path: Path) -> None:
+    pattern = str(tmp_path / "*.log")
+    f = Follower([pattern], offsets_path=str(tmp_path / "offsets.json"))
+    assert f.poll() == []
+    lines = follow_while(f, writer("late", tmp_path / "b.log", 500))
+    assert ids(lines) == list(range(500))
+    assert lines[0].where == f"{tmp_path / 'b.log'}:1"
+
+
+def test_over_long_lines_are_skipped_and_counted(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    f = Follower([str(log)], from_start=True, max_line=64 << 10)
+    lines = follow_while(f, writer("long", log, 100))
+    assert ids(lines) == list(range(100))
+    assert f.stats[0].overlong == 10
+    assert lines[-1].where == f"{log}:109"  # 99 records and 9 skipped lines before it: skipped lines count
+
+
+def test_restart_neither_loses_nor_double_counts(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    offsets = tmp_path / "offsets.json"
+    log.touch()
+    first = Follower([str(log)], from_start=True, offsets_path=str(offsets))
+    seen = follow_while(first, writer("append", log, 700))
+    with open(log, "ab") as out:  # a line half written when the sidecar stops
+        out.write(b'{"id": "700", "time": 1, "sta')
+    seen += first.poll()
+    first.close()
+    # while the sidecar is down: the line is finished, more lines come, then the log is rotated
+    with open(log, "ab") as out:
+        out.write(b'tus": 200}\n')
+        for i in range(701, 800):
+            out.write(json.dumps({"id": str(i), "time": 1, "status": 200}).encode() + b"\n")
+    log.rename(tmp_path / "app.log.1")
+    with open(log, "wb") as out:
+        for i in range(800, 900):
+            out.write(json.dumps({"id": str(i), "time": 1, "status": 200}).encode() + b"\n")
+    second = Follower([str(log)], offsets_path=str(offsets), close_after=0.0)  # not from_start: offsets rule
+    seen += second.poll()
+    seen += second.poll()
+    assert ids(seen) == list(range(900))
+    assert second.stats[0].rotations == 1
+    second.close()
+
+
+def test_first_start_at_the_end_waits_for_the_line_being_written(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b'{"id": "0"}\n{"id": "1"}\n{"id": "2", "hal')
+    f = Follower([str(log)])
+    assert f.poll() == []
+    with open(log, "ab") as out:
+        out.write(b'f": 1}\n{"id": "3"}\n')
+    lines = f.poll()
+    assert ids(lines) == [2, 3]
+    assert lines[0].where == f"{log}@24"  # lines before the start are not counted: the byte offset instead
+
+
+def test_from_start_reads_what_is_there(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b'{"id": "0"}\n{"id": "1"}\n')
+    assert ids(Follower([str(log)], from_start=True).poll()) == [0, 1]
+
+
+def test_inode_reused_by_another_file_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    offsets = tmp_path / "offsets.json"
+    log.write_bytes(b'{"id": "0"}\n{"id": "1"}\n')
+    first = Follower([str(log)], from_start=True, offsets_path=str(offsets))
+    assert ids(first.poll()) == [0, 1]
+    first.close()
+    # the same inode, other content (as when a file is deleted and its inode handed to a new one)
+    with open(log, "r+b") as out:
+        out.write(b'{"id": "5"}\n{"id": "6"}\n{"id": "7"}\n')
+    second = Follower([str(log)], offsets_path=str(offsets))
+    assert ids(second.poll()) == [5, 6, 7]
+
+
+def test_max_files_is_a_counted_cap(tmp_path: Path) -> None:
+    for name in "abc":
+        (tmp_path / f"{name}.log").write_bytes(b'{"id": "1"}\n')
+    f = Follower([str(tmp_path / "*.log")], from_start=True, max_files=2)
+    assert len(f.poll()) == 2
+    assert f.errors["max_files"] >= 1
+
+
+@pytest.mark.parametrize("content", [b"not json", b'{"version": 9, "files": []}'])
+def test_unreadable_offsets_file_starts_as_a_first_run(tmp_path: Path, content: bytes) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b'{"id": "0"}\n')
+    offsets = tmp_path / "offsets.json"
+    offsets.write_bytes(content)
+    f = Follower([str(log)], offsets_path=str(offsets))
+    assert f.poll() == []  # at the end, as on a first run
+    f.checkpoint()
+    assert json.loads(offsets.read_text())["files"][0]["offset"] == log.stat().st_size
