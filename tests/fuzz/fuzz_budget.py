@@ -33,6 +33,8 @@ CI_SIZES = {
     "proxy_pipelined": 400,
     "proxy_malformed": 500,
     "proxy_mutated": 600,
+    # LLM streams through a running sidecar (tests/fuzz/test_fuzz_llm_streams.py)
+    "llm_streams": 300,
 }
 
 CASES: Counter[str] = Counter()  # property name -> cases that ran to their end
