@@ -56,7 +56,9 @@ def add_batch_parser(sub: Any) -> None:
     batch.add_argument(
         "--job", default=DEFAULT_JOB, metavar="NAME", help=f"job label / grouping key (default {DEFAULT_JOB})"
     )
-    batch.add_argument("--instance", metavar="NAME", help="instance grouping key of the push (default: none)")
+    batch.add_argument(
+        "--instance", metavar="NAME", help="instance grouping key of the push (default: the model label value)"
+    )
     batch.add_argument("--label", metavar="COL", help="ground-truth column (default: the baseline's label column)")
     batch.add_argument(
         "--exclude", action="append", default=[], metavar="COL", help="a data column to leave out (ids, timestamps)"

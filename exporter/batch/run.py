@@ -62,7 +62,6 @@ def _check_inputs(paths: list[str]) -> None:
 
 def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
     started = time.monotonic()
-    grouping = {"instance": args.instance} if args.instance else {}
     model = [args.model or "unknown", args.model_version or "unknown"]
     try:
         config = _config(args)
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
             bar.done()
     except (ConfigError, BaselineError, JobError) as exc:
         print(f"model-exporter batch: error: {exc}", file=stderr)
-        _report_failure(args, grouping, model, time.monotonic() - started, stderr)
+        _report_failure(args, model, time.monotonic() - started, stderr)
         return 2
     missing = _missing_columns(job)
     verdict = output.judge(result.samples, args.max_missing, args.max_out_of_range, missing)
@@ -86,10 +85,9 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     outputs: list[str] = []
     try:
         if args.push:
+            grouping = _grouping(args, job.model)
             output.push(args.push, args.job, grouping, samples, replace=True)
-            outputs.append(
-                f"{args.push} (job {args.job!r}{', instance ' + repr(args.instance) if args.instance else ''})"
-            )
+            outputs.append(f"{args.push} (job {args.job!r}, instance {grouping['instance']!r})")
         elif args.textfile:
             outputs.append(output.write_textfile(args.textfile, args.job, samples, replace=True))
     except OSError as exc:
@@ -106,14 +104,17 @@ def _missing_columns(job: BatchJob) -> list[str]:
     return [f"{role} {name}" for role, name in job.missing_columns()]
 
 
-def _report_failure(
-    args: argparse.Namespace, grouping: dict[str, str], model: list[str], duration: float, stderr: TextIO
-) -> None:
+def _grouping(args: argparse.Namespace, model: list[str]) -> dict[str, str]:
+    """The push's grouping key besides the job: --instance, else the model label value (stable across runs)."""
+    return {"instance": args.instance or model[0]}
+
+
+def _report_failure(args: argparse.Namespace, model: list[str], duration: float, stderr: TextIO) -> None:
     """A failed run still says so where the results go: the job's outcome series only."""
     samples = list(output.JobSeries(model, 0, duration, time.time(), False).samples())
     try:
         if args.push:
-            output.push(args.push, args.job, grouping, samples, replace=False)
+            output.push(args.push, args.job, _grouping(args, model), samples, replace=False)
         elif args.textfile:
             output.write_textfile(args.textfile, args.job, samples, replace=False)
     except OSError as exc:

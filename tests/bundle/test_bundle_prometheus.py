@@ -32,11 +32,13 @@ REQUIRED_ALERTS = {
     "ModelMissingValues", "ModelOutOfRangeValues", "ModelSchemaMismatch", "ModelTrafficDrop", "ModelTrafficSpike",
     "ModelPerformanceDrop", "ModelGPUMemoryNearFull", "ModelServerMemoryNearLimit",
     "ModelExporterDroppingEvents", "ModelExporterConfigReloadFailed",
+    "ModelBatchJobStale", "ModelBatchJobFailed", "ModelBatchDrift", "ModelBatchDataQuality",
 }
 # Alerts about the sidecar process rather than a model: no `model` in their description.
 NOT_MODEL_LEVEL = {"ModelExporterDroppingEvents", "ModelExporterConfigReloadFailed"}
 # Alerts on a state (down, failed) rather than a measured value: no $value in the description.
-STATE_ALERTS = {"ModelExporterDown", "ModelUpstreamDown", "ModelUpstreamNeverReady", "ModelExporterConfigReloadFailed"}
+STATE_ALERTS = {"ModelExporterDown", "ModelUpstreamDown", "ModelUpstreamNeverReady", "ModelExporterConfigReloadFailed",
+                "ModelBatchJobFailed"}
 # Alerts per column: the description names it.
 COLUMN_ALERTS = {"ModelFeatureDrift", "ModelPredictionDrift", "ModelMissingValues", "ModelOutOfRangeValues"}
 WINDOW_ROWS_ALERTS = COLUMN_ALERTS

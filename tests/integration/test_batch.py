@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from harness import free_port, promtool_check_metrics, run_cli, stop_process, wait_until
+from harness import REPO_ROOT, free_port, promtool_check_metrics, run_cli, stop_process, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.demo.model_server import MODEL_NAME, make_app
@@ -278,3 +278,14 @@ def test_pushgateway_results_are_scraped_by_prometheus(data: dict[str, Path], st
     assert other.returncode == 0
     wait_query(prom, 'model_batch_success{job="hourly"}', lambda r: list(r.values()) == [1])
     assert list(query(prom, f"model_batch_success{sel}").values()) == [0]
+
+    # the dashboard's batch panels return data from what the jobs pushed
+    board = json.loads((REPO_ROOT / "grafana" / "dashboards" / "drift.json").read_text())
+    batch_panels = [p for p in board["panels"] if p["title"].startswith("Batch jobs: ")]
+    assert len(batch_panels) == 4
+    for panel in batch_panels:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for name in ("job", "model", "version", "instance"):
+                expr = expr.replace(f'"${name}"', '".+"')
+            assert query(prom, expr), f"{panel['title']}: {expr} returned nothing"
