@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +41,17 @@ BAD_TARGET: Refusal = (400, b"Bad Request", b"malformed request target\n")
 HEAD_TOO_LARGE: Refusal = (431, b"Request Header Fields Too Large", b"request head too large\n")
 UPGRADE: Refusal = (501, b"Not Implemented", b"protocol upgrades (WebSocket) are not proxied by model-exporter\n")
 INTERNAL: Refusal = (500, b"Internal Server Error", b"model-exporter internal error\n")
+VERSION: Refusal = (505, b"HTTP Version Not Supported", b"model-exporter speaks HTTP/1.0 and HTTP/1.1\n")
+METHOD: Refusal = (501, b"Not Implemented", b"request method not implemented by model-exporter\n")
+HTTP10_TRANSFER_ENCODING: Refusal = (
+    400,
+    b"Bad Request",
+    b"an HTTP/1.0 request cannot use Transfer-Encoding (RFC 9112 section 6.1)\n",
+)
+# A request line of a well-formed method the parser does not know (RFC 9110 §9.1: 501, not 400).
+_KNOWN_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH"))
+# (Unanchored: after a body the next request line follows its last byte directly.)
+_REQUEST_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+) [^ \r\n]+ HTTP/1\.[01]\r?\n")
 
 
 @dataclass
@@ -84,6 +96,7 @@ class ClientConnection(asyncio.Protocol):
         self.head_bytes = 0  # and of its trailers, if any
         self.hosts = 0  # Host fields: exactly one, or none from an HTTP/1.0 client
         self.chunked = False
+        self.transfer_encoding = False  # any Transfer-Encoding field: refused from an HTTP/1.0 client
         self.trace_id: str | None = None
         self.captured: dict[bytes, bytes] = {}  # the capture_headers it has
         self.nominated: list[bytes] | None = None  # fields the Connection header names: not forwarded
@@ -141,8 +154,14 @@ class ClientConnection(asyncio.Protocol):
             if self.error is None and self.refusal is None:  # a bug of ours, not the client's: say so loudly
                 log.exception("internal error while handling a request")
             self._reject(self.error or INTERNAL)
-        except httptools.HttpParserError:
-            self._reject(HEAD_TOO_LARGE if self.head_bytes > MAX_HEAD_BYTES else MALFORMED)
+        except httptools.HttpParserInvalidMethodError:
+            lines = _REQUEST_LINE.findall(data)
+            self._reject(METHOD if lines and lines[-1] not in _KNOWN_METHODS else MALFORMED)
+        except httptools.HttpParserError as exc:
+            if self.head_bytes > MAX_HEAD_BYTES:
+                self._reject(HEAD_TOO_LARGE)
+            else:
+                self._reject(VERSION if "HTTP version" in str(exc) else MALFORMED)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -253,6 +272,7 @@ class ClientConnection(asyncio.Protocol):
         self.head_bytes = 0
         self.hosts = 0
         self.chunked = False
+        self.transfer_encoding = False
         self.trace_id = None
         self.captured = {}
         self.nominated = None
@@ -285,6 +305,7 @@ class ClientConnection(asyncio.Protocol):
             self.hosts += 1
         elif lname == b"transfer-encoding":
             self.chunked = value.lower().rstrip().endswith(b"chunked")
+            self.transfer_encoding = True
         elif lname == b"traceparent":
             self.trace_id = trace_id_from_traceparent(value)
         elif lname in self.ctx.capture_headers:
@@ -297,7 +318,14 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         if parser.should_upgrade():
             return  # feed_data raises HttpParserUpgrade next; answered there
-        http11 = parser.get_http_version() == "1.1"
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):  # HTTP/2.0 in an HTTP/1 request line: 505, never forwarded
+            self.error = VERSION
+            raise ValueError("unsupported HTTP version")
+        http11 = version == "1.1"
+        if not http11 and self.transfer_encoding:  # RFC 9112 §6.1: faulty framing, a smuggling vector
+            self.error = HTTP10_TRANSFER_ENCODING
+            raise ValueError("Transfer-Encoding in an HTTP/1.0 request")
         if self.hosts > 1 or (http11 and not self.hosts):  # RFC 9112 §3.2: 400, never forwarded
             self.error = HOST_COUNT
             raise ValueError("not exactly one Host header")
@@ -344,8 +372,11 @@ class ClientConnection(asyncio.Protocol):
         authority = host if target.port is None else b"%b:%d" % (host, target.port)
         self.parts = [p for p in self.parts if p[:5].lower() != b"host:"]
         self.parts.append(b"Host: %b\r\n" % authority)
-        path = target.path or b"/"
-        return path + b"?" + target.query if target.query else path
+        # the path and query exactly as sent (an empty `?` included), from the first / or ? after the authority
+        rest = url[url.index(b"://") + 3 :]
+        cut = min((i for i in (rest.find(b"/"), rest.find(b"?")) if i >= 0), default=len(rest))
+        path = rest[cut:].split(b"#", 1)[0]
+        return path if path.startswith(b"/") else b"/" + path
 
     def on_body(self, body: bytes) -> None:
         ex = self.current

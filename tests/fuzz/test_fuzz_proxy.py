@@ -228,6 +228,11 @@ def _without_host(raw: bytes) -> bytes:
     return b"\r\n".join(lines) + sep + body
 
 
+def _as_http10(raw: bytes) -> bytes:
+    start, sep, rest = raw.partition(b"\r\n")
+    return start.rsplit(b" ", 1)[0] + b" HTTP/1.0" + sep + rest
+
+
 MALFORMED: tuple[tuple[str, int, Callable[[bytes, random.Random], bytes]], ...] = (
     ("space before colon", 400, _insert_field(b"X-Bad : v")),
     ("obs-fold", 400, _insert_field(b"X-Fold: a\r\n folded")),
@@ -258,6 +263,10 @@ MALFORMED: tuple[tuple[str, int, Callable[[bytes, random.Random], bytes]], ...] 
     ("absolute-form target without a host", 400, _replace_start(lambda s: s.replace(b" ", b" http:///", 1))),
     ("head over 64 KiB", 431, _insert_field(b"X-Huge: " + b"h" * (70 * 1024))),
     ("upgrade", 501, _insert_field(b"Connection: Upgrade\r\nUpgrade: websocket")),
+    ("HTTP/1.0 with Transfer-Encoding", 400, lambda raw, rng: _as_http10(
+        _with_body_framing(b"Transfer-Encoding: chunked", b"3\r\nabc\r\n0\r\n\r\n")(raw, rng))),
+    ("HTTP/2.0 request line", 505, _replace_start(lambda s: s.rsplit(b" ", 1)[0] + b" HTTP/2.0")),
+    ("unknown method", 501, _replace_start(lambda s: b"BREW" + s[s.index(b" "):])),
 )
 
 

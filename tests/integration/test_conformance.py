@@ -248,3 +248,45 @@ def test_a_request_with_a_body_then_garbage_is_answered_then_refused(proxy: Side
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:200]
     assert b"HTTP/1.1 400 Bad Request\r\n" in reply
     assert time.monotonic() - start < 4  # closed after the 400, not left to time out
+
+
+# -- what the proxy refuses: versions, methods, framing ------------------------------------
+
+
+def test_an_empty_query_of_an_absolute_form_target_is_kept(proxy: Sidecar, upstream: RawUpstream) -> None:
+    reply = _exchange(proxy, b"GET http://model.example/empty-query? HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:200]
+    [received] = _marked(upstream, b"/empty-query")
+    assert received.url == b"/empty-query?"
+    reply = _exchange(proxy, b"GET http://model.example?only-query HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n"), reply[:200]
+    [received] = _marked(upstream, b"only-query")
+    assert received.url == b"/?only-query"
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/1.2", b"HTTP/3.0"])
+def test_other_http_versions_are_refused_with_505(proxy: Sidecar, upstream: RawUpstream, version: bytes) -> None:
+    mark = b"version-" + version.replace(b"/", b"").replace(b".", b"")
+    reply = _exchange(proxy, b"GET /echo?%b %b\r\nHost: m\r\n\r\n" % (mark, version))
+    assert reply.startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n"), reply[:200]
+    assert _marked(upstream, mark) == []
+
+
+def test_an_unknown_method_is_501_and_garbage_stays_400(proxy: Sidecar, upstream: RawUpstream) -> None:
+    reply = _exchange(proxy, b"BREW /echo?brew HTTP/1.1\r\nHost: m\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 501 Not Implemented\r\n"), reply[:200]
+    assert _marked(upstream, b"brew") == []
+    # after a valid request on the same connection: that one is answered, then 501
+    reply = _exchange(proxy, b"GET /echo?before-brew HTTP/1.1\r\nHost: m\r\n\r\nBREW /echo?brew2 HTTP/1.1\r\nHost: m\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"HTTP/1.1 501 Not Implemented\r\n" in reply, reply[:300]
+    reply = _exchange(proxy, b"\x00\x01\x02 /echo HTTP/1.1\r\nHost: m\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply[:200]
+
+
+def test_transfer_encoding_from_an_http10_client_is_refused_and_closed(proxy: Sidecar, upstream: RawUpstream) -> None:
+    # RFC 9112 §6.1: faulty framing (the classic request-smuggling shape), even with a Content-Length
+    reply = _exchange(proxy, b"POST /echo?te10 HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n"
+                             b"Content-Length: 5\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n"), reply[:200]
+    assert b"Connection: close" in reply
+    assert _marked(upstream, b"te10") == []
