@@ -33,12 +33,12 @@ from exporter.sidecar.feedback import LabelsDropped
 from exporter.sidecar.health import UpstreamProbe
 from exporter.sidecar.http import AdminServer
 from exporter.sidecar.link import WorkerLink
-from exporter.sources.tail import Tailer
 from exporter.sidecar.push import PushSource
 from exporter.sidecar.reload import Reloader
 from exporter.sidecar.settings import ProxySettings
 from exporter.sidecar.web_config import BasicAuth, WebConfig, load_web_config, ssl_context
 from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
+from exporter.sources.tail import Tailer
 
 log = logging.getLogger(__name__)
 
