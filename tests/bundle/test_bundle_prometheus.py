@@ -23,7 +23,7 @@ from bundle_support import (
 from metric_names import recorded_references
 
 from exporter.drift.statistics import EPSILON, psi
-from exporter.metrics.definitions import DEFAULT_DURATION_BUCKETS
+from exporter.metrics.definitions import DEFAULT_DURATION_BUCKETS, LLM_TTFT_BUCKETS
 
 # The floor of issue 6, plus the availability-SLO burn alert.
 REQUIRED_ALERTS = {
@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "ModelPerformanceDrop", "ModelGPUMemoryNearFull", "ModelServerMemoryNearLimit",
     "ModelExporterDroppingEvents", "ModelExporterConfigReloadFailed",
     "ModelBatchJobStale", "ModelBatchJobFailed", "ModelBatchDrift", "ModelBatchDataQuality",
+    "ModelTimeToFirstTokenBudgetBurn", "ModelLLMLengthFinishRising",
 }
 # Alerts about the sidecar process rather than a model: no `model` in their description.
 NOT_MODEL_LEVEL = {"ModelExporterDroppingEvents", "ModelExporterConfigReloadFailed"}
@@ -155,7 +156,7 @@ def test_alert_has_severity_and_annotations(name: str) -> None:
 
 def test_budget_burn_alerts_page_fast_and_ticket_slow() -> None:
     by_name = _alerts_by_name()
-    for name in ("ModelLatencyBudgetBurn", "ModelAvailabilityBudgetBurn"):
+    for name in ("ModelLatencyBudgetBurn", "ModelAvailabilityBudgetBurn", "ModelTimeToFirstTokenBudgetBurn"):
         assert sorted(r["labels"]["severity"] for r in by_name[name]) == ["critical", "warning"]
         windows = {s: set(re.findall(r"burn_rate:rate(\w+)", r["expr"])) for r in by_name[name]
                    for s in [r["labels"]["severity"]]}
@@ -202,7 +203,8 @@ def test_recording_rules_with_exact_values_are_tested() -> None:
     tested = " ".join(case["expr"] for path in RULE_TESTS for group in load_yaml(path)["tests"]
                       for case in group.get("promql_expr_test", []))
     for name in ("model:slo_latency_burn_rate:", "model:slo_availability_burn_rate:", "model:column_psi:1h",
-                 "model:column_bin:live_ratio1h", "model:request_error_ratio:", "model:rows:rate1h_week_ago"):
+                 "model:column_bin:live_ratio1h", "model:request_error_ratio:", "model:rows:rate1h_week_ago",
+                 "model:slo_ttft_burn_rate:", "model:llm_length_finish_ratio:rate1h"):
         assert name in tested, f"no promql_expr_test covers {name}"
 
 
@@ -216,8 +218,9 @@ def test_slo_objectives_are_set_in_one_place() -> None:
     records = _records()
     slo_rules = [rule for path, rule in rules() if path.name == "slo.yml"]
     objectives = [r for r in slo_rules if r.get("record", "").endswith("_objective")]
-    assert sorted(r["record"] for r in objectives) == ["model:slo_availability_objective", "model:slo_latency_objective"]
-    for slo in ("availability", "latency"):
+    assert sorted(r["record"] for r in objectives) == [
+        "model:slo_availability_objective", "model:slo_latency_objective", "model:slo_ttft_objective"]
+    for slo in ("availability", "latency", "ttft"):
         assert records[f"model:slo_{slo}_error_budget"] == f"1 - model:slo_{slo}_objective"
         for window in SLO_WINDOWS:
             expr = records[f"model:slo_{slo}_burn_rate:rate{window}"]
@@ -230,6 +233,13 @@ def test_slo_objectives_are_set_in_one_place() -> None:
     assert buckets == {threshold}
     assert {f"model:request_slow_ratio:rate{w}" for w in SLO_WINDOWS} <= set(records)
     assert {f"model:request_error_ratio:rate{w}" for w in SLO_WINDOWS} <= set(records)
+    # the time-to-first-token threshold likewise, a boundary of the TTFT histogram
+    threshold = float(re.fullmatch(r"vector\((.+)\)", records["model:slo_ttft_threshold_seconds"]).group(1))
+    assert threshold in LLM_TTFT_BUCKETS
+    buckets = {float(le) for name, expr in records.items() for le in re.findall(r'le="([^"]+)"', expr)
+               if name.startswith("model:llm_ttft_slow_ratio:")}
+    assert buckets == {threshold}
+    assert {f"model:llm_ttft_slow_ratio:rate{w}" for w in SLO_WINDOWS} <= set(records)
 
 
 # -- runbooks ---------------------------------------------------------------------------
