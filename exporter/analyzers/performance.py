@@ -21,6 +21,14 @@ from exporter.adapters import Rows
 from exporter.analyzers.segments import Segments
 from exporter.baseline.binning import category_key
 from exporter.baseline.format import Baseline, CategoricalColumn, NumericColumn
+from exporter.baseline.performance import (
+    EPS,
+    SCORE_BINS,
+    calibration_error,
+    classification_scores,
+    negative_class,
+    roc_auc,
+)
 from exporter.config import Config
 from exporter.drift.methods import DETECTORS, METHODS, Reference, check_method, score
 from exporter.drift.thresholds import CriticalValues
@@ -28,8 +36,6 @@ from exporter.drift.windows import SlidingCounts, parse_windows
 from exporter.metrics.families import Sample
 
 OTHER_CLASS = "__other__"
-SCORE_BINS = 1000  # ROC AUC from scores binned to 0.001: off by at most the share of tied pairs in a bin
-EPS = 1e-15  # log-loss clips probabilities to [EPS, 1 − EPS]
 HIGHER_IS_BETTER = ("accuracy", "precision", "recall", "f1", "roc_auc")
 LOWER_IS_BETTER = ("mae", "rmse", "mape", "log_loss", "calibration_error")
 
@@ -71,35 +77,12 @@ def _window(width: float, slices: int, size: int) -> SlidingCounts:
     return window
 
 
-def calibration_error(positives: np.ndarray, negatives: np.ndarray, bins: int = 10) -> float:
-    """Expected calibration error of a binary score from its histograms by label (SCORE_BINS fine bins).
-
-    ECE = Σ_b (n_b / N) · |positive rate in b − mean score in b| over `bins` equal-width score bins
-    (Naeini et al. 2015); a fine bin's scores count at its centre.
-    """
-    fine = positives.size
-    centres = (np.arange(fine) + 0.5) / fine
-    group = (np.arange(fine) * bins) // fine
-    n = np.bincount(group, weights=positives + negatives, minlength=bins)
-    pos = np.bincount(group, weights=positives, minlength=bins)
-    score_sum = np.bincount(group, weights=(positives + negatives) * centres, minlength=bins)
-    total = n.sum()
-    if total == 0:
-        return 0.0
-    seen = n > 0
-    return float((np.abs(pos[seen] - score_sum[seen])).sum() / total)
-
-
 def _categorical(method: str) -> bool:
     try:
         check_method(method, "categorical")
     except ValueError:
         return False
     return True
-
-
-def negative_class(positive: str) -> str:
-    return {"1": "0", "true": "false", "yes": "no"}.get(positive, "__negative__")
 
 
 class Performance:
@@ -360,34 +343,21 @@ class Performance:
         n = int(cm.sum())
         if n == 0:
             return 0, {}, {}
-        out: dict[str, float] = {"accuracy": float(np.trace(cm)) / n}
+        pos = self._index(self.config.positive)
+        out = classification_scores(cm, pos)  # the baseline's definitions (baseline/performance.py)
         sizes: dict[str, float] = {"accuracy": n}
-        tp = np.diag(cm)
         predicted = cm.sum(axis=0)
         actual = cm.sum(axis=1)
         present = np.flatnonzero((predicted + actual) > 0)
-        pos = self._index(self.config.positive)
-        binary = pos is not None and len(present) <= 2 and (len(present) < 2 or pos in present)
-        if binary and pos is not None:
-            out["precision"] = float(tp[pos] / predicted[pos]) if predicted[pos] else 0.0
-            out["recall"] = float(tp[pos] / actual[pos]) if actual[pos] else 0.0
-            denom = predicted[pos] + actual[pos]
-            out["f1"] = float(2 * tp[pos] / denom) if denom else 0.0
-            sizes.update(precision=predicted[pos], recall=actual[pos], f1=denom / 2)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                precision = np.where(predicted > 0, tp / predicted, 0.0)[present]
-                recall = np.where(actual > 0, tp / actual, 0.0)[present]
-                f1 = np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0.0)[present]
-            out.update(precision=float(precision.mean()), recall=float(recall.mean()), f1=float(f1.mean()))
+        if pos is not None and len(present) <= 2 and (len(present) < 2 or pos in present):  # binary figures
+            sizes.update(precision=predicted[pos], recall=actual[pos], f1=(predicted[pos] + actual[pos]) / 2)
         base = k * k
         pos_hist = v[base : base + SCORE_BINS]
         neg_hist = v[base + SCORE_BINS : base + 2 * SCORE_BINS]
-        n_pos, n_neg = pos_hist.sum(), neg_hist.sum()
-        if n_pos > 0 and n_neg > 0:
-            below = np.cumsum(neg_hist) - neg_hist  # negatives in lower bins
-            out["roc_auc"] = float((pos_hist * (below + 0.5 * neg_hist)).sum() / (n_pos * n_neg))
-            sizes["roc_auc"] = min(n_pos, n_neg)
+        auc = roc_auc(pos_hist, neg_hist)
+        if auc is not None:
+            out["roc_auc"] = auc
+            sizes["roc_auc"] = min(pos_hist.sum(), neg_hist.sum())
         if v[base + 2 * SCORE_BINS + 1] > 0:
             out["log_loss"] = float(v[base + 2 * SCORE_BINS] / v[base + 2 * SCORE_BINS + 1])
             out["calibration_error"] = calibration_error(pos_hist, neg_hist)

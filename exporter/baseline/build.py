@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,6 +57,7 @@ class BuildOptions:
     sample_size: int = 100_000
     seed: int = 0
     like: Baseline | None = None  # partition mode: roles, types, edges and categories from here
+    positive: str = "1"  # the positive class of a binary label (precision, recall, F1, ROC AUC): performance.positive
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequenc
         warnings += [f"column {n!r} is not in the --edges-from baseline; ignored" for n in scans if n not in like]
     counts = {name: np.zeros(len(col.counts_array), dtype=np.int64) for name, col in plan.items()}
     sums = {name: np.zeros(len(col.counts_array)) for name, col in plan.items() if isinstance(col, NumericColumn)}
-    perf = _performance_plan(plan, warnings)
+    perf = _performance_plan(plan, options, warnings)
     for chunk in source():
         for name, values in chunk.columns.items():
             col = plan.get(name)
@@ -194,17 +195,16 @@ def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequenc
                 else:
                     result = bin_categorical(col, values)
                 counts[name] += result.counts()
-        if perf is not None:
-            acc, pred, label = perf
-            if pred in chunk.columns and label in chunk.columns:
-                acc.add(chunk.columns[pred], chunk.columns[label])
+        if perf is not None and perf.prediction in chunk.columns and perf.label in chunk.columns:
+            scores = chunk.columns.get(perf.score) if perf.score is not None else None
+            perf.accumulator.add(chunk.columns[perf.prediction], chunk.columns[perf.label], scores)
     columns = [_finish(plan[name], counts[name], options, like is not None, sums.get(name)) for name in plan]
     baseline = seal(
         Baseline(
             created=created,
             source=Source(tuple(files), rows),
             columns=tuple(columns),
-            performance=perf[0].result() if perf else {},
+            performance=perf.accumulator.result() if perf else {},
             ignored=tuple(ignored),
         )
     )
@@ -392,21 +392,40 @@ def bin_means(counts: np.ndarray, sums: np.ndarray) -> tuple[float | None, ...]:
     return tuple(float(f"{s / k:.12g}") if k else None for s, k in zip(sums.tolist(), counts.tolist()))
 
 
-def _performance_plan(plan: dict[str, Column], warnings: list[str]) -> tuple[PerformanceAccumulator, str, str] | None:
-    """Accuracy for a categorical label, MAE/RMSE for a numeric one, against the first fitting prediction."""
+class _PerformancePlan(NamedTuple):
+    accumulator: PerformanceAccumulator
+    prediction: str
+    label: str
+    score: str | None  # binary: the positive-class score column (ROC AUC, log-loss, calibration)
+
+
+def _performance_plan(plan: dict[str, Column], options: BuildOptions, warnings: list[str]) -> _PerformancePlan | None:
+    """What the reference performance compares, chosen as the performance analyzer chooses at run time.
+
+    A categorical label: the first categorical prediction column (else the first prediction) gives
+    the classes, and a numeric prediction within [0, 1] other than it the score. A numeric label:
+    the first numeric prediction.
+    """
     labels = [c for c in plan.values() if c.role == "label"]
     preds = [c for c in plan.values() if c.role == "prediction"]
     if not labels or not preds:
         return None
     label = labels[0]
-    same = [p for p in preds if p.type == label.type]
-    pred: Any = same[0] if same else (preds[0] if label.type == "categorical" else None)
-    if pred is None:
+    if label.type == "categorical":
+        preds.sort(key=lambda c: c.type != "categorical")
+        pred = preds[0]
+        score = next(
+            (c.name for c in preds[1:] if isinstance(c, NumericColumn) and 0 <= c.min and c.max <= 1),
+            None,
+        )
+        return _PerformancePlan(PerformanceAccumulator(True, options.positive), pred.name, label.name, score)
+    same = [p for p in preds if p.type == "numeric"]
+    if not same:
         warnings.append(
             f"no numeric --prediction column to compare with the numeric label {label.name!r}; no reference performance"
         )
         return None
-    return PerformanceAccumulator(label.type == "categorical"), pred.name, label.name
+    return _PerformancePlan(PerformanceAccumulator(False), same[0].name, label.name, None)
 
 
 def format_report(report: Sequence[ColumnReport]) -> str:

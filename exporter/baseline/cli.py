@@ -49,6 +49,13 @@ def add_baseline_parser(sub: Any) -> None:
     )
     build.add_argument("--label", metavar="COL", help="the label (ground truth) column")
     build.add_argument(
+        "--positive",
+        default="1",
+        metavar="CLASS",
+        help="the positive class of a binary label, for the reference precision, recall, F1 and ROC AUC "
+        "(default 1; the same as the config's performance.positive)",
+    )
+    build.add_argument(
         "--categorical",
         action="extend",
         type=_columns,
@@ -140,6 +147,7 @@ def run_baseline(args: argparse.Namespace, *, stderr: TextIO | None = None, now:
             sample_size=args.sample_size,
             seed=args.seed,
             like=like,
+            positive=args.positive,
         )
         source = open_source(args.data, args.chunk_rows)
         result = build_baseline(source, options, files=args.data, created=created)

@@ -116,6 +116,12 @@ def _combine_moments(na: int, ma: float, sa: float, nb: int, mb: float, sb: floa
     return mean, math.sqrt(max(m2, 0.0) / n)
 
 
+# means over labelled rows, so exact when weighted by them (RMSE through its square); precision,
+# recall, F1, ROC AUC and the calibration error are ratios of other counts and are not additive:
+# a merged baseline leaves them out rather than approximate them (build from all the data for them)
+_ADDITIVE = frozenset({"accuracy", "mae", "rmse", "mape", "log_loss"})
+
+
 def _merge_performance(a: Baseline, b: Baseline) -> dict[str, float]:
     """Weighted by labelled rows: exact for accuracy and MAE, and for RMSE through its square."""
     wa = sum(c.valid for c in a.by_role("label"))
@@ -123,7 +129,7 @@ def _merge_performance(a: Baseline, b: Baseline) -> dict[str, float]:
     if wa + wb == 0:
         return {}
     out = {}
-    for metric in a.performance.keys() & b.performance.keys():
+    for metric in a.performance.keys() & b.performance.keys() & _ADDITIVE:
         va, vb = a.performance[metric], b.performance[metric]
         if metric == "rmse":
             out[metric] = math.sqrt((wa * va * va + wb * vb * vb) / (wa + wb))

@@ -52,7 +52,8 @@ def test_inference_roles_and_report(tmp_path: Path) -> None:
     assert report[2].split() == ["color", "feature", "categorical", "40", "0", "4", "non-numeric", "value", '"a"']
     assert report[4].split()[-1] == "--categorical"
     hits = sum(int(i % 2 == (i + i // 7) % 2) for i in range(40))
-    assert b.performance == {"accuracy": hits / 40}
+    assert b.performance["accuracy"] == hits / 40
+    assert set(b.performance) == {"accuracy", "precision", "recall", "f1"}  # binary, no score column
 
 
 def test_numeric_edges_counts_and_groups(tmp_path: Path) -> None:
