@@ -150,7 +150,7 @@ class Analysis:
             for rid, prediction in zip(ids, predictions):
                 add(rid, event.time, prediction)
         if scored:
-            self.performance.observe(scored, time.time())
+            self.performance.observe(scored, self.clock.now())
 
     def labels(self, feedback: Feedback) -> None:
         """Join a POST's labels to cached predictions and score the matches."""
@@ -170,7 +170,7 @@ class Analysis:
             delays[bisect_left(LABEL_DELAY_BUCKETS, delay)] += 1
             delays[-1] += delay
         if pairs:
-            self.performance.add(pairs, time.time(), values)
+            self.performance.add(pairs, self.clock.now(), values)
         joins.expire(feedback.received)
 
     def _label_metrics(self, now: float) -> Iterator[Metric]:
@@ -220,7 +220,7 @@ class Analysis:
     def collect(self) -> Iterator[Metric]:
         yield from self.content.collect(*self.default)
         yield from self.llm.collect()
-        yield from self._label_metrics(time.time())
+        yield from self._label_metrics(self.clock.now())
         if self.config.state_dir is not None:
             restored = family("model_exporter_state_restored")
             restored.add_metric([], 1 if self.restored else 0)

@@ -158,3 +158,22 @@ def test_segments_come_from_the_request_features() -> None:
     analysis.labels(Feedback(T0 + 1, [Label("r:0", 1, None, None), Label("r:1", 1, None, None)], 0))
     assert _one(analysis, "model_segment_score", column="x", segment="1", metric="accuracy", window="1h") == 0.5
     assert _one(analysis, "model_segment_labels", column="x", segment="1", window="1h") == 2
+
+
+def test_performance_windows_run_on_the_windows_clock_not_the_wall_clock() -> None:
+    """Like the drift windows: a step of the wall clock (NTP, a resumed VM) neither empties nor
+    stretches them; monotonic time passing does expire them."""
+    from exporter.drift.windows import WindowClock
+
+    wall, mono = [T0], [1000.0]
+    analysis = _analysis()
+    analysis.clock = WindowClock(wall=lambda: wall[0], monotonic=lambda: mono[0])
+    analysis.process([_event("a", [0.9, 0.2], T0 - 5)])
+    analysis.labels(Feedback(T0, [Label("a:0", 1, None, None), Label("a:1", 1, None, None)], 0))
+    assert _one(analysis, "model_window_labels", window="5m") == 2
+    wall[0] += 7200  # the wall clock jumps two hours: the windows still hold the labels
+    assert _one(analysis, "model_window_labels", window="5m") == 2
+    assert _one(analysis, "model_performance_score", metric="accuracy", window="5m") == pytest.approx(0.5)
+    mono[0] += 600  # ten minutes pass: out of the 5m window, still in the 1h one
+    assert _one(analysis, "model_window_labels", window="5m") == 0
+    assert _one(analysis, "model_window_labels", window="1h") == 2
