@@ -10,6 +10,12 @@ Windows are always restored: a slice that expired while the worker was down expi
 next read. Counters are restored only from a snapshot written at a clean stop: one from a
 crash lags the counts already scraped, and a counter that goes back reads as a reset to
 Prometheus, whose rate() would then count the whole value again.
+
+Ground truth too: the performance, estimate and segment windows (restored when the task, the
+class set and the segment layout agree) and the predictions waiting for their labels in the
+join cache (so a label that arrives after a rollout still finds its prediction); the label
+counters and the performance counters with the other counters, from a clean stop only.
+Windows are stored sparse: most of a performance window's cells are empty score bins.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+from exporter.analyzers.performance import Prediction
+from exporter.drift.windows import SlidingCounts
+from exporter.worker.labels_join import Entry
 
 if TYPE_CHECKING:
     from exporter.worker.analysis import Analysis
@@ -49,6 +59,108 @@ Key = TypeVar("Key", bound=tuple[str, ...])
 
 def _pairs(table: Mapping[Key, int]) -> list[list[Any]]:
     return [[*key, n] for key, n in sorted(table.items())]
+
+
+def _sparse(array: np.ndarray) -> dict[str, Any]:
+    flat = array.reshape(-1)
+    at = np.flatnonzero(flat)
+    return {"shape": list(array.shape), "at": at.tolist(), "values": flat[at].tolist()}
+
+
+def _dense(doc: dict[str, Any], like: np.ndarray) -> np.ndarray | None:
+    """The array a `_sparse` document holds, if it has `like`'s shape; else None."""
+    if list(like.shape) != list(doc.get("shape", ())):
+        return None
+    out = np.zeros(like.size, dtype=like.dtype)
+    at = np.asarray(doc["at"], dtype=np.intp)
+    if at.size and (at.min() < 0 or at.max() >= like.size):
+        return None
+    out[at] = np.asarray(doc["values"], dtype=like.dtype)
+    return out.reshape(like.shape)
+
+
+def _windows_doc(windows: Mapping[str, SlidingCounts]) -> dict[str, Any]:
+    return {name: {"head": w.head, "width": w.width, "ring": _sparse(w.ring)} for name, w in windows.items()}
+
+
+def _restore_windows(windows: Mapping[str, SlidingCounts], saved: Mapping[str, Any]) -> bool:
+    """Put saved windows back (all or none); False when one has another width or shape."""
+    rings = {}
+    for name, window in windows.items():
+        doc = saved.get(name)
+        if doc is None:
+            continue
+        ring = _dense(doc["ring"], window.ring)
+        if ring is None or doc.get("width") != window.width:
+            return False
+        rings[name] = (ring, doc["head"])
+    for name, (ring, head) in rings.items():
+        window = windows[name]
+        window.ring[:] = ring
+        window.total[:] = ring.sum(axis=0)
+        window.head = head
+    return True
+
+
+def _ground_truth(analysis: Analysis) -> dict[str, Any]:
+    perf = analysis.performance
+    segments = perf.segments
+    joins = analysis.joins
+    return {
+        "task": perf.task,
+        "size": perf.size,
+        "classes": list(perf.classes),
+        "windows": _windows_doc(perf.windows),
+        "expected": _windows_doc(perf.expected),
+        "cumulative": _sparse(perf.cumulative),
+        "segments": {"columns": segments.columns, "values": segments.values, "windows": _windows_doc(segments.windows)},
+        "joins": {
+            # id, time, predicted value, score, segment indices, joined already
+            "entries": [
+                [rid, e.time, e.prediction.value, e.prediction.score, list(e.prediction.segments), e.joined]
+                for rid, e in joins.entries.items()
+            ],
+            "outcomes": joins.outcomes,
+            "evictions": joins.evictions,
+            "delays": list(analysis.delays),
+        },
+    }
+
+
+def _restore_ground_truth(analysis: Analysis, doc: dict[str, Any], clean: bool) -> None:
+    """The ground-truth half of `restore`: what does not fit this configuration is left out (logged)."""
+    perf = analysis.performance
+    same_task = doc.get("task") == perf.task and doc.get("size") == perf.size
+    classes = [str(c) for c in doc.get("classes", [])]
+    if same_task and (classes == perf.classes or not perf.fixed):
+        perf.classes = classes
+        perf._indices = {c: i for i, c in enumerate(classes)}
+        if not (_restore_windows(perf.windows, doc["windows"]) and _restore_windows(perf.expected, doc["expected"])):
+            log.warning("performance windows not restored: their widths or shapes differ from this configuration's")
+        if clean:
+            cumulative = _dense(doc["cumulative"], perf.cumulative)
+            if cumulative is not None:
+                perf.cumulative[:] = cumulative
+    else:
+        log.warning("performance windows not restored: the task or the class set differs from this configuration's")
+    segments = perf.segments
+    saved = doc.get("segments", {})
+    same_segments = saved.get("columns") == segments.columns and saved.get("values") == segments.values
+    if same_segments and not _restore_windows(segments.windows, saved.get("windows", {})):
+        same_segments = False
+    joins = analysis.joins
+    saved_joins = doc.get("joins", {})
+    # a prediction remembered as another task's (a class for a regression) would score wrong: left out
+    for rid, at, value, score, keys, joined in saved_joins.get("entries", []) if same_task else ():
+        prediction = Prediction(value, score, tuple(int(k) for k in keys) if same_segments else ())
+        joins.entries[str(rid)] = Entry(float(at), prediction, bool(joined))
+    joins.resize(joins.size, joins.ttl)  # a smaller cache_size now: the oldest go, counted
+    if clean:
+        joins.outcomes.update({k: int(v) for k, v in saved_joins.get("outcomes", {}).items() if k in joins.outcomes})
+        joins.evictions.update({k: int(v) for k, v in saved_joins.get("evictions", {}).items() if k in joins.evictions})
+        delays = saved_joins.get("delays", [])
+        if len(delays) == len(analysis.delays):
+            analysis.delays[:] = [float(d) for d in delays]
 
 
 def snapshot(analysis: Analysis, clean: bool) -> dict[str, Any]:
@@ -76,6 +188,7 @@ def snapshot(analysis: Analysis, clean: bool) -> dict[str, Any]:
         }
         doc["schema_errors"] = columns.schema_errors
         doc["windows"] = {name: {"head": w.head, "ring": w.ring.tolist()} for name, w in columns.windows.items()}
+    doc["ground_truth"] = _ground_truth(analysis)
     return doc
 
 
@@ -102,6 +215,8 @@ def restore(analysis: Analysis, doc: dict[str, Any]) -> str | None:
         analysis.bound = (str(doc["bound"][0]), str(doc["bound"][1]))
         if columns is not None:
             columns.model = list(analysis.bound)
+    if "ground_truth" in doc:
+        _restore_ground_truth(analysis, doc["ground_truth"], bool(doc.get("clean")))
     if not doc.get("clean"):
         return None  # windows only: see the module docstring
     counters = doc["counters"]
