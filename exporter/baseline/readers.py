@@ -160,7 +160,9 @@ def _read_parquet(path: str, chunk_rows: int) -> Iterator[Chunk]:
     import pyarrow as pa
 
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+        # pre_buffer=False: pre-buffering keeps every row group read so far in Arrow memory until the
+        # iterator ends (the whole file, in the end); without it memory stays at a row group or two
+        batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows)
         for batch in batches:
             columns: dict[str, Sequence[Any] | np.ndarray] = {}
             for name, arr in zip(batch.schema.names, batch.columns):

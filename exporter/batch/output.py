@@ -228,7 +228,11 @@ def summary(doc: Mapping[str, Any], min_rows: int) -> str:
         scores = ", ".join(f"{k} {v:.4g}" for k, v in sorted(doc["performance"].items()))
         lines.append(f"performance on {doc['labels_scored']:,} labels: {scores or 'too few labels for a score'}")
     lines += [f"wrote {o}" for o in doc["outputs"]]
-    verdict = {0: "OK: no drift, quality within limits", 1: "FAILED: drift or data quality (exit 1)"}
+    verdict = {
+        0: "OK: no drift, quality within limits",
+        1: "FAILED: drift or data quality (exit 1)",
+        2: "ERROR: the results were not delivered (exit 2)",
+    }
     lines.append(verdict.get(doc["exit_status"], f"exit {doc['exit_status']}"))
     return "\n".join(lines) + "\n"
 

@@ -90,9 +90,9 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
             outputs.append(f"{args.push} (job {args.job!r}, instance {grouping['instance']!r})")
         elif args.textfile:
             outputs.append(output.write_textfile(args.textfile, args.job, samples, replace=True))
-    except OSError as exc:
+    except OSError as exc:  # the analysis is done: its summary still goes out, then the error
         print(f"model-exporter batch: error: {exc}", file=stderr)
-        return 2
+        status = 2
     doc = output.report(
         result.records, result.duration, list(args.data), verdict, result.unexpected, result.labels, status, outputs
     )

@@ -116,6 +116,11 @@ def test_exit_statuses_and_the_json_summary(data: dict[str, Path]) -> None:
     assert absent.returncode == 2 and "absent.parquet: cannot read (no such file)" in absent.stderr
     # no terminal: no progress bar on stderr
     assert clean.stderr == ""
+    # results that cannot be delivered: the summary, the error naming the URL, exit 2
+    undelivered = batch(data, str(data["jsonl"]), "--push", "http://127.0.0.1:1")
+    assert undelivered.returncode == 2
+    assert "--push http://127.0.0.1:1: the Pushgateway did not take the metrics" in undelivered.stderr
+    assert undelivered.stdout.rstrip().endswith("ERROR: the results were not delivered (exit 2)")
 
 
 def test_textfile_is_written_atomically_and_reads_back(data: dict[str, Path], tmp_path: Path, promtool: str) -> None:
@@ -202,7 +207,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         "static_configs": [{"targets": [f"127.0.0.1:{pg_port}"]}]}]}
     (d / "prometheus.yml").write_text(yaml.safe_dump(config))
     with (d / "pushgateway.log").open("w") as pg_log, (d / "prometheus.log").open("w") as prom_log:
-        pg = subprocess.Popen([pushgateway, f"--web.listen-address=127.0.0.1:{pg_port}"],
+        # a persistence file of its own: Debian's default (/var/lib/prometheus) would carry groups between runs
+        pg = subprocess.Popen([pushgateway, f"--web.listen-address=127.0.0.1:{pg_port}",
+                               f"--persistence.file={d / 'pushgateway.data'}"],
                               stdout=subprocess.DEVNULL, stderr=pg_log)
         prom = subprocess.Popen([prometheus, f"--config.file={d / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={d / 'data'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
