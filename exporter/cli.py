@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import exporter
 from exporter.baseline.cli import add_baseline_parser, run_baseline
 from exporter.batch.cli import add_batch_parser
 from exporter.config import Config, ConfigError, apply_flags, load_file, validate_complete
+from exporter.events import Extraction
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +93,13 @@ def load_config(args: argparse.Namespace) -> Config:
     return validate_complete(config)
 
 
+def _predlog_records(path: str) -> Iterator[tuple[str, Extraction]]:
+    """A prediction log's records through the protocol adapters (auto-detected), for `baseline build`."""
+    from exporter.worker.replay import file_extractions
+
+    return file_extractions(path, Config())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -117,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         if args.command == "baseline":
-            return run_baseline(args)
+            return run_baseline(args, predlog=_predlog_records)
         if args.command == "batch":
             from exporter.batch.cli import run_batch
 

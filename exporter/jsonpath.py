@@ -6,6 +6,7 @@ A leaf: config validates paths with it, the custom adapter evaluates them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,32 @@ class JsonPath:
                 steps.append(m["quoted"])
             pos = m.end()
         return cls(text, tuple(steps))
+
+    def replace(self, doc: Any, new: Callable[[Any], Any]) -> int:
+        """Replace every value `v` the path reaches in `doc` with `new(v)`, in place; returns how many."""
+        if not self.steps:
+            return 0
+        nodes = [doc]
+        for step in self.steps[:-1]:
+            nodes = JsonPath("", (step,)).find_all(nodes)
+        last, n = self.steps[-1], 0
+        for node in nodes:
+            if last is _ALL:
+                if type(node) is list:
+                    node[:] = [new(v) for v in node]
+                    n += len(node)
+            elif type(last) is int:
+                if type(node) is list and -len(node) <= last < len(node):
+                    node[last] = new(node[last])
+                    n += 1
+            elif type(node) is dict and last in node:
+                node[last] = new(node[last])
+                n += 1
+        return n
+
+    def find_all(self, docs: list[Any]) -> list[Any]:
+        """`find` over several documents, results in order."""
+        return [found for doc in docs for found in self.find(doc)]
 
     def find(self, doc: Any) -> list[Any]:
         """Every value the path reaches in `doc` (missing keys and indexes reach nothing)."""

@@ -22,6 +22,10 @@ SUFFIXES = (".predlog", ".predlog.gz")  # how `baseline build` and `batch` recog
 # (adapters/rows.py), whatever protocol the config names.
 ROWS_CONTENT_TYPE = "application/vnd.model-exporter.rows+json"
 
+# On an Event's request headers (a name no HTTP field can have): the exchange came from a log the
+# tailer read, so the prediction store does not write it again (it may be reading its own output).
+TAILED_HEADER = b":tailed"
+
 Row = dict[str, Any]  # column name → scalar
 
 

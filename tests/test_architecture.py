@@ -21,7 +21,8 @@ LEAVES = ("exporter.config", "exporter.labels", "exporter.events", "exporter.jso
 
 # What each part may import, besides the leaves and itself. Longest prefix wins.
 ALLOWED: dict[str, tuple[str, ...]] = {
-    "exporter.cli": ("exporter.sidecar", "exporter.baseline", "exporter.worker.checks", "exporter.demo",
+    "exporter.cli": ("exporter.sidecar", "exporter.baseline", "exporter.worker.checks", "exporter.worker.replay",
+                     "exporter.demo",
                      "exporter.batch"),
     # `batch`: the worker's extraction and analyzers over files, in the CLI's process
     "exporter.batch": ("exporter.worker", "exporter.adapters", "exporter.analyzers", "exporter.drift",

@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from exporter.collectors.base import Isolated
-from exporter.config import Config, LLMConfig, TailConfig, TailSource
+from exporter.config import Config, LLMConfig, PredictionLogConfig, TailConfig, TailSource
 from exporter.events import Event
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 from exporter.metrics.docs import readme_section, render
@@ -22,6 +22,7 @@ from exporter.sidecar.reload import Reloader
 from exporter.sidecar.worker_metrics import PipelineCollector, PipelineHealth
 from exporter.sources.tail import Tailer
 from exporter.worker.analysis import Analysis
+from exporter.worker.store import PredictionStore
 
 ROOT = Path(__file__).parent.parent
 
@@ -63,7 +64,8 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
     push = PushSource(link, lambda: stats.labels, lambda: Config().push, "x-request-id")
     tail = Config(tail=TailConfig(sources=(TailSource("/nonexistent/*.predlog"),)))
     tailer = Tailer(tail, stats, RouteTable(), link)
-    collectors = [stats, worker, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader, push, tailer]
+    store = PredictionStore(PredictionLogConfig(path="/dev/null"), "x-request-id")  # nothing offered: nothing written
+    collectors = [stats, worker, PipelineCollector(link), Isolated([PipelineHealth(link)]), reloader, push, tailer, store]
     return build_registry(collectors), stats
 
 

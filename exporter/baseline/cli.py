@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from exporter.baseline.defaults import DEFAULT_CHUNK_ROWS, DEFAULT_PSI_BINS
+from exporter.events import Extraction
 
 
 def _at_least(low: int) -> Callable[[str], int]:
@@ -37,7 +38,12 @@ def add_baseline_parser(sub: Any) -> None:
         help="baseline from training data (CSV, JSON Lines, Parquet)",
         description="Two passes over the data in chunks; memory does not grow with rows.",
     )
-    build.add_argument("data", nargs="+", metavar="DATA", help=".csv, .jsonl/.ndjson (optionally .gz), .parquet")
+    build.add_argument(
+        "data",
+        nargs="+",
+        metavar="DATA",
+        help=".csv, .jsonl/.ndjson (optionally .gz), .parquet, or prediction logs .predlog (optionally .gz)",
+    )
     build.add_argument("-o", "--output", required=True, metavar="FILE", help="baseline file to write")
     build.add_argument(
         "--prediction",
@@ -111,8 +117,17 @@ def add_baseline_parser(sub: Any) -> None:
     merge.add_argument("--psi-bins", type=_at_least(2), default=DEFAULT_PSI_BINS, metavar="N")
 
 
-def run_baseline(args: argparse.Namespace, *, stderr: TextIO | None = None, now: datetime | None = None) -> int:
-    """Run `baseline build|merge`; 0 on success, 2 with a one-line error on a user mistake."""
+def run_baseline(
+    args: argparse.Namespace,
+    *,
+    stderr: TextIO | None = None,
+    now: datetime | None = None,
+    predlog: Callable[[str], Iterator[tuple[str, Extraction]]] | None = None,
+) -> int:
+    """Run `baseline build|merge`; 0 on success, 2 with a one-line error on a user mistake.
+
+    `predlog`: reads a prediction log's records through the protocol adapters (exporter/worker/replay.py).
+    """
     # imported here, not at the top: registering the command must not load numpy (see __init__)
     from exporter.baseline.build import BuildOptions, build_baseline, format_report
     from exporter.baseline.format import BaselineError, save_baseline
@@ -149,7 +164,7 @@ def run_baseline(args: argparse.Namespace, *, stderr: TextIO | None = None, now:
             like=like,
             positive=args.positive,
         )
-        source = open_source(args.data, args.chunk_rows)
+        source = open_source(args.data, args.chunk_rows, predlog)
         result = build_baseline(source, options, files=args.data, created=created)
         print(format_report(result.report), file=err)
         for warning in result.warnings:

@@ -18,6 +18,13 @@ import numpy as np
 
 from exporter.baseline.defaults import DEFAULT_CHUNK_ROWS
 from exporter.baseline.format import BaselineError
+from exporter.events import Extraction
+from exporter.predlog import SUFFIXES as PREDLOG_SUFFIXES
+from exporter.predlog import PredictionLogError
+
+# A prediction log's records as (path:line, extraction): the worker's adapters, passed in by the CLI
+# (this package does not import the worker; exporter/worker/replay.py)
+PredlogReader = Callable[[str], Iterator[tuple[str, Extraction]]]
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -34,7 +41,9 @@ ChunkSource = Callable[[], Iterator[Chunk]]
 
 
 def data_format(path: str) -> str:
-    """csv, jsonl or parquet, from the file name; BaselineError for anything else."""
+    """csv, jsonl, parquet or predlog, from the file name; BaselineError for anything else."""
+    if path.lower().endswith(PREDLOG_SUFFIXES):
+        return "predlog"
     name = path.lower().removesuffix(".gz")
     for suffix, kind in FORMATS.items():
         if name.endswith(suffix) and not (kind == "parquet" and path.lower().endswith(".gz")):
@@ -42,10 +51,14 @@ def data_format(path: str) -> str:
     raise BaselineError(f"{path}: unknown data format (expected .csv, .jsonl or .ndjson, optionally .gz, or .parquet)")
 
 
-def open_source(paths: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ChunkSource:
+def open_source(
+    paths: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS, predlog: PredlogReader | None = None
+) -> ChunkSource:
     """A re-iterable source over all files in order; checks names and readability up front."""
     for path in paths:
         kind = data_format(path)
+        if kind == "predlog" and predlog is None:
+            raise BaselineError(f"{path}: a prediction log needs the protocol adapters (model-exporter baseline build)")
         if not os.path.isfile(path) or not os.access(path, os.R_OK):
             reason = "no such file" if not os.path.exists(path) else "not a readable file"
             raise BaselineError(f"{path}: cannot read ({reason})")
@@ -54,7 +67,10 @@ def open_source(paths: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> C
 
     def chunks() -> Iterator[Chunk]:
         for path in paths:
-            yield from read_chunks(path, chunk_rows)
+            if predlog is not None and data_format(path) == "predlog":
+                yield from predlog_chunks(path, predlog, chunk_rows)
+            else:
+                yield from read_chunks(path, chunk_rows)
 
     return chunks
 
@@ -62,6 +78,8 @@ def open_source(paths: Sequence[str], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> C
 def read_chunks(path: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
     """The file's rows in chunks of at most `chunk_rows`."""
     kind = data_format(path)
+    if kind == "predlog":
+        raise BaselineError(f"{path}: a prediction log is read with predlog_chunks (it needs the protocol adapters)")
     if kind == "parquet":
         yield from _read_parquet(path, chunk_rows)
         return
@@ -72,6 +90,43 @@ def read_chunks(path: str, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chu
         raise BaselineError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise BaselineError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def predlog_chunks(path: str, reader: PredlogReader, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+    """A prediction log's rows in chunks: each record's feature and prediction columns side by side.
+
+    A record whose payload the adapters cannot read stops the build (file:line and the reason): a
+    baseline must not silently leave traffic out.
+    """
+    columns: dict[str, list[Any]] = {}
+    rows = 0
+    try:
+        for where, ex in reader(path):
+            if ex.errors:
+                side, reason = ex.errors[0]
+                raise BaselineError(f"{where}: the {side} payload cannot be read ({reason.replace('_', ' ')})")
+            n = ex.features.n if ex.features is not None else 0
+            for part in (ex.features, ex.predictions):
+                if part is None or part.n != n:
+                    continue  # no predictions (an error status), or not one per row: features only
+                for name, values in part.columns.items():
+                    column = columns.get(name)
+                    if column is None:
+                        column = columns[name] = [None] * rows
+                    column.extend(values)
+            rows += n
+            for column in columns.values():
+                if len(column) < rows:
+                    column.extend([None] * (rows - len(column)))
+            if rows >= chunk_rows:
+                yield Chunk(dict(columns), rows)
+                columns, rows = {}, 0
+    except PredictionLogError as exc:
+        raise BaselineError(str(exc)) from None
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if rows:
+        yield Chunk(dict(columns), rows)
 
 
 def _open_text(path: str) -> TextIO:

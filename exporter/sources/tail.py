@@ -24,7 +24,7 @@ from prometheus_client.core import Metric
 from exporter.config import Config
 from exporter.events import Event
 from exporter.metrics.definitions import family
-from exporter.predlog import ROWS_CONTENT_TYPE, Body, PredictionRecord
+from exporter.predlog import ROWS_CONTENT_TYPE, TAILED_HEADER, Body, PredictionRecord
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.stats import TrafficStats
 from exporter.sources.follow import ERROR_REASONS, Follower
@@ -74,7 +74,7 @@ def offsets_path(config: Config) -> str | None:
 
 
 def _headers(body: Body | None, id_header: bytes, ident: str | None) -> dict[bytes, bytes]:
-    headers: dict[bytes, bytes] = {}
+    headers: dict[bytes, bytes] = {TAILED_HEADER: b"1"}
     if body is not None:
         if body.content_type is not None:
             headers[b"content-type"] = body.content_type.encode("latin-1", "replace")

@@ -51,6 +51,7 @@ def serve(sock: socket.socket) -> int:
         if not data:  # the proxy closed its end: a clean stop
             if analysis is not None:
                 analysis.save_state(clean=True)
+                analysis.close()
             return 0
         frames = reader.feed(data)
         # a new config first, then scrapes, then the backlog of events and labels (in their order:

@@ -25,6 +25,7 @@ from exporter.worker import state
 from exporter.worker.checks import load_checked_baseline
 from exporter.worker.extract import Extractor
 from exporter.worker.labels_join import JoinCache
+from exporter.worker.store import PredictionStore, StoreCounters
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,21 @@ class Analysis:
         self.snapshot_failures: int = previous.snapshot_failures if previous is not None else 0
         if previous is None and config.state_dir is not None:
             self._restore(config.state_dir)
+        # the prediction store: kept over a reload that leaves prediction_log and the id header as they were
+        self.store_counters: StoreCounters = previous.store_counters if previous is not None else StoreCounters()
+        self.store: PredictionStore | None = None
+        old_store = previous.store if previous is not None else None
+        same = previous is not None and (previous.config.prediction_log, previous.config.capture.id_header) == (
+            config.prediction_log,
+            config.capture.id_header,
+        )
+        if old_store is not None and same:
+            self.store = old_store
+        else:
+            if old_store is not None:
+                old_store.close()
+            if config.prediction_log.path is not None:
+                self.store = PredictionStore(config.prediction_log, config.capture.id_header, self.store_counters)
 
     def _restore(self, directory: str) -> None:
         doc = state.load(directory)
@@ -118,6 +134,8 @@ class Analysis:
             self.snapshot_time = time.time()
 
     def process(self, events: list[Event]) -> None:
+        if self.store is not None:
+            self.store.offer(events)
         extract = self.extractor.extract
         content = self.content
         extractions = [extract(event) for event in events]
@@ -217,8 +235,15 @@ class Analysis:
                 self.skipped[mv] = self.skipped.get(mv, 0) + (ex.features.n if ex.features is not None else 0)
         return kept
 
+    def close(self) -> None:
+        """A clean stop: what the prediction store has queued is written."""
+        if self.store is not None:
+            self.store.close()
+
     def collect(self) -> Iterator[Metric]:
         yield from self.content.collect(*self.default)
+        if self.store is not None:
+            yield from self.store.collect()
         yield from self.llm.collect()
         yield from self._label_metrics(self.clock.now())
         if self.config.state_dir is not None:
