@@ -4,7 +4,7 @@
 every --gap-ms (20 ms) after a --first-ms (50 ms) wait, from a stand-in server that schedules
 every token on absolute timers; through the sidecar and direct, in interleaved rounds. For each
 stream the client records when each content event arrived (the role chunk is not a token):
-TTFT = first content event - request sent; ITL = gaps between content events. The figures are
+TTFT = first content event - request sent (less the stream's phase); ITL = gaps between content events. The figures are
 p50/p99 over all streams of a run, the sidecar's added p50/p99 against the direct run of the
 same round, and their medians over rounds. Every stream's bytes are compared with what the
 stand-in sends (a deterministic function of the request): none may differ.
@@ -92,8 +92,8 @@ def chunk(data: bytes) -> bytes:
 class StandIn(asyncio.Protocol):
     """Streams each request's tokens on absolute timers: first after first_s, then one per gap_s."""
 
-    def __init__(self, first_s: float, gap_s: float) -> None:
-        self.first_s, self.gap_s = first_s, gap_s
+    def __init__(self, first_s: float, gap_s: float, spread: bool) -> None:
+        self.first_s, self.gap_s, self.spread = first_s, gap_s, spread
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.body = b""
@@ -125,7 +125,7 @@ class StandIn(asyncio.Protocol):
         stream_id, tokens = doc["user"], doc["max_tokens"]
         self.transport.write(HEAD + chunk(_event(stream_id, {"role": "assistant", "content": ""})))
         loop = asyncio.get_running_loop()
-        start = loop.time() + self.first_s
+        start = loop.time() + self.first_s + phase(stream_id, self.gap_s, self.spread)
         loop.call_at(start, self._tick, stream_id, tokens, start, 0)
 
     def _tick(self, stream_id: str, tokens: int, start: float, i: int) -> None:
@@ -146,10 +146,20 @@ class StandIn(asyncio.Protocol):
             self.transport.write(data)
 
 
-def serve_stand_in(port: int, first_s: float, gap_s: float) -> None:
+def phase(stream_id: str, gap_s: float, spread: bool) -> float:
+    """Where in the token period a stream's tokens fall: spread evenly over it by the stream's
+    number (streams of real users do not emit in lockstep), or all at 0 with --lockstep."""
+    if not spread:
+        return 0.0
+    k = int(stream_id.rsplit("-", 1)[1])
+    return (k * 37 % 100) / 100 * gap_s
+
+
+def serve_stand_in(port: int, first_s: float, gap_s: float, spread: bool) -> None:
     loop = new_loop()
     asyncio.set_event_loop(loop)
-    server = loop.run_until_complete(loop.create_server(lambda: StandIn(first_s, gap_s), HOST, port, backlog=1024))
+    server = loop.run_until_complete(
+        loop.create_server(lambda: StandIn(first_s, gap_s, spread), HOST, port, backlog=1024))
     loop.add_signal_handler(signal.SIGTERM, loop.stop)
     try:
         loop.run_forever()
@@ -206,7 +216,7 @@ class Stream(asyncio.Protocol):
             self.done.set_exception(ConnectionError(f"connection lost: {exc}"))
 
 
-async def run_streams(port: int, streams: int, tokens: int, tag: str) -> dict[str, Any]:
+async def run_streams(port: int, streams: int, tokens: int, tag: str, gap_s: float, spread: bool) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     protocols: list[Stream] = []
     futures = []
@@ -229,7 +239,7 @@ async def run_streams(port: int, streams: int, tokens: int, tag: str) -> dict[st
             at = next((i for i, (x, y) in enumerate(zip(got, expected)) if x != y), min(len(got), len(expected)))
             print(f"  {tag}-{k}: {len(got)} bytes, expected {len(expected)}; first difference at {at}: "
                   f"{got[max(at - 60, 0):at + 60]!r} vs {expected[max(at - 60, 0):at + 60]!r}", file=sys.stderr)
-        ttft.append(p.arrivals[0] - p.sent)
+        ttft.append(p.arrivals[0] - p.sent - phase(f"{tag}-{k}", gap_s, spread))
         itl.extend(np.diff(p.arrivals).tolist())
     return {"ttft": np.array(ttft), "itl": np.array(itl), "failed": failed, "altered": altered}
 
@@ -276,6 +286,8 @@ def main() -> int:
     ap.add_argument("--gap-ms", type=float, default=20.0)
     ap.add_argument("--first-ms", type=float, default=50.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--lockstep", action="store_true",
+                    help="every stream emits its tokens at the same instants (default: spread over the period)")
     ap.add_argument("--client-cpu", type=int, default=0)
     ap.add_argument("--proxy-cpu", type=int, default=1)
     ap.add_argument("--no-pin", action="store_true", help="run without CPU pinning")
@@ -283,7 +295,7 @@ def main() -> int:
     ap.add_argument("--serve-stand-in", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_stand_in:
-        serve_stand_in(args.serve_stand_in, args.first_ms / 1000, args.gap_ms / 1000)
+        serve_stand_in(args.serve_stand_in, args.first_ms / 1000, args.gap_ms / 1000, not args.lockstep)
         return 0
 
     cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
@@ -297,7 +309,8 @@ def main() -> int:
     try:
         procs.append(subprocess.Popen(
             [sys.executable, __file__, "--serve-stand-in", str(upstream_port), "--first-ms", str(args.first_ms),
-             "--gap-ms", str(args.gap_ms)], cwd=REPO, preexec_fn=pinned(client_cpu)))
+             "--gap-ms", str(args.gap_ms), *(["--lockstep"] if args.lockstep else [])],
+            cwd=REPO, preexec_fn=pinned(client_cpu)))
         config = tmp / "config.yml"
         # a pooled upstream connection per stream: with fewer, streams wait for one (upstream.max_connections)
         config.write_text(f"upstream:\n  max_connections: {2 * args.streams + 10}\n  health: {{path: /v1/models}}\n"
@@ -317,14 +330,16 @@ def main() -> int:
         loop = new_loop()
         asyncio.set_event_loop(loop)
         paths = {"direct": upstream_port, "sidecar": proxy_port}
+        gap_s, spread = args.gap_ms / 1000, not args.lockstep
         for name, port in paths.items():  # warm-up: connections, the worker, the allocators
-            loop.run_until_complete(run_streams(port, args.streams, 5, f"warm-{name}"))
+            loop.run_until_complete(run_streams(port, args.streams, 5, f"warm-{name}", gap_s, spread))
         rows: list[dict[str, Any]] = []
         for r in range(args.rounds):
             order = list(paths) if r % 2 == 0 else list(reversed(paths))
             got = {}
             for name in order:
-                res = loop.run_until_complete(run_streams(paths[name], args.streams, args.tokens, f"r{r}-{name}"))
+                res = loop.run_until_complete(
+                    run_streams(paths[name], args.streams, args.tokens, f"r{r}-{name}", gap_s, spread))
                 got[name] = res
                 print(f"round {r + 1} {name:8s} TTFT p50 {pct(res['ttft'], 50):8.2f} ms  p99 {pct(res['ttft'], 99):8.2f} ms"
                       f"   ITL p50 {pct(res['itl'], 50):7.2f} ms  p99 {pct(res['itl'], 99):7.2f} ms"
@@ -358,7 +373,8 @@ def main() -> int:
     med = {k: statistics.median(row[k] for row in rows) for k in rows[0] if k not in ("failed", "altered")}
     failed, altered = sum(r["failed"] for r in rows), sum(r["altered"] for r in rows)
     print(f"\n{args.streams} concurrent streams x {args.tokens} tokens, first after {args.first_ms:g} ms, "
-          f"then every {args.gap_ms:g} ms; medians over {args.rounds} interleaved rounds")
+          f"then every {args.gap_ms:g} ms ({'in lockstep' if args.lockstep else 'phases spread over the period'}); "
+          f"medians over {args.rounds} interleaved rounds")
     print(f"{'':10s}{'TTFT p50':>12s}{'TTFT p99':>12s}{'ITL p50':>12s}{'ITL p99':>12s}   (ms)")
     for path in ("direct", "sidecar"):
         print(f"{path:10s}" + "".join(f"{med[f'{path}_{m}']:12.2f}" for m in ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99")))
