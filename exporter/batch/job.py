@@ -54,6 +54,7 @@ class JobResult:
     samples: list[Sample]  # the analyzers' series, window "batch"
     unexpected: list[str]  # data columns neither in the baseline nor excluded
     labels: int  # records with a label scored
+    payload_errors: dict[str, int]  # prediction log records whose payload the adapters could not read
 
 
 def batch_config(config: Config, baseline: str) -> Config:
@@ -87,6 +88,7 @@ class BatchJob:
             self.known.add(self.label)
         self.unexpected: dict[str, None] = {}  # in the order first seen
         self.missing: dict[tuple[str, str], None] = {}
+        self.payload_errors: dict[str, int] = {}  # prediction log records: "side reason" → records
         self.records = 0
         self.scored = 0
 
@@ -127,7 +129,10 @@ class BatchJob:
             self.scored += self.performance.add(pairs, self.now)
 
     def add_extraction(self, extraction: Extraction) -> None:
-        """An exchange of the prediction log, through the worker's adapters."""
+        """An exchange of the prediction log, through the worker's adapters; unreadable payloads are counted."""
+        for side, reason in extraction.errors:
+            key = f"{side} {reason}"
+            self.payload_errors[key] = self.payload_errors.get(key, 0) + 1
         self.monitor.update([dataclasses.replace(extraction, model=self.model[0], version=self.model[1])], self.now)
         if extraction.features is not None:
             self.records += extraction.features.n
@@ -171,7 +176,14 @@ def run_job(
                         progress(state)
         except BaselineError as exc:  # the readers' errors name the file, line and column
             raise JobError(str(exc)) from None
-    return JobResult(job.records, time.monotonic() - state.started, job.samples(), list(job.unexpected), job.scored)
+    return JobResult(
+        job.records,
+        time.monotonic() - state.started,
+        job.samples(),
+        list(job.unexpected),
+        job.scored,
+        dict(job.payload_errors),
+    )
 
 
 def is_predlog(path: str) -> bool:

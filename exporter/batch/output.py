@@ -188,6 +188,7 @@ def report(
     labels: int,
     status: int,
     outputs: list[str],
+    payload_errors: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The --json document."""
     return {
@@ -200,6 +201,7 @@ def report(
         "details": verdict.details,
         "unexpected_columns": unexpected,
         "labels_scored": labels,
+        "payload_errors": dict(payload_errors or {}),
         "performance": verdict.performance,
         "outputs": outputs,
         "exit_status": status,
@@ -223,6 +225,11 @@ def summary(doc: Mapping[str, Any], min_rows: int) -> str:
         lines.append(
             "columns not in the baseline (left out; --exclude them to silence this): "
             + ", ".join(doc["unexpected_columns"])
+        )
+    if doc["payload_errors"]:
+        lines.append(
+            "payloads the adapters could not read (records left out): "
+            + ", ".join(f"{n:,} {what.replace('_', ' ')}" for what, n in sorted(doc["payload_errors"].items()))
         )
     if doc["labels_scored"]:
         scores = ", ".join(f"{k} {v:.4g}" for k, v in sorted(doc["performance"].items()))

@@ -94,7 +94,15 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         print(f"model-exporter batch: error: {exc}", file=stderr)
         status = 2
     doc = output.report(
-        result.records, result.duration, list(args.data), verdict, result.unexpected, result.labels, status, outputs
+        result.records,
+        result.duration,
+        list(args.data),
+        verdict,
+        result.unexpected,
+        result.labels,
+        status,
+        outputs,
+        result.payload_errors,
     )
     stdout.write(output.dumps(doc) if args.json else output.summary(doc, config.drift.min_rows))
     return status

@@ -178,12 +178,17 @@ def test_a_prediction_log_is_read_through_the_adapters(data: dict[str, Path], tm
     rows = sample_rows(np.random.default_rng(30), 50, drifted=False)
     lines.append(encode(PredictionRecord(time=time.time(), status=200,
                                          features=[{k: v[i] for k, v in rows.items()} for i in range(50)])))
+    # a body the adapters cannot read is counted, not analysed
+    lines.append(encode(PredictionRecord(time=time.time(), status=200, route=f"/v2/models/{MODEL_NAME}/infer",
+                                         request=Body(b"{not json", "application/json"),
+                                         response=Body(b"{}", "application/json"))))
     log = tmp_path / "capture.predlog"
     log.write_bytes(b"".join(lines))
     result = batch(data, str(log), "--json")
     assert result.returncode in (0, 1), result.stderr
     doc = json.loads(result.stdout)
     assert doc["records"] == 450
+    assert doc["payload_errors"] == {"request invalid_json": 1, "response unsupported_shape": 1}
     broken = tmp_path / "broken.predlog"
     broken.write_bytes(lines[0] + b'{"v": 1, "time": "yesterday"}\n')
     result = batch(data, str(broken))

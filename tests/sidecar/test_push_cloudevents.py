@@ -263,3 +263,15 @@ def test_push_config_keys_and_errors() -> None:
     with pytest.raises(ConfigError, match=r"push.size: unknown key \(allowed: cache_bytes"):
         from_dict({"push": {"size": 1}})
 
+
+def test_the_push_endpoint_is_fixed_at_start() -> None:
+    from exporter.config import Config
+    from exporter.sidecar.settings import RestartOnly
+
+    before = Config()
+    moved = replace(before, push=replace(before.push, path="/events"))
+    assert RestartOnly.of(moved).change_from(RestartOnly.of(before)) == (
+        "push_path: changed from /cloudevents to /events; this needs a restart"
+    )
+    caps = replace(before, push=replace(before.push, ttl=5.0, cache_size=10))
+    assert RestartOnly.of(caps).change_from(RestartOnly.of(before)) is None  # caps apply on reload
