@@ -130,6 +130,17 @@ def _report_failure(args: argparse.Namespace, model: list[str], duration: float,
 
 
 def _predlog_reader(config: Config) -> Callable[[str], Iterator[Extraction]]:
-    from exporter.batch.predlog import extractions
+    """A prediction log's records as the worker extracts them (worker/replay.py); errors name the file and line."""
+    from exporter.predlog import PredictionLogError
+    from exporter.worker.replay import file_extractions
 
-    return lambda path: extractions(path, config)
+    def read(path: str) -> Iterator[Extraction]:
+        try:
+            for _, extraction in file_extractions(path, config):
+                yield extraction
+        except PredictionLogError as exc:
+            raise BaselineError(str(exc)) from None
+        except OSError as exc:
+            raise BaselineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+    return read
