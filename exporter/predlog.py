@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import orjson
+
 FORMAT_VERSION = 1
 SUFFIXES = (".predlog", ".predlog.gz")  # how `baseline build` and `batch` recognise the format by name
 
@@ -152,15 +154,15 @@ def _parse_body(value: Any, name: str, where: str) -> Body | None:
         return None
     if type(value) is not dict:
         raise _fail(where, name, 'an object {"body": ..., "encoding": ...}', value)
-    for key in value:
-        if key not in _BODY_FIELDS:
-            raise _fail(where, f"{name}.{key}", f"no such field (allowed: {', '.join(sorted(_BODY_FIELDS))})", key)
+    if not value.keys() <= _BODY_FIELDS:
+        key = next(k for k in value if k not in _BODY_FIELDS)
+        raise _fail(where, f"{name}.{key}", f"no such field (allowed: {', '.join(sorted(_BODY_FIELDS))})", key)
     text = value.get("body")
     if type(text) is not str:
         raise _fail(where, f"{name}.body", "a string", text)
     encoding = value.get("encoding", "utf-8")
     if encoding == "utf-8":
-        data = text.encode("utf-8", "surrogatepass")
+        data = text.encode()  # the parser refuses lone surrogates: always encodable
     elif encoding == "base64":
         try:
             data = base64.b64decode(text, validate=True)
@@ -171,12 +173,13 @@ def _parse_body(value: Any, name: str, where: str) -> Body | None:
     truncated = value.get("truncated", False)
     if type(truncated) is not bool:
         raise _fail(where, f"{name}.truncated", "true or false", truncated)
-    return Body(
-        data,
-        _optional_str(value, "content_type", where, f"{name}."),
-        _optional_str(value, "content_encoding", where, f"{name}."),
-        truncated,
-    )
+    content_type = value.get("content_type")
+    if content_type is not None and type(content_type) is not str:
+        raise _fail(where, f"{name}.content_type", "a string or null", content_type)
+    content_encoding = value.get("content_encoding")
+    if content_encoding is not None and type(content_encoding) is not str:
+        raise _fail(where, f"{name}.content_encoding", "a string or null", content_encoding)
+    return Body(data, content_type, content_encoding, truncated)
 
 
 def _rows(value: Any, name: str, where: str) -> list[Row] | None:
@@ -200,9 +203,9 @@ def from_dict(obj: Any, where: str) -> PredictionRecord:
     """Validate a decoded line; PredictionLogError names `where` (file:line) and the field."""
     if type(obj) is not dict:
         raise PredictionLogError(f"{where}: expected a JSON object per line, got {type(obj).__name__}")
-    for key in obj:
-        if key not in _FIELDS:
-            raise _fail(where, key, f"no such field (allowed: {', '.join(sorted(_FIELDS))})", obj[key])
+    if not obj.keys() <= _FIELDS:
+        key = next(k for k in obj if k not in _FIELDS)
+        raise _fail(where, key, f"no such field (allowed: {', '.join(sorted(_FIELDS))})", obj[key])
     version = obj.get("v", FORMAT_VERSION)
     if version != FORMAT_VERSION or type(version) is not int:
         raise _fail(where, "v", f"format version {FORMAT_VERSION} (this reader knows no other)", version)
@@ -215,10 +218,10 @@ def from_dict(obj: Any, where: str) -> PredictionRecord:
     if duration is not None and not (_number(duration) and duration >= 0):
         raise _fail(where, "duration", "seconds, a number >= 0, or null", duration)
     route = obj.get("route", "")
-    if type(route) is not str or (route and not route.startswith("/")):
+    if type(route) is not str or (route and route[0] != "/"):
         raise _fail(where, "route", "the request target, a string starting with '/'", route)
     method = obj.get("method", "POST")
-    if type(method) is not str or not method.isalpha():
+    if method != "POST" and (type(method) is not str or not method.isalpha()):
         raise _fail(where, "method", "an HTTP method such as POST", method)
     request = _parse_body(obj.get("request"), "request", where)
     response = _parse_body(obj.get("response"), "response", where)
@@ -230,30 +233,29 @@ def from_dict(obj: Any, where: str) -> PredictionRecord:
         )
     if response is not None and request is None:
         raise PredictionLogError(f"{where}: field 'request': required with 'response' (the adapters read both)")
+    when = obj["time"]
     return PredictionRecord(
-        time=_time(obj["time"], where),
-        status=status,
-        model=_optional_str(obj, "model", where),
-        version=_optional_str(obj, "version", where),
-        id=_optional_str(obj, "id", where),
-        route=route,
-        method=method.upper(),
-        duration=None if duration is None else float(duration),
-        request=request,
-        response=response,
-        features=features,
-        predictions=predictions,
+        when if type(when) is float and math.isfinite(when) else _time(when, where),
+        status,
+        _optional_str(obj, "model", where),
+        _optional_str(obj, "version", where),
+        _optional_str(obj, "id", where),
+        route,
+        method if method == "POST" else method.upper(),
+        None if duration is None else float(duration),
+        request,
+        response,
+        features,
+        predictions,
     )
 
 
 def parse_line(line: bytes, where: str) -> PredictionRecord:
     """One line (newline optional) → a record; PredictionLogError names `where` and what was wrong."""
     try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:  # not UTF-8 included; NaN and Infinity are not JSON
         raise PredictionLogError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-    except UnicodeDecodeError as exc:
-        raise PredictionLogError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     return from_dict(obj, where)
 
 
