@@ -120,8 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 load_web_config(config.web_config)
             print(
-                f"{args.config}: OK (upstream {config.upstream.url}, proxy {config.listen}, "
-                f"metrics {config.metrics_listen}, baseline {config.baseline or 'none'})"
+                f"{args.config}: OK (upstream {config.upstream.url or 'none'}, "
+                f"proxy {config.listen if config.upstream.url else 'off'}, "
+                f"metrics {config.metrics_listen}, baseline {config.baseline or 'none'}"
+                + (f", tailing {len(config.tail.sources)} source(s)" if config.tail.sources else "")
+                + ")"
             )
             return 0
         if args.command == "baseline":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from exporter.config import ClientConfig, Config, HostPort, ResourcesConfig
+from exporter.config import ClientConfig, Config, HostPort, ResourcesConfig, TailConfig
 from exporter.events import REQUEST_HEADERS
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ProxyContext
@@ -30,6 +30,7 @@ class RestartOnly:
     state_dir: str | None
     push_enabled: bool
     push_path: str
+    tail: TailConfig  # the tailer follows its files from the start (sources/tail.py)
 
     @classmethod
     def of(cls, config: Config) -> RestartOnly:
@@ -45,6 +46,7 @@ class RestartOnly:
             config.state_dir,
             config.push.enabled,
             config.push.path,
+            config.tail,
         )
 
     def change_from(self, old: RestartOnly) -> str | None:

@@ -102,3 +102,13 @@ def test_tail_flags_add_sources_and_make_upstream_optional() -> None:
     assert config.tail.from_start and not config.upstream.url
     with pytest.raises(ConfigError, match=r"^--tail: expected a file path, got ''"):
         apply_flags(Config(), tail=[""])
+
+
+def test_a_reload_that_changes_tail_needs_a_restart() -> None:
+    from exporter.sidecar.settings import RestartOnly
+
+    old = apply_flags(Config(), upstream="http://m:1", tail=["/a.predlog"])
+    new = apply_flags(Config(), upstream="http://m:1", tail=["/b.predlog"])
+    why = RestartOnly.of(new).change_from(RestartOnly.of(old))
+    assert why is not None and why.startswith("tail: changed from") and why.endswith("this needs a restart")
+    assert RestartOnly.of(old).change_from(RestartOnly.of(old)) is None
