@@ -169,3 +169,25 @@ def test_malformed_and_oversized_events_get_4xx_and_are_counted(sidecar: Sidecar
 def test_the_exposition_passes_promtool(sidecar: Sidecar, promtool: str) -> None:
     code, output = promtool_check_metrics(promtool, sidecar.metrics_text())
     assert code == 0, output
+
+
+def test_labels_join_pushed_predictions_by_the_event_id(sidecar: Sidecar, model_server: AppServer) -> None:
+    """Payloads without an id of their own: the rows take the event's id (`ce-id:i`), which POST /feedback names."""
+    request, response = exchange(model_server, 300, "unused")
+    doc = json.loads(request)
+    del doc["id"]
+    request = json.dumps(doc).encode()
+    resp = fetch(model_server.url + INFER, "POST", request, (("Content-Type", "application/json"),))
+    answer_doc = json.loads(resp.body)
+    del answer_doc["id"]  # the demo server makes one up; a server that does not
+    response = json.dumps(answer_doc).encode()
+    assert kserve(sidecar, "request", "kserve-labelled", request)[0] == 200
+    assert kserve(sidecar, "response", "kserve-labelled", response)[0] == 200
+    before = sidecar.sample("model_labels_total", outcome="matched")
+    # the worker must hold the predictions before their labels come
+    sidecar.wait_sample("model_exporter_push_joined_total", lambda v: v >= 1, timeout=TIMEOUT_S)
+    sidecar.wait_sample("model_exporter_queue_depth", lambda v: v == 0, timeout=TIMEOUT_S)
+    labels = "\n".join(json.dumps({"id": f"kserve-labelled:{i}", "label": 1}) for i in range(ROWS))
+    answer = fetch(sidecar.metrics_url + "/feedback", "POST", labels.encode(), (("Content-Type", "application/x-ndjson"),))
+    assert answer.status == 200, answer.body
+    sidecar.wait_sample("model_labels_total", lambda v: v == before + ROWS, timeout=TIMEOUT_S, outcome="matched")
