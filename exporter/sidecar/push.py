@@ -100,19 +100,16 @@ class PushSource:
             return 200, "accepted: a duplicate of a half already held (ignored)\n"
         del self.pending[event.id]
         self.bytes -= len(other.event.data)
-        request, response = (
-            (other, Half(event, now, self.wall()))
-            if event.half == "response"
-            else (
-                Half(event, now, self.wall()),
-                other,
-            )
-        )
+        half = Half(event, now, self.wall())
+        request, response = (other, half) if event.half == "response" else (half, other)
         self.joined += 1
         self.sink.submit(self._exchange(request, response))
         return 200, "accepted: joined with its other half\n"
 
     def _hold(self, half: Half) -> None:
+        if len(half.event.data) > self.settings().cache_bytes:  # it alone would evict every other half
+            self._unmatched(half, "evicted")
+            return
         self.pending[half.event.id] = half
         self.bytes += len(half.event.data)
         self._trim()
@@ -129,6 +126,9 @@ class PushSource:
     def _evict(self, reason: str) -> None:
         _, half = self.pending.popitem(last=False)
         self.bytes -= len(half.event.data)
+        self._unmatched(half, reason)
+
+    def _unmatched(self, half: Half, reason: str) -> None:
         self.unmatched[(half.event.half, reason)] += 1
         if half.event.half == "request":  # its features are still worth analysing
             self.sink.submit(self._exchange(half, None))

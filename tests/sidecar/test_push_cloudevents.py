@@ -225,6 +225,10 @@ def test_caps_evict_the_oldest_half_and_count_it() -> None:
     push.receive(kserve_headers("response", rid="big-2"), V2_RESPONSE)
     assert list(push.pending) == ["big-2"] and push.unmatched[("response", "evicted")] == 1
     assert push.bytes == len(V2_RESPONSE) and sink.events == []
+    # a half larger than the whole cache is turned away alone: the others stay
+    push.receive(kserve_headers("request", rid="huge"), b"x" * (len(V2_RESPONSE) + 11))
+    assert list(push.pending) == ["big-2"] and push.unmatched[("request", "evicted")] == 1
+    assert [e.request_headers[b"x-request-id"] for e in sink.events] == [b"huge"]  # still analysed
 
 
 def test_rejections_are_counted_with_their_status() -> None:
