@@ -279,6 +279,15 @@ def make_llm_app(
     first_token_delay: float = 0.1, token_gap: float = 0.02, tokens: int = 16, record: bool = False
 ) -> web.Application:
     app = web.Application()
+    add_llm_routes(app, first_token_delay, token_gap, tokens, record)
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+def add_llm_routes(
+    app: web.Application, first_token_delay: float, token_gap: float, tokens: int, record: bool = False
+) -> None:
+    """The LLM routes on an app of its own or beside another model's (the demo model server's)."""
     app[FIRST_TOKEN_DELAY] = first_token_delay
     app[TOKEN_GAP] = token_gap
     app[TOKENS] = tokens
@@ -293,5 +302,3 @@ def make_llm_app(
     app.router.add_post("/api/generate", ollama)
     app.router.add_post("/api/chat", ollama)
     app.router.add_post("/api/embed", ollama_embed)
-    app.router.add_get("/v1/models", models)
-    return app

@@ -1,4 +1,5 @@
-"""Demo model server: a fixed credit-approval model behind the Open Inference Protocol (KServe V2)."""
+"""Demo model server: a fixed credit-approval model behind the Open Inference Protocol (KServe V2),
+and beside it a stand-in LLM on the OpenAI, TGI and Ollama routes (exporter/demo/llm_server.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from aiohttp import web
+
+from exporter.demo.llm_server import add_llm_routes
 
 MODEL_NAME = "demo-model"
 MODEL_VERSION = "1"
@@ -323,6 +326,8 @@ def make_app(load_seconds: float = 2.0, latency_ms: float = 0.0, seed: int = 0) 
         app.router.add_get(base, server.metadata)
         app.router.add_get(base + "/ready", server.model_ready)
         app.router.add_post(base + "/infer", server.infer)
+    # an LLM beside the classifier, so the Streaming & LLM dashboard has something to show
+    add_llm_routes(app, first_token_delay=0.05, token_gap=0.01, tokens=8)
     return app
 
 

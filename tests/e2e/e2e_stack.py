@@ -51,6 +51,8 @@ SIDECAR_CONFIG: dict[str, Any] = {
     "upstream": {"connect_timeout": "1s", "read_timeout": "10s",
                  "health": {"interval": "0.5s", "timeout": "1s"}},
     "drift": {"min_rows": 100, "windows": {"5m": "5m", "1h": "1h"}},
+    # the demo model server's stand-in LLM: its tokens cost something, so the cost panel has data
+    "llm": {"currency": "USD", "prices": {MODEL_NAME: {"prompt": 0.5, "completion": 1.5}}},
     # ground truth: scores from 100 labels; fairness by region; the labels are drawn from the
     # model's own probabilities (calibrated), judged on the test's few hundred labels
     "performance": {"min_labels": 100, "segments": ["region"], "max_calibration_error": 0.1},
@@ -358,6 +360,7 @@ def finite(value: str) -> bool:
 
 STABLE_NUMERIC = ("age", "credit_score", "debt_ratio", "tenure_months")
 ROWS_PER_REQUEST = 60
+LLM_BATCHES = (2, 2, 2)  # streamed chat completions per sidecar between scrapes
 BATCHES = (1, 3, 4, 4)  # requests per sidecar between scrapes: 12 × 60 = 720 rows, above the alerts' floor of 500
 
 
@@ -440,6 +443,28 @@ class Stack:
                                 timeout=ANALYSIS_TIMEOUT_S, outcome="matched")
         self.wait_scraped('sum by (instance) (model_labels_total{job="model-exporter", outcome="matched"})',
                           len(labels[0]))
+        self._send_llm_traffic()
+
+    def _send_llm_traffic(self) -> None:
+        """Streamed chat completions through both sidecars to the demo server's stand-in LLM (some
+        cut at max_tokens, one error each round), paced across scrapes like the traffic above."""
+        sent = 0
+        for batch in LLM_BATCHES:
+            for index, sidecar in enumerate(self.sidecars):
+                for i in range(batch):
+                    doc = {"model": MODEL_NAME, "stream": True, "stream_options": {"include_usage": True},
+                           "messages": [{"role": "user", "content": f"request {index}-{sent + i}"}]}
+                    if i % 2:
+                        doc["max_tokens"] = 3  # finish reason `length`
+                    resp = fetch(sidecar.proxy_url + "/v1/chat/completions", "POST", json.dumps(doc).encode(),
+                                 [("Content-Type", "application/json")])
+                    assert resp.status == 200 and resp.body.endswith(b"data: [DONE]\n\n"), resp.body[-300:]
+                missing = json.dumps({"model": "missing", "messages": []}).encode()
+                resp = fetch(sidecar.proxy_url + "/v1/chat/completions", "POST", missing,
+                             [("Content-Type", "application/json")])
+                assert resp.status == 404, resp.body[:300]
+            sent += batch
+            self.wait_scraped('sum by (instance) (model_llm_requests_total{job="model-exporter"})', sent)
 
     # -- phase 2: the drift alert reaches the webhook
 

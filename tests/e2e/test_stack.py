@@ -50,9 +50,6 @@ NO_DATA: dict[str, NoData] = {
     "Rows scored vs baselines / C": NoData("the same hour last week: needs a week of history"),
     "Fleet PSI against a day and a week ago (last hour) / A": NoData("the same hour yesterday: needs a day of history"),
     "Fleet PSI against a day and a week ago (last hour) / B": NoData("the same hour last week: needs a week of history"),
-    "Tokens per second": NoData("the demo model is not an LLM: no token usage"),
-    "Completion tokens per request": NoData("the demo model is not an LLM: no token usage"),
-    "Time per output token": NoData("the demo model is not an LLM: no token usage"),
     # the demo model is a classifier: no regression errors
     "Fleet performance (all replicas, last hour) / C": NoData("the demo model is a classifier: no MAE"),
     "Fleet performance (all replicas, last hour) / D": NoData("the demo model is a classifier: no RMSE"),
