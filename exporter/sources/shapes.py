@@ -1,8 +1,9 @@
 """Log line → exchange, for each shape `run --tail` reads: the prediction log, SageMaker data capture,
 JSON access logs (nginx, Envoy/Istio).
 
-Pure functions; they read the line's envelope, never a payload (bodies go to the worker as they
-are). Errors are ShapeError naming the line (file:line) and the field.
+Functions of the line alone (a line without a time gets the time it is read). They read the
+line's envelope, never a payload (bodies go to the worker as they are). Errors are ShapeError
+naming the line (file:line) and the field.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import binascii
 import csv
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -156,7 +158,7 @@ class SageMaker:
         ident = meta.get("inferenceId") or meta.get("eventId")
         when = meta.get("inferenceTime")
         record = PredictionRecord(
-            time=_time(when, where, "eventMetadata.inferenceTime") if when is not None else 0.0,
+            time=_time(when, where, "eventMetadata.inferenceTime") if when is not None else time.time(),
             status=200,  # data capture records answered invocations only
             id=ident if type(ident) is str else None,
             route="/invocations",
@@ -247,7 +249,7 @@ class AccessLog:
         sizes = [_number(obj.get(keys[k])) if k in keys else None for k in ("request_bytes", "response_bytes")]
         text = {k: obj.get(keys[k]) for k in ("id", "model") if k in keys}
         record = PredictionRecord(
-            time=_time(when, where, keys["time"]) if when is not None else 0.0,
+            time=_time(when, where, keys["time"]) if when is not None else time.time(),  # read now
             status=int(status),
             model=text.get("model") if type(text.get("model")) is str else None,
             id=text.get("id") if type(text.get("id")) is str else None,

@@ -152,3 +152,12 @@ def test_access_log_errors_name_line_and_field(line: bytes, message: str) -> Non
     with pytest.raises(ShapeError) as err:
         AccessLog("nginx")(line, "f:9")
     assert message in str(err.value)
+
+
+def test_a_line_without_a_time_is_placed_when_read() -> None:
+    import time
+
+    before = time.time()
+    line = json.dumps({"captureData": {"endpointInput": {"encoding": "JSON", "data": "{}"}}}).encode()
+    assert before <= SageMaker()(line, "f:1").record.time <= time.time()
+    assert before <= AccessLog("nginx")(b'{"status": 200}', "f:1").record.time <= time.time()
