@@ -57,6 +57,7 @@ class Tracked:
     skipping: bool = False  # inside an over-long line
     rotated_at: float | None = None  # when its identity left the matched paths
     last_data: float = 0.0
+    seq: int = 0  # order in which files were found: an older file is read before a newer one
 
 
 @dataclass
@@ -106,6 +107,7 @@ class Follower:
         self._dirty = False
         self._reported: set[str] = set()
         self._had_offsets = False
+        self._seq = 0
 
     # ------------------------------------------------------------ scanning
 
@@ -230,7 +232,10 @@ class Follower:
         elif self._first_scan and not self.from_start:
             start = self._last_line_end(fd, size)
             line_known = 0 if start == 0 else None  # how many lines lie before the end is not counted
-        tracked = Tracked(path, source, ident, fd, start, start, line_known, size, last_data=self.clock())
+        self._seq += 1
+        tracked = Tracked(
+            path, source, ident, fd, start, start, line_known, size, last_data=self.clock(), seq=self._seq
+        )
         self.files[ident] = tracked
         self._dirty = True
         return tracked
@@ -257,7 +262,9 @@ class Follower:
         else:
             self.scan()
         out: list[Line] = []
-        order = sorted(self.files.values(), key=lambda t: (t.rotated_at is None, t.path))
+        # rotated files first, then in the order they were found: a file renamed to a name the
+        # pattern still matches (app.log → app.log.1) is drained before the new app.log
+        order = sorted(self.files.values(), key=lambda t: (t.rotated_at is None, t.seq))
         now = self.clock()
         for tracked in order:
             if budget <= 0:

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from harness import Sidecar, promtool_check_metrics, start_sidecar, sum_samples
+from harness import Sidecar, fetch, promtool_check_metrics, start_sidecar, sum_samples
+from stand_in import AppServer
 
-from exporter.demo.model_server import FEATURES, MODEL_NAME
+from exporter.demo.model_server import FEATURES, MODEL_NAME, make_app
 from exporter.demo.traffic import build_infer_request, sample_rows
 from exporter.predlog import Body, PredictionRecord, encode
 
@@ -132,3 +133,30 @@ def test_tail_without_upstream_feeds_traffic_and_drift(tmp_path: Path, baseline:
         assert sum_samples(samples, "model_requests_total", route=ROUTE) == 5
     finally:
         again.stop()
+
+
+def test_tail_beside_the_proxy(tmp_path: Path) -> None:
+    """With --upstream too: proxied and tailed exchanges in the same metrics, the proxy unaffected."""
+    server = AppServer(make_app(load_seconds=0)).start()
+    log = tmp_path / "offline.predlog"
+    log.write_bytes(b"")
+    sidecar = start_sidecar(tmp_path / "run", server.url, {"tail": {"poll_interval": "50ms"}}, ("--tail", str(log)))
+    try:
+        rng = np.random.default_rng(5)
+        with open(log, "ab") as out:
+            out.write(records(rng, 10, 0))
+        body = json.dumps(build_infer_request(sample_rows(rng, 3, False), "p")).encode()
+        for _ in range(5):
+            response = fetch(sidecar.proxy_url + INFER, "POST", body, (("Content-Type", "application/json"),))
+            assert response.status == 200
+        samples = wait_for(
+            sidecar,
+            lambda s: sum_samples(s, "model_rows_total") == 10 * ROWS_PER_RECORD + 5 * 3,
+            "10 tailed records of 50 rows and 5 proxied requests of 3",
+        )
+        assert sum_samples(samples, "model_requests_total", route=ROUTE) == 15
+        assert sum_samples(samples, "model_upstream_up") == 1
+        assert sum_samples(samples, "model_exporter_tail_records_total") == 10
+    finally:
+        sidecar.stop()
+        server.stop()

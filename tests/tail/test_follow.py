@@ -170,3 +170,13 @@ def test_unreadable_offsets_file_starts_as_a_first_run(tmp_path: Path, content: 
     assert f.poll() == []  # at the end, as on a first run
     f.checkpoint()
     assert json.loads(offsets.read_text())["files"][0]["offset"] == log.stat().st_size
+
+
+def test_rotated_name_that_still_matches_is_not_read_twice(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.touch()
+    f = Follower([str(tmp_path / "app.log*")], from_start=True, close_after=0.0)
+    lines = follow_while(f, writer("rename", log, 1500, 500))
+    assert ids(lines) == list(range(2000))  # app.log.1 is the same file (same inode): followed on, not re-read
+    assert f.stats[0].rotations == 0
+    assert sorted(t.path for t in f.files.values()) == [str(log), str(tmp_path / "app.log.1")]
