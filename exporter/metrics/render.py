@@ -87,8 +87,12 @@ def _fast_samples(metric: Metric, text: bool, out: list[str]) -> bool:
                 return False
             rendered = ""
         else:
-            cached = numbers.get(value)
-            rendered = cached if cached is not None else numbers.setdefault(value, go_float(value))
+            # cached by value: equal values render alike, except 0.0 and -0.0 (equal, written apart)
+            if not value:
+                rendered = go_float(value)
+            else:
+                cached = numbers.get(value)
+                rendered = cached if cached is not None else numbers.setdefault(value, go_float(value))
         labels = s.labels
         if labels:
             if tuple(labels) != keys:  # the label names change rarely within a family: check them once

@@ -235,3 +235,12 @@ def test_accept_encoding() -> None:
     assert not accepts_gzip("")
     assert not accepts_gzip(None)
     assert not accepts_gzip("gzip;q=bogus")
+
+
+def test_zero_and_negative_zero_in_one_family_are_written_apart() -> None:
+    family = GaugeMetricFamily("g", "zeros", labels=["a"])
+    family.add_metric(["x"], 0.0)
+    family.add_metric(["y"], -0.0)
+    family.add_metric(["z"], 0)
+    _same([family])
+    assert b'g{a="y"} -0.0\n' in render([family], openmetrics=False)
