@@ -107,6 +107,7 @@ class Follower:
         self._dirty = False
         self._reported: set[str] = set()
         self._had_offsets = False
+        self._offsets_failing = False
         self._seq = 0
 
     # ------------------------------------------------------------ scanning
@@ -383,15 +384,19 @@ class Follower:
             )
         tmp = f"{self.offsets_path}.tmp"
         try:
+            os.makedirs(os.path.dirname(self.offsets_path) or ".", exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump({"version": OFFSETS_VERSION, "files": entries}, f)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.offsets_path)
         except OSError as exc:
-            log.error("tail: cannot write the offsets file %s: %s", self.offsets_path, exc.strerror)
+            if not self._offsets_failing:  # once until it works again, not every second
+                log.error("tail: cannot write the offsets file %s: %s", self.offsets_path, exc.strerror)
+            self._offsets_failing = True
             self.errors["offsets"] += 1
             return
+        self._offsets_failing = False
         self._dirty = False
 
     def close(self) -> None:

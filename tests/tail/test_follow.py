@@ -180,3 +180,17 @@ def test_rotated_name_that_still_matches_is_not_read_twice(tmp_path: Path) -> No
     assert ids(lines) == list(range(2000))  # app.log.1 is the same file (same inode): followed on, not re-read
     assert f.stats[0].rotations == 0
     assert sorted(t.path for t in f.files.values()) == [str(log), str(tmp_path / "app.log.1")]
+
+
+def test_offsets_directory_is_created_and_a_failing_write_is_counted(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b'{"id": "0"}\n')
+    f = Follower([str(log)], from_start=True, offsets_path=str(tmp_path / "state" / "offsets.json"))
+    assert ids(f.poll()) == [0]
+    f.checkpoint()
+    assert (tmp_path / "state" / "offsets.json").exists()
+    blocked = Follower([str(log)], from_start=True, offsets_path=str(log / "offsets.json"))  # under a file
+    blocked.poll()
+    blocked.checkpoint()
+    blocked.checkpoint(force=True)
+    assert blocked.errors["offsets"] == 2
