@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def kserve(sidecar: Sidecar, half: str, rid: str, body: bytes) -> tuple[int, byt
         ("Ce-Id", rid),
         ("Ce-Type", f"org.kubeflow.serving.inference.{half}"),
         ("Ce-Source", "http://localhost:9081/"),
-        ("Ce-Time", "2026-11-29T21:00:00.5Z"),
+        ("Ce-Time", datetime.now(UTC).isoformat().replace("+00:00", "Z")),  # the logger stamps when it sends
         ("Ce-Inferenceservicename", ISVC),
         ("Ce-Namespace", "models"),
         ("Ce-Component", "predictor"),
@@ -191,3 +192,5 @@ def test_labels_join_pushed_predictions_by_the_event_id(sidecar: Sidecar, model_
     answer = fetch(sidecar.metrics_url + "/feedback", "POST", labels.encode(), (("Content-Type", "application/x-ndjson"),))
     assert answer.status == 200, answer.body
     sidecar.wait_sample("model_labels_total", lambda v: v == before + ROWS, timeout=TIMEOUT_S, outcome="matched")
+    # the rows were placed by the response's ce-time, now: in the 5m window, not late
+    assert sidecar.sample("model_window_late_rows_total", window="5m") == 0
