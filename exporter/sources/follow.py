@@ -61,6 +61,18 @@ class Tracked:
 
 
 @dataclass
+class Parked:
+    """A file read to its end and idle: closed (its descriptor freed), reopened when it grows."""
+
+    path: str
+    source: int
+    offset: int
+    line: int | None
+    head_len: int = 0
+    head: int = 0
+
+
+@dataclass
 class FollowStats:
     """Counters of one pattern's files."""
 
@@ -89,6 +101,7 @@ class Follower:
         offsets_path: str | None = None,
         close_after: float = 5.0,
         max_files: int = 64,
+        idle_after: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.patterns = list(patterns)
@@ -97,8 +110,12 @@ class Follower:
         self.offsets_path = offsets_path
         self.close_after = close_after
         self.max_files = max_files
+        self.idle_after = idle_after
         self.clock = clock
         self.files: dict[tuple[int, int], Tracked] = {}
+        # files read to their end and idle for idle_after: closed, so a directory of many finished
+        # files (SageMaker's hourly captures) does not hold max_files descriptors forever
+        self.parked: dict[tuple[int, int], Parked] = {}
         self.stats = [FollowStats() for _ in self.patterns]
         self.errors: dict[str, int] = dict.fromkeys(ERROR_REASONS, 0)
         self._saved: dict[tuple[int, int], dict[str, Any]] = {}
@@ -122,7 +139,7 @@ class Follower:
         self.scan()
         # files of the last run rotated away to a name the patterns do not match: drain them too
         for ident, entry in list(self._saved.items()):
-            if ident not in self.files:
+            if ident not in self.files and ident not in self.parked:
                 self._find_rotated(ident, entry)
         self._saved.clear()
 
@@ -176,10 +193,38 @@ class Follower:
                     tracked.rotated_at = now
                     self.stats[tracked.source].rotations += 1
                 self._check_truncated(tracked)
+        for ident in [i for i in self.parked if i not in seen]:
+            del self.parked[ident]  # deleted or renamed away after it was read to its end
+            self._dirty = True
         for ident, (path, source, st) in seen.items():
             known = self.files.get(ident)
-            if known is None:
-                self._open(path, source, st)
+            parked = self.parked.get(ident)
+            if parked is not None:
+                parked.path = path
+                if st.st_size != parked.offset:  # grew (or was truncated): follow it again
+                    self._saved[ident] = {
+                        "offset": parked.offset,
+                        "line": parked.line,
+                        "head_len": parked.head_len,
+                        "head": parked.head,
+                    }
+                    if self._open(path, source, st) is not None:
+                        del self.parked[ident]
+                    self._saved.pop(ident, None)
+            elif known is None:
+                saved = self._saved.get(ident)
+                if saved is not None and int(saved.get("offset", -1)) == st.st_size:
+                    # read to its end in the last run: parked until it grows (its head is checked then)
+                    self.parked[ident] = Parked(
+                        path,
+                        source,
+                        st.st_size,
+                        saved.get("line") if isinstance(saved.get("line"), int) else None,
+                        int(saved.get("head_len", 0)),
+                        int(saved.get("head", 0)),
+                    )
+                else:
+                    self._open(path, source, st)
             else:
                 known.path = path
                 known.rotated_at = None  # back at a matched name (renamed to one the glob matches)
@@ -275,7 +320,19 @@ class Follower:
             if tracked.rotated_at is not None and tracked.pos >= tracked.size:
                 if now - tracked.last_data >= self.close_after and now - tracked.rotated_at >= self.close_after:
                     self._close(tracked, out)
+            elif tracked.pos >= tracked.size and now - tracked.last_data >= self.idle_after:
+                self._park(tracked)
         return out
+
+    def _park(self, tracked: Tracked) -> None:
+        head_len = min(HEAD_BYTES, tracked.committed)
+        self.parked[tracked.ident] = Parked(
+            tracked.path, tracked.source, tracked.committed, tracked.line, head_len, _head(tracked.fd, head_len)
+        )
+        os.close(tracked.fd)
+        tracked.fd = -1
+        del self.files[tracked.ident]  # a partial line it held is read again from `committed`
+        self._dirty = True
 
     def _read(self, tracked: Tracked, budget: int, out: list[Line]) -> int:
         used = 0
@@ -380,6 +437,19 @@ class Follower:
                     "line": t.line,
                     "head_len": head_len,
                     "head": _head(t.fd, head_len),
+                }
+            )
+        for ident, p in self.parked.items():
+            entries.append(
+                {
+                    "path": p.path,
+                    "source": p.source,
+                    "dev": ident[0],
+                    "ino": ident[1],
+                    "offset": p.offset,
+                    "line": p.line,
+                    "head_len": p.head_len,
+                    "head": p.head,
                 }
             )
         tmp = f"{self.offsets_path}.tmp"

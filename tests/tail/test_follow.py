@@ -194,3 +194,33 @@ def test_offsets_directory_is_created_and_a_failing_write_is_counted(tmp_path: P
     blocked.checkpoint()
     blocked.checkpoint(force=True)
     assert blocked.errors["offsets"] == 2
+
+
+def test_finished_files_are_closed_so_many_fit_in_max_files(tmp_path: Path) -> None:
+    """A directory of many finished files (SageMaker's hourly captures) with 2 descriptors to spare."""
+    now = [0.0]
+    for n in range(6):
+        (tmp_path / f"{n}.jsonl").write_bytes(b"".join(b'{"id": "%d"}\n' % (n * 10 + i) for i in range(3)))
+    offsets = tmp_path / "offsets.json"
+    f = Follower([str(tmp_path / "*.jsonl")], from_start=True, max_files=2, idle_after=10.0,
+                 offsets_path=str(offsets), clock=lambda: now[0])  # fmt: skip
+    seen: list[Line] = []
+    for _ in range(10):
+        seen += f.poll()
+        now[0] += 11.0
+    assert sorted(ids(seen)) == [n * 10 + i for n in range(6) for i in range(3)]
+    assert len(f.files) <= 2 and len(f.parked) >= 4
+    with open(tmp_path / "0.jsonl", "ab") as out:  # a finished file grows again: only the new line
+        out.write(b'{"id": "99"}\n')
+    more: list[Line] = []
+    for _ in range(3):
+        more += f.poll()
+        now[0] += 11.0
+    assert ids(more) == [99]
+    f.close()
+    # a restart parks what was read to its end without opening it
+    again = Follower([str(tmp_path / "*.jsonl")], max_files=2, offsets_path=str(offsets), clock=lambda: now[0])
+    assert again.poll() == [] and len(again.files) == 0 and len(again.parked) == 6
+    with open(tmp_path / "5.jsonl", "ab") as out:
+        out.write(b'{"id": "100"}\n')
+    assert ids(again.poll()) == [100]
