@@ -179,7 +179,7 @@ class Follower:
         """Match the patterns again: open new files, mark rotated ones, detect truncation."""
         seen: dict[tuple[int, int], tuple[str, int, os.stat_result]] = {}
         for source, pattern in enumerate(self.patterns):
-            for path in sorted(glob.glob(pattern)):
+            for path in sorted(glob.glob(pattern, recursive=True)):  # ** for nested directories
                 try:
                     st = os.stat(path)
                 except OSError:

@@ -224,3 +224,13 @@ def test_finished_files_are_closed_so_many_fit_in_max_files(tmp_path: Path) -> N
     with open(tmp_path / "5.jsonl", "ab") as out:
         out.write(b'{"id": "100"}\n')
     assert ids(again.poll()) == [100]
+
+
+def test_double_star_reaches_nested_directories(tmp_path: Path) -> None:
+    """SageMaker's capture layout: endpoint/variant/yyyy/mm/dd/hh/file.jsonl."""
+    deep = tmp_path / "ep" / "AllTraffic" / "2026" / "11" / "29" / "21"
+    deep.mkdir(parents=True)
+    (deep / "a.jsonl").write_bytes(b'{"id": "1"}\n')
+    (tmp_path / "ep" / "top.jsonl").write_bytes(b'{"id": "2"}\n')
+    f = Follower([str(tmp_path / "ep" / "**" / "*.jsonl")], from_start=True)
+    assert sorted(ids(f.poll())) == [1, 2]
