@@ -51,12 +51,19 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     # SIGTERM (Kubernetes, docker stop) drains gracefully: readiness off, shutdown.delay of serving,
     # then shutdown.grace_period for what is in flight. SIGINT (Ctrl-C) skips the delay.
     interactive = asyncio.Event()
+    # set by the signal itself, wherever start-up is: /-/ready answers 503 from that moment (a
+    # SIGTERM while the analysis worker still loads its baseline must not wait for it)
+    draining = asyncio.Event()
+
+    def on_sigterm() -> None:
+        draining.set()
+        stop.set()
 
     def on_sigint() -> None:
         interactive.set()
-        stop.set()
+        on_sigterm()
 
-    for sig, handler in ((signal.SIGTERM, stop.set), (signal.SIGINT, on_sigint)):
+    for sig, handler in ((signal.SIGTERM, on_sigterm), (signal.SIGINT, on_sigint)):
         try:
             loop.add_signal_handler(sig, handler)
         except (NotImplementedError, RuntimeError):
@@ -125,7 +132,6 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
             return gzip_close(worker, own), content_type, "gzip"
         return join(fmt, worker, own), content_type, None
 
-    draining = asyncio.Event()  # set on SIGTERM: not ready any more, whatever the model server says
 
     def readiness() -> tuple[bool, str]:
         if draining.is_set():
