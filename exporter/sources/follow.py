@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import math
 import os
 import stat
 import time
@@ -102,6 +103,7 @@ class Follower:
         close_after: float = 5.0,
         max_files: int = 64,
         idle_after: float = 60.0,
+        scan_every: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.patterns = list(patterns)
@@ -111,6 +113,8 @@ class Follower:
         self.close_after = close_after
         self.max_files = max_files
         self.idle_after = idle_after
+        self.scan_every = scan_every  # a poll matches the patterns again at most this often (a ** walk costs)
+        self._scanned = -math.inf
         self.clock = clock
         self.files: dict[tuple[int, int], Tracked] = {}
         # files read to their end and idle for idle_after: closed, so a directory of many finished
@@ -177,6 +181,7 @@ class Follower:
 
     def scan(self) -> None:
         """Match the patterns again: open new files, mark rotated ones, detect truncation."""
+        self._scanned = self.clock()
         seen: dict[tuple[int, int], tuple[str, int, os.stat_result]] = {}
         for source, pattern in enumerate(self.patterns):
             for path in sorted(glob.glob(pattern, recursive=True)):  # ** for nested directories
@@ -305,7 +310,7 @@ class Follower:
         """Whole lines appended since the last poll, reading at most about `budget` bytes; rotated files first."""
         if not self._started:
             self.start()
-        else:
+        elif self.clock() - self._scanned >= self.scan_every:
             self.scan()
         out: list[Line] = []
         # rotated files first, then in the order they were found: a file renamed to a name the

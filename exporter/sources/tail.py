@@ -101,6 +101,7 @@ class Tailer:
             offsets_path=offsets_path(config),
             close_after=tail.rotate_wait,
             max_files=tail.max_files,
+            scan_every=tail.poll_interval,
         )
         # the files' ends as the sidecar starts (before its ports answer), not when the worker is up
         self.follower.start()
