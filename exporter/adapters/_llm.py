@@ -98,10 +98,11 @@ def is_sse(response: Message) -> bool:
 
 def sse_events(body: bytes) -> tuple[list[tuple[str, bytes, int]], bool]:
     """(event name, data, end offset) of each event of a server-sent event stream, and whether
-    the body stopped mid-line (the last event, if any, is then incomplete).
+    the last of them may be incomplete: the body stopped before its blank line, mid-line.
 
     An event ends at its blank line; a last event whose blank line never came ends with its
-    last line (servers that end the stream by closing).
+    last line (servers that end the stream by closing). A partial line that is not data (a cut
+    `event:` or comment) leaves the events before it whole.
     """
     events: list[tuple[str, bytes, int]] = []
     data: list[bytes] = []
@@ -126,7 +127,7 @@ def sse_events(body: bytes) -> tuple[list[tuple[str, bytes, int]], bool]:
         data.append(value[1:] if value.startswith(b" ") else value)
     if data:
         events.append((name, b"\n".join(data), len(body) if rest else end))
-    return events, bool(rest)
+    return events, bool(rest) and bool(data)
 
 
 def ndjson_lines(body: bytes) -> tuple[list[tuple[bytes, int]], bool]:

@@ -65,3 +65,13 @@ def test_prompt_forms(prompt: object, chars: int | None, count: int) -> None:
     body = json.dumps({"model": "m", "prompt": prompt}).encode()
     rows = openai.adapter.parse_request(Message("/v1/completions", "/v1/completions", {}, body))
     assert rows.columns == {"prompt_chars": [chars], "prompt_messages": [count]}
+
+
+def test_a_cut_inside_a_field_name_leaves_the_events_before_it_whole() -> None:
+    # the stream stopped two bytes into the next line: the broken event before is still an error
+    body = sse(chunk("a")) + b'data: {"choices": [\n\n' + b"da"
+    with pytest.raises(PayloadError) as caught:
+        parse_stream(body)
+    assert caught.value.reason == "invalid_json"
+    rows = parse_stream(sse(chunk("a"), chunk("b"), done=False) + b"event: mess")
+    assert rows.llm is not None and rows.llm.content_ends and len(rows.llm.content_ends) == 2
