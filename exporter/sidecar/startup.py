@@ -103,7 +103,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     collectors.append(reloader)
     tailer: Tailer | None = None
     if config.tail.sources:  # `run --tail`: log lines through the same stats and link as proxied traffic
-        tailer = Tailer(config, stats, settings.routes, link)
+        tailer = Tailer(config, stats, lambda: ctx.routes, link)  # the route table in force after any reload
         collectors.append(tailer)
     stats.has_upstream = bool(up.url)
     push: PushSource | None = None
@@ -131,7 +131,6 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         if isinstance(worker, Deflated):
             return gzip_close(worker, own), content_type, "gzip"
         return join(fmt, worker, own), content_type, None
-
 
     def readiness() -> tuple[bool, str]:
         if draining.is_set():

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from prometheus_client.core import Metric
@@ -89,7 +89,14 @@ def _headers(body: Body | None, id_header: bytes, ident: str | None) -> dict[byt
 class Tailer:
     """The follower, the shape parsers and the counters of `run --tail`."""
 
-    def __init__(self, config: Config, stats: TrafficStats, routes: RouteTable, link: Link | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        stats: TrafficStats,
+        routes: RouteTable | Callable[[], RouteTable],
+        link: Link | None,
+    ) -> None:
+        """`routes`: the route table, or a function giving the one in force (a reload may change it)."""
         tail = config.tail
         self.sources = [s.path for s in tail.sources]
         self.shapes = [s.shape for s in tail.sources]
@@ -107,7 +114,7 @@ class Tailer:
         self.follower.start()
         self.poll_interval = tail.poll_interval
         self.stats = stats
-        self.routes = routes
+        self.routes: Callable[[], RouteTable] = routes if callable(routes) else (lambda: routes)
         self.link = link
         self.id_header = config.capture.id_header.encode("latin-1")
         self.records = [0] * len(self.sources)
@@ -144,7 +151,7 @@ class Tailer:
 
     def _account(self, rec: PredictionRecord, request_size: int | None, response_size: int | None) -> None:
         target = rec.route.encode("utf-8", "replace") or b"/"
-        route, path_model, path_version = self.routes.match(target)
+        route, path_model, path_version = self.routes().match(target)
         ok = 200 <= rec.status < 300
         labels = self.stats.labels.decide(rec.model or path_model, rec.version or path_version, ok)
         method = rec.method.encode("ascii", "replace")
