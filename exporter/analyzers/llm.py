@@ -10,6 +10,7 @@ adapter gives the offset just past each event that carries generated content
 - inter-token latency = gaps between the arrivals of consecutive content events (0 when two
   arrived in one read: what the client saw);
 - time per output token = (arrival of the last body byte − first token) / (completion tokens − 1);
+- prefill share = time to first token / request duration (queueing and prefill, as the client waits);
 - output tokens per second = completion tokens / request duration.
 
 Marks exist only where the body's bytes are the stream's (no Content-Encoding); past
@@ -29,6 +30,7 @@ from exporter.config import LLMConfig
 from exporter.events import MAX_MARKS, Event, Extraction
 from exporter.metrics.definitions import (
     LLM_DURATION_BUCKETS,
+    LLM_SHARE_BUCKETS,
     LLM_TOKEN_BUCKETS,
     LLM_TOKEN_LATENCY_BUCKETS,
     LLM_TOKEN_RATE_BUCKETS,
@@ -69,6 +71,7 @@ class _Series:
         self.ttft = _Histogram(LLM_TTFT_BUCKETS)
         self.itl = _Histogram(LLM_TOKEN_LATENCY_BUCKETS)
         self.tpot = _Histogram(LLM_TOKEN_LATENCY_BUCKETS)
+        self.prefill = _Histogram(LLM_SHARE_BUCKETS)
         self.durations: dict[str, _Histogram] = {}  # by streamed
         self.rate = _Histogram(LLM_TOKEN_RATE_BUCKETS)
         self.request_tokens: dict[tuple[str, str], _Histogram] = {}  # (kind, source)
@@ -169,6 +172,8 @@ class LLMStats:
             return
         first = times[0]
         s.ttft.observe(first)
+        if event.duration > 0:
+            s.prefill.observe(min(first / event.duration, 1.0))
         for a, b in zip(times, times[1:]):
             s.itl.observe(b - a)
         n = g.completion_tokens
@@ -200,6 +205,7 @@ class LLMStats:
             ("model_llm_time_to_first_token_seconds", "ttft"),
             ("model_llm_inter_token_latency_seconds", "itl"),
             ("model_llm_time_per_output_token_seconds", "tpot"),
+            ("model_llm_prefill_ratio", "prefill"),
             ("model_llm_output_tokens_per_second", "rate"),
         ):
             hist = histogram_family(name)

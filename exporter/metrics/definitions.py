@@ -49,6 +49,8 @@ LLM_DURATION_BUCKETS: tuple[float, ...] = (
 LLM_TOKEN_BUCKETS: tuple[float, ...] = (
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
 )  # fmt: skip
+# The share of a streamed request's duration before its first token (queueing and prefill).
+LLM_SHARE_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 # Output tokens per second of one request: from a slow CPU model to a fast GPU one.
 LLM_TOKEN_RATE_BUCKETS: tuple[float, ...] = (1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 150.0, 200.0, 400.0)
 
@@ -168,6 +170,13 @@ METRICS: tuple[MetricDef, ...] = (
         "model_llm_time_per_output_token_seconds",
         "histogram",
         "Streamed LLM responses with at least 2 completion tokens: (last byte - first content event) / (completion tokens - 1).",
+        ("route",),
+        family="llm",
+    ),
+    _d(
+        "model_llm_prefill_ratio",
+        "histogram",
+        "Streamed LLM responses: the share of the request duration spent before the first token (queueing and prefill): time to first token / request duration.",
         ("route",),
         family="llm",
     ),

@@ -68,6 +68,9 @@ def test_a_stream_is_timed_by_its_marks() -> None:
     # (last byte 0.6 − first token 0.3) / (3 − 1)
     assert sample(stats, "model_llm_time_per_output_token_seconds_sum") == pytest.approx(0.15)
     assert sample(stats, "model_llm_request_duration_seconds_sum", streamed="true") == pytest.approx(0.9)
+    assert sample(stats, "model_llm_prefill_ratio_sum") == pytest.approx(0.3 / 0.9)
+    assert sample(stats, "model_llm_prefill_ratio_bucket", le="0.3") == 0
+    assert sample(stats, "model_llm_prefill_ratio_bucket", le="0.4") == 1
     assert sample(stats, "model_llm_output_tokens_per_second_sum") == pytest.approx(3 / 0.9)
     assert sample(stats, "model_llm_tokens_total", kind="prompt", source="usage") == 5
     assert sample(stats, "model_llm_tokens_total", kind="completion", source="usage") == 3
