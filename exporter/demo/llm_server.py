@@ -70,9 +70,9 @@ class _Stream:
             await self.write(piece(i))
 
     async def finish(self) -> web.StreamResponse:
-        await self.response.write_eof()
-        if self.request.app[RECORD]:
+        if self.request.app[RECORD]:  # before the end goes out: a client that has it finds it recorded
             self.request.app[SENT].append(b"".join(self.sent))
+        await self.response.write_eof()
         return self.response
 
 
