@@ -196,15 +196,7 @@ class PushConfig:
     ttl: float = 30.0
 
 
-@dataclass(frozen=True)
-class LLMConfig:
-    # Prices per 1M tokens by model label value → model_llm_cost_total{kind, currency}; a model
-    # not listed costs nothing (its tokens are still counted).
-    currency: str = "USD"
-    prices: tuple[tuple[str, float, float], ...] = ()  # (model, prompt, completion) per 1M tokens
-
-
-TAIL_SHAPES = ("predlog", "sagemaker", "nginx", "envoy")
+TAIL_SHAPES = ("predlog", "sagemaker", "nginx", "envoy", "labels")
 # What each field of an access log line is called (tail sources of shape nginx or envoy; `fields` overrides)
 ACCESS_LOG_FIELDS = ("time", "status", "duration", "path", "method", "request_bytes", "response_bytes", "id", "model")
 
@@ -212,7 +204,9 @@ ACCESS_LOG_FIELDS = ("time", "status", "duration", "path", "method", "request_by
 @dataclass(frozen=True)
 class TailSource:
     path: str  # a file or a glob
-    shape: str = "predlog"  # TAIL_SHAPES; docs/prediction-log.md, SageMaker data capture, JSON access logs
+    # TAIL_SHAPES: docs/prediction-log.md, SageMaker data capture, JSON access logs, or ground-truth
+    # labels (one POST /feedback record per line, joined to predictions like the posted ones)
+    shape: str = "predlog"
     csv_columns: tuple[str, ...] = ()  # sagemaker: names of the CSV input columns (else x0, x1, ...)
     fields: tuple[tuple[str, str], ...] = ()  # nginx/envoy: ACCESS_LOG_FIELDS name -> key in the line
     duration_unit: str | None = None  # nginx/envoy: s, ms or us (default: nginx s, envoy ms)
@@ -240,6 +234,14 @@ class PredictionLogConfig:
     max_files: int = 5  # rotated files kept: path.1 .. path.N
     redact: tuple[str, ...] = ()  # JSON paths into the bodies whose values are written as "[REDACTED]"
     queue_size: int = 1000  # records waiting for the disk; beyond, dropped (counted)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    # Prices per 1M tokens by model label value → model_llm_cost_total{kind, currency}; a model
+    # not listed costs nothing (its tokens are still counted).
+    currency: str = "USD"
+    prices: tuple[tuple[str, float, float], ...] = ()  # (model, prompt, completion) per 1M tokens
 
 
 @dataclass(frozen=True)

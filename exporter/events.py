@@ -6,10 +6,12 @@ A leaf: it imports nothing of the package at run time, so the proxy process stay
 
 from __future__ import annotations
 
+import math
 import pickle
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
@@ -88,6 +90,70 @@ class Label(NamedTuple):
     label: str | int | float | bool
     time: float | None  # when the outcome happened (epoch seconds); None: when it arrived
     value: float | None  # a business outcome (revenue, cost), if sent
+
+
+# ---------------------------------------------------------------- a label record, as sent or logged
+# `{"id", "label", optional "time", optional numeric "value"}`: one record of POST /feedback or one
+# line of a labels file followed by the tailer (tail shape `labels`); checked the same way in both.
+MAX_ID_CHARS = 256
+MAX_LABEL_CHARS = 256
+FIELDS = frozenset({"id", "label", "time", "value"})
+
+
+class RecordError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_record(record: Any) -> Label:
+    """One record as a Label; RecordError names the field."""
+    if not isinstance(record, dict):
+        raise RecordError("record", 'expected an object like {"id": "r1", "label": 1}')
+    for key in record:
+        if key not in FIELDS:
+            raise RecordError(str(key)[:64], "unknown field (allowed: id, label, time, value)")
+    if "id" not in record:
+        raise RecordError("id", "required (the prediction's id: payload id or request id header)")
+    rid = record["id"]
+    if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "" or len(str(rid)) > MAX_ID_CHARS:
+        raise RecordError("id", f"expected a non-empty string or integer of at most {MAX_ID_CHARS} characters")
+    if "label" not in record:
+        raise RecordError("label", "required (the true class or value)")
+    label = record["label"]
+    if isinstance(label, float) and not math.isfinite(label):
+        raise RecordError("label", "expected a finite number")
+    if not isinstance(label, (str, int, float, bool)) or (
+        isinstance(label, str) and not 0 < len(label) <= MAX_LABEL_CHARS
+    ):
+        raise RecordError("label", f"expected a number, a boolean or a string of 1 to {MAX_LABEL_CHARS} characters")
+    return Label(str(rid), label, _time(record.get("time")), _value(record.get("value")))
+
+
+def _time(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise RecordError("time", "expected epoch seconds or an ISO 8601 time with a zone") from None
+        if parsed.tzinfo is None:
+            raise RecordError("time", "expected an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z")
+        return parsed.timestamp()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise RecordError("time", "expected epoch seconds or an ISO 8601 time with a zone")
+    return float(value)
+
+
+def _value(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        # non-negative: the sums are Prometheus counters (record a cost as a positive amount)
+        raise RecordError("value", "expected a non-negative number (a business outcome: revenue, cost)")
+    return float(value)
 
 
 class Feedback(NamedTuple):

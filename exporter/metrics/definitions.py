@@ -759,7 +759,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d(
         "model_exporter_tail_records_total",
         "counter",
-        "Lines read as valid records of the source's shape (predlog, sagemaker, nginx, envoy).",
+        "Lines read as valid records of the source's shape (predlog, sagemaker, nginx, envoy, labels).",
         ("source", "shape"),
         model_level=False,
         family="exporter",

@@ -8,19 +8,13 @@ array of records, or JSON Lines. Scoring and the join happen in the worker.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 from prometheus_client.core import Metric
 
-from exporter.events import Label
+from exporter.events import Label, RecordError, parse_record
 from exporter.metrics.definitions import family
-
-MAX_ID_CHARS = 256
-MAX_LABEL_CHARS = 256
-FIELDS = frozenset({"id", "label", "time", "value"})
 
 # (record index, field, what was wrong)
 Failure = tuple[int, str, str]
@@ -61,62 +55,6 @@ def parse_feedback(body: bytes) -> tuple[list[Label], list[Failure]]:
             failures.append((index, exc.field, exc.message))
     failures.sort()
     return labels, failures
-
-
-class RecordError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def parse_record(record: Any) -> Label:
-    """One record as a Label; RecordError names the field."""
-    if not isinstance(record, dict):
-        raise RecordError("record", 'expected an object like {"id": "r1", "label": 1}')
-    for key in record:
-        if key not in FIELDS:
-            raise RecordError(str(key)[:64], "unknown field (allowed: id, label, time, value)")
-    if "id" not in record:
-        raise RecordError("id", "required (the prediction's id: payload id or request id header)")
-    rid = record["id"]
-    if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "" or len(str(rid)) > MAX_ID_CHARS:
-        raise RecordError("id", f"expected a non-empty string or integer of at most {MAX_ID_CHARS} characters")
-    if "label" not in record:
-        raise RecordError("label", "required (the true class or value)")
-    label = record["label"]
-    if isinstance(label, float) and not math.isfinite(label):
-        raise RecordError("label", "expected a finite number")
-    if not isinstance(label, (str, int, float, bool)) or (
-        isinstance(label, str) and not 0 < len(label) <= MAX_LABEL_CHARS
-    ):
-        raise RecordError("label", f"expected a number, a boolean or a string of 1 to {MAX_LABEL_CHARS} characters")
-    return Label(str(rid), label, _time(record.get("time")), _value(record.get("value")))
-
-
-def _time(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise RecordError("time", "expected epoch seconds or an ISO 8601 time with a zone") from None
-        if parsed.tzinfo is None:
-            raise RecordError("time", "expected an ISO 8601 time with a zone, e.g. 2026-01-31T12:00:00Z")
-        return parsed.timestamp()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise RecordError("time", "expected epoch seconds or an ISO 8601 time with a zone")
-    return float(value)
-
-
-def _value(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        # non-negative: the sums are Prometheus counters (record a cost as a positive amount)
-        raise RecordError("value", "expected a non-negative number (a business outcome: revenue, cost)")
-    return float(value)
 
 
 def answer(accepted: int, failures: list[Failure], dropped: int = 0) -> tuple[int, bytes]:

@@ -117,6 +117,11 @@ class WorkerLink(asyncio.Protocol):
         return self.transport is not None
 
     @property
+    def labels_depth(self) -> int:
+        """Labels handed to the worker and not yet acknowledged."""
+        return self.labels_sent - self.labels_processed
+
+    @property
     def queue_depth(self) -> int:
         return self.sent - self.processed + len(self.pending)
 

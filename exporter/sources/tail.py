@@ -22,7 +22,7 @@ from typing import Protocol
 from prometheus_client.core import Metric
 
 from exporter.config import Config
-from exporter.events import Event
+from exporter.events import Event, Feedback, Label, RecordError, parse_record
 from exporter.metrics.definitions import family
 from exporter.predlog import ROWS_CONTENT_TYPE, TAILED_HEADER, Body, PredictionRecord
 from exporter.proxy.routes import RouteTable
@@ -42,11 +42,17 @@ try:
 
     def _dumps(value: object) -> bytes:
         return orjson.dumps(value)
+
+    def _loads(data: bytes) -> object:
+        return orjson.loads(data)
 except ImportError:  # pragma: no cover - orjson is a dependency; the stdlib is the fallback
     import json
 
     def _dumps(value: object) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
+
+    def _loads(data: bytes) -> object:
+        return json.loads(data)
 
 
 class Link(Protocol):
@@ -60,9 +66,16 @@ class Link(Protocol):
     @property
     def up(self) -> bool: ...
 
+    max_labels: int
+
+    @property
+    def labels_depth(self) -> int: ...
+
     def submit(self, event: Event) -> None: ...
 
     def drop(self, reason: str) -> None: ...
+
+    def submit_labels(self, feedback: Feedback) -> int: ...
 
 
 def offsets_path(config: Config) -> str | None:
@@ -86,6 +99,18 @@ def _headers(body: Body | None, id_header: bytes, ident: str | None) -> dict[byt
     return headers
 
 
+def _label(data: bytes, where: str) -> Label:
+    """One line of a labels file: a POST /feedback record; errors name the line and the field."""
+    try:
+        record = _loads(data)
+    except ValueError as exc:
+        raise ShapeError(f"{where}: expected a JSON object (a label record), got invalid JSON: {exc}") from None
+    try:
+        return parse_record(record)
+    except RecordError as exc:
+        raise ShapeError(f"{where}: field {exc.field!r}: {exc.message}") from None
+
+
 class Tailer:
     """The follower, the shape parsers and the counters of `run --tail`."""
 
@@ -100,7 +125,8 @@ class Tailer:
         tail = config.tail
         self.sources = [s.path for s in tail.sources]
         self.shapes = [s.shape for s in tail.sources]
-        self.parsers: list[Parser] = [parser_for(s) for s in tail.sources]
+        # labels lines are records of POST /feedback: checked in step(), not by a shape parser
+        self.parsers: list[Parser | None] = [parser_for(s) if s.shape != "labels" else None for s in tail.sources]
         self.follower = Follower(
             self.sources,
             from_start=tail.from_start,
@@ -127,14 +153,24 @@ class Tailer:
     def step(self) -> int:
         """One poll: read, account and submit whole lines; returns how many lines it read."""
         link = self.link
-        if link is not None and (not link.up or link.queue_depth * 2 >= link.max_queue):
+        if link is not None and (
+            not link.up or link.queue_depth * 2 >= link.max_queue or link.labels_depth * 2 >= link.max_labels
+        ):
             self.paused += 1
             return 0
         lines = self.follower.poll(READ_BUDGET)
+        labels: list[Label] = []
+        invalid = 0
         for line in lines:
+            parser = self.parsers[line.source]
             try:
-                logged = self.parsers[line.source](line.data, line.where)
+                if parser is None:
+                    labels.append(_label(line.data, line.where))
+                    self.records[line.source] += 1
+                    continue
+                logged = parser(line.data, line.where)
             except ShapeError as exc:
+                invalid += parser is None  # a malformed label also counts as model_labels_total{outcome="invalid"}
                 n = self.malformed[line.source] = self.malformed[line.source] + 1
                 if n <= LOGGED_ERRORS or n % 1000 == 0:
                     log.warning(
@@ -143,6 +179,8 @@ class Tailer:
                 continue
             self.records[line.source] += 1
             self._account(logged.record, logged.request_size, logged.response_size)
+        if (labels or invalid) and link is not None:
+            link.submit_labels(Feedback(time.time(), labels, invalid))  # a full queue drops them, counted there
         now = time.monotonic()
         if now - self._last_checkpoint >= CHECKPOINT_SECONDS:
             self.follower.checkpoint()

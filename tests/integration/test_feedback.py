@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -99,3 +100,40 @@ def test_form_content_types_are_refused(sidecar_factory: SidecarFactory, model_s
     assert too_large.status == 413
     assert fetch(sidecar.metrics_url + "/feedback", "GET").status == 405
     assert sidecar.sample("model_labels_total", outcome="matched") == 0
+
+
+def test_a_labels_file_is_followed_like_a_log_through_rotation(sidecar_factory: SidecarFactory,
+                                                                model_server: AppServer, tmp_path: Any) -> None:
+    """Labels written to JSON Lines files by a batch process: tail shape `labels`, the same records,
+    the same join; a rotated file is read to its end; a bad line is named and counted, not fatal."""
+    labels_dir = tmp_path / "labels"
+    labels_dir.mkdir()
+    current = labels_dir / "labels.jsonl"
+    current.write_bytes(b"")
+    config = {**_config(model_server.url),
+              "tail": {"sources": [{"path": str(labels_dir / "labels*.jsonl"), "shape": "labels"}],
+                       "poll_interval": "50ms"}}
+    sidecar = sidecar_factory(upstream=None, config=config)
+    predicted = _infer(sidecar.proxy_url, "batch-7", 6)
+    sidecar.wait_sample("model_prediction_rows_total", lambda v: v == 6, timeout=TIMEOUT_S)
+
+    with current.open("a") as out:  # the first three labels, then the file is rotated away
+        for i in range(3):
+            out.write(json.dumps({"id": f"batch-7:{i}", "label": predicted[i]}) + "\n")
+        out.write('{"id": "batch-7:4", "label": }\n')  # not JSON
+        out.write(json.dumps({"id": "batch-7:5"}) + "\n")  # no label
+    current.rename(labels_dir / "labels-1.jsonl")
+    with (labels_dir / "labels.jsonl").open("a") as out:  # the writer reopens: the rest, one wrong
+        out.write(json.dumps({"id": "batch-7:3", "label": 1 - predicted[3]}) + "\n")
+        out.write(json.dumps({"id": "nobody", "label": 0, "time": "2026-11-29T12:00:00Z"}) + "\n")
+
+    sidecar.wait_sample("model_labels_total", lambda v: v == 4, timeout=TIMEOUT_S, outcome="matched")
+    assert sidecar.sample("model_labels_total", outcome="unknown_id") == 1
+    assert sidecar.sample("model_labels_total", outcome="invalid") == 2
+    assert sidecar.sample("model_performance_score", metric="accuracy", window="5m") == 0.75
+    assert sidecar.sample("model_exporter_tail_records_total", shape="labels") == 5
+    assert sidecar.sample("model_exporter_tail_malformed_lines_total", shape="labels") == 2
+    assert sidecar.sample("model_requests_total") == 1  # label lines are not exchanges
+    stderr = sidecar.stderr()  # named by file and line (the file's name when it was read: before or after rotation)
+    assert re.search(r"labels(-1)?\.jsonl:4: expected a JSON object \(a label record\)", stderr), stderr[-2000:]
+    assert re.search(r"labels(-1)?\.jsonl:5: field 'label': required", stderr), stderr[-2000:]

@@ -56,7 +56,7 @@ def test_prediction_log_section() -> None:
         ({"tail": {"sources": [{"shape": "predlog"}]}}, "tail.sources[0].path: required (a file or a glob)"),
         (
             {"tail": {"sources": [{"path": "/x", "shape": "syslog"}]}},
-            "tail.sources[0].shape: expected one of predlog, sagemaker, nginx, envoy, got 'syslog'",
+            "tail.sources[0].shape: expected one of predlog, sagemaker, nginx, envoy, labels, got 'syslog'",
         ),
         (
             {"tail": {"sources": [{"path": "/x", "fields": {"status": "s"}}]}},
