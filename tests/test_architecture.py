@@ -36,8 +36,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "exporter.collectors": ("exporter.metrics",),
     "exporter.metrics": (),
     # the analysis worker process (started as `python -m exporter.worker`)
+    # (proxy.stats: the worker renders the proxy's traffic counters from the snapshot a scrape sends)
     "exporter.worker": ("exporter.adapters", "exporter.analyzers", "exporter.drift", "exporter.baseline",
-                        "exporter.metrics"),
+                        "exporter.metrics", "exporter.proxy.stats"),
     "exporter.analyzers": ("exporter.adapters", "exporter.drift", "exporter.baseline", "exporter.metrics"),
     "exporter.adapters": (),
     "exporter.drift": ("exporter.baseline",),

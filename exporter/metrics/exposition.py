@@ -84,14 +84,26 @@ class Deflated(NamedTuple):
     """The start of a gzip member's body: raw deflate blocks, flushed to a byte boundary, not final."""
 
     blocks: bytes
-    crc: int  # CRC-32 of the uncompressed bytes
-    size: int  # their length
+    crc: int  # CRC-32 of the uncompressed bytes (for a continuation: of everything up to its end)
+    size: int  # their length (for a continuation: its own)
+
+    def then(self, more: Deflated) -> Deflated:
+        """This part followed by `more`, a continuation of it (`deflate_more`)."""
+        return Deflated(self.blocks + more.blocks, more.crc, self.size + more.size)
 
 
 def deflate_open(data: bytes) -> Deflated:
     """Compress `data` as the first part of a gzip member that more data will follow."""
     compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
     return Deflated(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(data), len(data))
+
+
+def deflate_more(head: Deflated, data: bytes) -> Deflated:
+    """Compress `data` as what follows `head` in the same member (`head.then(...)` joins them)."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return Deflated(
+        compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH), zlib.crc32(data, head.crc), len(data)
+    )
 
 
 def gzip_close(head: Deflated, tail: bytes) -> bytes:

@@ -18,8 +18,11 @@ from typing import Any, cast
 from exporter.config import Config, ConfigError
 from exporter.events import ACK, COLLECT, DROP_REASONS, EVENTS, LABELS, RELOAD, Event, Feedback, FrameReader, encode
 from exporter.metrics.exposition import Deflated, deflate_open
+from exporter.proxy.stats import TrafficStats
 
 log = logging.getLogger(__name__)
+
+Part = bytes | Deflated  # a part of a scrape's body: plain, or open deflate blocks
 
 BATCH_EVENTS = 256  # flush at this many events...
 BATCH_SECONDS = 0.01  # ...or this long after the first one
@@ -42,8 +45,8 @@ class WorkerLink(asyncio.Protocol):
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.transport: asyncio.Transport | None = None
         self.process: subprocess.Popen[bytes] | None = None
-        # the worker's last rendered answer, per (format, gzip): plain bytes, or open deflate blocks
-        self.exposition: dict[tuple[str, bool], bytes | Deflated] = {}
+        # the worker's last rendered part, per (format, gzip): plain bytes, or open deflate blocks
+        self.exposition: dict[tuple[str, bool], Part] = {}
         self.last_collect_ok = False
         self.last_collect_seconds = 0.0
         self.restarts = 0  # times the worker exited and was started again
@@ -60,6 +63,9 @@ class WorkerLink(asyncio.Protocol):
         self._closing = False
         self._restart: asyncio.TimerHandle | None = None
         self._collecting: dict[tuple[str, bool], asyncio.Task[Any]] = {}
+        self._collect_ids: dict[tuple[str, bool], int] = {}  # the request id each pending collect carries
+        self._issued = 0  # the last request id sent
+        self._counters_served = 0  # traffic counters only from answers to requests from this id on
         self._answered_at: float | None = None
 
     # ------------------------------------------------------------ hot path
@@ -189,10 +195,11 @@ class WorkerLink(asyncio.Protocol):
         if not task.cancelled() and task.exception() is not None:
             log.error("restart failed: %s", task.exception())
 
-    async def _request(self, kind: int, payload: Any, timeout: float) -> Any:
+    async def _request(self, kind: int, payload: Any, timeout: float, request_id: int | None = None) -> Any:
         if self.transport is None:
             raise ConnectionError("analysis worker is not running")
-        request_id = next(self._ids)
+        if request_id is None:
+            request_id = self._issued = next(self._ids)
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[request_id] = waiter
         self.flush()  # events first, so the answer covers them
@@ -202,7 +209,9 @@ class WorkerLink(asyncio.Protocol):
         finally:
             self._waiters.pop(request_id, None)
 
-    async def collect(self, fmt: str, gzip: bool = False, timeout: float = SCRAPE_WAIT_SECONDS) -> bytes | Deflated:
+    async def collect(
+        self, fmt: str, gzip: bool = False, traffic: TrafficStats | None = None, timeout: float = SCRAPE_WAIT_SECONDS
+    ) -> tuple[Part, Part | None]:
         """The worker's part of a scrape in `fmt`, waiting at most `timeout`; else the last one it sent.
 
         The worker renders it, and with `gzip` compresses it (a large exposition would stall this
@@ -210,6 +219,11 @@ class WorkerLink(asyncio.Protocol):
         One request per kind is in flight at a time and a late answer still lands, so a busy
         worker costs a scrape some staleness (up to STALE_SECONDS, then collector_success 0),
         not a timeout.
+
+        `traffic`: the proxy's counters, sent along (a pickled snapshot) for the worker to render.
+        The second part is that rendering, or None when the caller must render them itself: the
+        answer did not come in time, or carries a snapshot older than counters already served
+        (a counter must never go back between two scrapes).
         """
         key = (fmt, gzip)
         loop = asyncio.get_running_loop()
@@ -218,18 +232,37 @@ class WorkerLink(asyncio.Protocol):
         if pending is None or pending.done():
             if self.transport is None:
                 self.last_collect_ok = False
-                return self._last(key)
-            pending = self._collecting[key] = loop.create_task(self._request(COLLECT, key, STALE_SECONDS))
+                self._own_counters()
+                return self._last(key), None
+            request_id = next(self._ids)
+            self._issued = request_id
+            pending = self._collecting[key] = loop.create_task(
+                self._request(COLLECT, (fmt, gzip, traffic), STALE_SECONDS, request_id)
+            )
             pending.add_done_callback(lambda task: self._collected(key, task))
+            self._collect_ids[key] = request_id
+        answered_for = self._collect_ids[key]
         try:
             await asyncio.wait_for(asyncio.shield(pending), timeout)
         except (TimeoutError, ConnectionError):
             pass
         self.last_collect_ok = self._answered_at is not None and loop.time() - self._answered_at <= STALE_SECONDS
         self.last_collect_seconds = loop.time() - started
-        return self._last(key)
+        counters: Part | None = None
+        if pending.done() and not pending.cancelled() and pending.exception() is None:
+            answer = pending.result()
+            if answer is not None and answer[1] is not None and answered_for >= self._counters_served:
+                counters = answer[1]
+                self._counters_served = answered_for
+        if counters is None:
+            self._own_counters()
+        return self._last(key), counters
 
-    def _last(self, key: tuple[str, bool]) -> bytes | Deflated:
+    def _own_counters(self) -> None:
+        """The caller renders the counters as of now: no answer to a request issued so far may serve older ones."""
+        self._counters_served = self._issued + 1
+
+    def _last(self, key: tuple[str, bool]) -> Part:
         last = self.exposition.get(key)
         if last is None:
             return deflate_open(b"") if key[1] else b""
@@ -238,9 +271,9 @@ class WorkerLink(asyncio.Protocol):
     def _collected(self, key: tuple[str, bool], task: asyncio.Task[Any]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        part = task.result()
-        if part is not None:  # None: the worker has no config yet
-            self.exposition[key] = part
+        answer = task.result()
+        if answer is not None:  # None: the worker has no config yet
+            self.exposition[key] = answer[0]
             self._answered_at = asyncio.get_running_loop().time()
 
     async def reload(self, config: Config, timeout: float = RELOAD_SECONDS) -> str | None:

@@ -112,25 +112,32 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
             link, lambda: ctx.stats.labels, lambda: reloader.config.push, config.capture.id_header
         )  # the label policy and the caps in force, after any reload
         collectors.append(push)
-    registry = build_registry(collectors)
+    registry = build_registry([c for c in collectors if c is not stats])  # the counters are rendered apart
     try:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload()))
     except (NotImplementedError, RuntimeError, AttributeError):
         pass
 
     async def render_metrics(accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
-        """(body, content type, content encoding) of a scrape: the worker's part, then the proxy's own."""
+        """(body, content type, content encoding) of a scrape: the worker's part, then the proxy's own.
+
+        The worker also renders the traffic counters, from the snapshot sent with the request; when
+        its answer is late (or it is down) the proxy renders them itself."""
         fmt, content_type = negotiate(accept)
         gzip = accepts_gzip(accept_encoding)
         # the worker's part first: its answer (or its absence) decides collector_success{pipeline}
+        counters: bytes | Deflated | None = None
         if link is None:
             worker: bytes | Deflated = deflate_open(b"") if gzip else b""
         else:
-            worker = await link.collect(fmt, gzip)
+            worker, counters = await link.collect(fmt, gzip, stats)
         own = encode(registry, fmt)
+        if counters is None:
+            own = join(fmt, encode(stats, fmt), own)
         if isinstance(worker, Deflated):
-            return gzip_close(worker, own), content_type, "gzip"
-        return join(fmt, worker, own), content_type, None
+            head = worker.then(counters) if isinstance(counters, Deflated) else worker
+            return gzip_close(head, own), content_type, "gzip"
+        return join(fmt, worker, counters if isinstance(counters, bytes) else b"", own), content_type, None
 
     def readiness() -> tuple[bool, str]:
         if draining.is_set():

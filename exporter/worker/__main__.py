@@ -14,8 +14,10 @@ import time
 
 from exporter.config import ConfigError
 from exporter.events import ACK, COLLECT, EVENTS, LABELS, RELOAD, FrameReader, encode
-from exporter.metrics.exposition import Deflated, deflate_open, strip_eof
+from exporter.metrics.exposition import OPENMETRICS, Deflated, deflate_more, deflate_open, strip_eof
 from exporter.metrics.exposition import encode as exposition
+from exporter.metrics.render import render
+from exporter.proxy.stats import TrafficStats
 from exporter.worker import state
 from exporter.worker.analysis import Analysis
 
@@ -24,15 +26,29 @@ log = logging.getLogger("exporter.worker")
 FRAME_ORDER = {RELOAD: 0, COLLECT: 1}
 
 
-def render_part(analysis: Analysis | None, fmt: str, gzip: bool) -> bytes | Deflated | None:
+# The worker's answer to a scrape: its own part, and the proxy's traffic counters rendered from the
+# snapshot the proxy sent (None without one): plain bytes, or open deflate blocks and their continuation.
+Part = bytes | Deflated
+
+
+def render_part(
+    analysis: Analysis | None, fmt: str, gzip: bool, traffic: TrafficStats | None = None
+) -> tuple[Part, Part | None] | None:
     """The worker's part of a scrape, rendered (and compressed) here, not in the proxy: a large
-    exposition would stall the proxy's loop. It comes first in the scrape, so it has no `# EOF`;
-    with `gzip` it is the open start of the gzip member the proxy completes with its own part.
+    exposition would stall the proxy's loop. So are the proxy's traffic counters, from the
+    snapshot its request carried (rendering a few thousand histogram buckets took the proxy
+    milliseconds per scrape). They come first in the scrape, so neither has an `# EOF`; with
+    `gzip` they are the open start of the gzip member the proxy completes with its own part.
     None tells the proxy there is nothing to report yet (not "nothing happened")."""
     if analysis is None:
         return None
+    openmetrics = fmt == OPENMETRICS
     text = strip_eof(exposition(analysis, fmt))
-    return deflate_open(text) if gzip else text
+    counters = strip_eof(render(traffic.collect(), openmetrics)) if traffic is not None else None
+    if not gzip:
+        return text, counters
+    head = deflate_open(text)
+    return head, deflate_more(head, counters) if counters is not None else None
 
 
 def serve(sock: socket.socket) -> int:
@@ -67,8 +83,8 @@ def serve(sock: socket.socket) -> int:
                     analysis.labels(payload)
                 sock.sendall(encode(LABELS, len(payload.labels)))
             elif kind == COLLECT:
-                request_id, (fmt, gzip) = payload
-                sock.sendall(encode(COLLECT, (request_id, render_part(analysis, fmt, gzip))))
+                request_id, (fmt, gzip, traffic) = payload
+                sock.sendall(encode(COLLECT, (request_id, render_part(analysis, fmt, gzip, traffic))))
             elif kind == RELOAD:
                 request_id, config = payload
                 try:

@@ -82,3 +82,49 @@ def test_promtool_checks_the_decompressed_scrape(sidecar: Sidecar, promtool: str
     _, _, zipped = _scrape(sidecar, None, "gzip")
     code, output = promtool_check_metrics(promtool, gzip.decompress(zipped).decode())
     assert code == 0, output
+
+
+@pytest.mark.parametrize("accept,encoding", [(None, None), (None, "gzip"), (OPENMETRICS_ACCEPT, None),
+                                             (OPENMETRICS_ACCEPT, "gzip")])
+def test_the_traffic_counters_appear_once(sidecar: Sidecar, accept: str | None, encoding: str | None) -> None:
+    """The worker renders the proxy's counters from the snapshot the scrape sends: once, never twice."""
+    sidecar.wait_analysis()
+    _, got_encoding, body = _scrape(sidecar, accept, encoding)
+    text = (gzip.decompress(body) if got_encoding == "gzip" else body).decode()
+    name = "model_requests" if accept else "model_requests_total"
+    assert text.count(f"# TYPE {name} counter\n") == 1
+    assert text.count("# TYPE model_exporter_build_info gauge\n") == 1
+
+
+def test_counters_stay_fresh_and_never_go_back_while_the_worker_stalls(sidecar: Sidecar) -> None:
+    """A stopped worker cannot render the counters: the proxy does, with the requests made meanwhile;
+    when the worker answers again, its (older) snapshots are not served over fresher counters."""
+    import os
+    import signal
+    import time
+
+    import psutil
+    from harness import sum_samples
+
+    sidecar.wait_analysis()
+    [worker] = psutil.Process(sidecar.proc.pid).children()
+
+    def requests_total() -> float:
+        _, enc, body = _scrape(sidecar, None, "gzip")
+        text = gzip.decompress(body).decode() if enc == "gzip" else body.decode()
+        return sum_samples([s for f in parse_text(text) for s in f.samples], "model_requests_total")
+
+    seen = [requests_total()]
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            assert fetch(sidecar.proxy_url + "/v2/health/ready").status == 200
+            seen.append(requests_total())  # the worker does not answer: the proxy renders its counters
+        assert seen[-1] >= seen[0] + 3  # fresh: every request made meanwhile is counted
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen.append(requests_total())
+        time.sleep(0.05)
+    assert seen == sorted(seen), seen  # a counter never goes back between two scrapes
