@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,6 +61,8 @@ def parse_cgroup_memory_limit(cgroup_file: str, root: Path = Path("/sys/fs/cgrou
     return None
 
 
+log = logging.getLogger(__name__)
+
 LOCATE_SECONDS = 10.0  # a model server process not found is looked for again this often
 
 
@@ -75,27 +79,52 @@ class ProcessCollector:
         proc_root: Path = Path("/proc"),
         cgroup_root: Path = Path("/sys/fs/cgroup"),
         clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ) -> None:
         self.locate = locate
         self.labels = [model, version]
         self.proc_root = proc_root
         self.cgroup_root = cgroup_root
         self.clock = clock
+        # locating scans every socket or process of the host (tens of milliseconds on a busy node):
+        # `background` runs it in a thread, so a scrape on the proxy's loop never waits for it
+        self.background = background
         self._proc: psutil.Process | None = None
         self._retry_at = 0.0
+        self._looking: threading.Thread | None = None
+        self._found: int | None = None  # set by the looking thread
 
     def _process(self) -> psutil.Process:
         if self._proc is not None and self._proc.is_running():
             return self._proc
-        # locating scans every socket or process of the host: on the proxy's loop, not on every scrape
-        if self.clock() < self._retry_at:
+        if self._found is not None:
+            found, self._found = self._found, None
+            self._proc = psutil.Process(found)
+            return self._proc
+        if self._looking is not None and self._looking.is_alive():
+            raise LookupError("looking for the model server process")
+        if self.clock() < self._retry_at:  # not found lately: not looked for on every scrape either
             raise LookupError(f"model server process not found (looked {LOCATE_SECONDS:.0f}s ago or less)")
+        if self.background:
+            self._looking = threading.Thread(target=self._look, name="locate-model-server", daemon=True)
+            self._looking.start()
+            raise LookupError("looking for the model server process")
         pid = self.locate()
         if pid is None:
             self._retry_at = self.clock() + LOCATE_SECONDS
             raise LookupError("model server process not found")
         self._proc = psutil.Process(pid)
         return self._proc
+
+    def _look(self) -> None:
+        pid = None
+        try:
+            pid = self.locate()
+        except Exception:  # psutil races with exiting processes: tried again after LOCATE_SECONDS
+            log.debug("locating the model server process failed", exc_info=True)
+        if pid is None:
+            self._retry_at = self.clock() + LOCATE_SECONDS
+        self._found = pid
 
     def collect(self) -> Iterator[Metric]:
         proc = self._process()

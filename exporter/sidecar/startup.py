@@ -230,10 +230,10 @@ def resource_sources(config: Config) -> list[Source]:
         sources.append(ProcessCollector(lambda: pid, name, version))
     elif res.match is not None:
         pattern = res.match
-        sources.append(ProcessCollector(lambda: find_by_cmdline(pattern), name, version))
+        sources.append(ProcessCollector(lambda: find_by_cmdline(pattern), name, version, background=True))
     elif config.upstream.host in LOOPBACK:
         port = config.upstream.port
-        sources.append(ProcessCollector(lambda: find_listener(port), name, version))
+        sources.append(ProcessCollector(lambda: find_listener(port), name, version, background=True))
     if res.gpu != "off":
         try:
             nvml = load_nvml()

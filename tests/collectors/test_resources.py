@@ -182,3 +182,32 @@ def test_an_absent_driver_is_loaded_again_only_after_a_while() -> None:
     registry = _registry(Isolated([collector]))
     assert registry.get_sample_value("model_gpu_utilization_ratio", {"gpu": "1", **MV}) == 0.9
     assert inits == [0.0, GPU_RETRY_SECONDS]
+
+
+def test_a_background_locate_never_makes_a_scrape_wait(child: subprocess.Popen[bytes]) -> None:
+    """find_listener / find_by_cmdline scan the host: in a thread, while scrapes answer without them."""
+    import threading
+    import time
+
+    release = threading.Event()
+    calls: list[int] = []
+
+    def slow_locate() -> int | None:
+        calls.append(1)
+        release.wait(10)
+        return child.pid
+
+    collector = ProcessCollector(slow_locate, "m", "1", background=True)
+    for _ in range(3):  # the locate is still running: the collector fails at once, one thread only
+        registry = _registry(Isolated([collector]))
+        assert registry.get_sample_value("model_exporter_collector_success", {"collector": "process"}) == 0
+    assert calls == [1]
+    release.set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        registry = _registry(Isolated([collector]))
+        if registry.get_sample_value("model_exporter_collector_success", {"collector": "process"}) == 1:
+            break
+        time.sleep(0.02)
+    assert registry.get_sample_value("model_server_open_fds", MV) >= 3
+    assert calls == [1]
