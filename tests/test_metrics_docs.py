@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.collectors.base import Isolated
 from exporter.config import Config, LLMConfig, PredictionLogConfig, TailConfig, TailSource
-from exporter.events import Event
+from exporter.events import MARK, Event
 from exporter.metrics.definitions import BY_NAME, DEFAULT_DURATION_BUCKETS, DEFAULT_SIZE_BUCKETS, METRICS
 from exporter.metrics.docs import readme_section, render
 from exporter.metrics.exposition import build_registry
@@ -55,7 +55,7 @@ def _registry() -> tuple[CollectorRegistry, TrafficStats]:
               b' "usage": {"prompt_tokens": 3, "completion_tokens": 2}}\n\ndata: [DONE]\n\n')
     worker.process([Event(0.0, "/v1/chat/completions", b"/v1/chat/completions", 200, 0.5, {},
                           b'{"model": "m", "messages": []}', {b"content-type": b"text/event-stream"}, stream,
-                          "m", "1", [(40, 0.1), (len(stream), 0.2)])])
+                          "m", "1", MARK.pack(40, 0.1) + MARK.pack(len(stream), 0.2))])
     worker.snapshot_time = 1.0
     link.last_collect_ok = True
 

@@ -27,7 +27,7 @@ from prometheus_client.core import Metric
 
 from exporter.adapters.base import FINISH_REASONS, LLM_ERROR_TYPES, Generation
 from exporter.config import LLMConfig
-from exporter.events import MAX_MARKS, Event, Extraction
+from exporter.events import MAX_MARKS, Event, Extraction, unpack_marks
 from exporter.metrics.definitions import (
     LLM_DURATION_BUCKETS,
     LLM_SHARE_BUCKETS,
@@ -82,7 +82,7 @@ class _Series:
         self.capped = 0
 
 
-def arrivals(ends: Sequence[int], marks: Sequence[tuple[int, float]]) -> list[float]:
+def arrivals(ends: Sequence[int], marks: Sequence[tuple[float, float]]) -> list[float]:
     """When each event (by its end offset) arrived: the time of the first mark covering it.
 
     Events past the marks (a capped list, whose last mark stands for the end of the body, or
@@ -162,7 +162,7 @@ class LLMStats:
                 self.cost[ckey] = self.cost.get(ckey, 0.0) + n * price[kind == "completion"] / 1e6
 
     def _timing(self, s: _Series, event: Event, g: Generation) -> None:
-        marks = event.marks
+        marks = unpack_marks(event.marks)
         if not marks or event.response_headers.get(b"content-encoding", b"identity").lower() != b"identity":
             return  # no arrival times, or offsets of a compressed body: nothing to time by
         if len(marks) >= MAX_MARKS:

@@ -173,9 +173,7 @@ class Exchange:
         self.ttfb: float | None = None
         self.last_activity = 0.0
         self.response_size = 0
-        self.marks: list[tuple[int, float]] | None = (
-            [] if self.capture is not None and self.route in LLM_ROUTES else None
-        )
+        self.marks: bytearray | None = bytearray() if self.capture is not None and self.route in LLM_ROUTES else None
 
     # ------------------------------------------------------------ request side
 
@@ -414,7 +412,7 @@ class Exchange:
                 body,
                 model,
                 version,
-                self.marks or (),
+                bytes(self.marks) if self.marks else b"",
             )
         )
 

@@ -14,7 +14,7 @@ from typing import cast
 
 import httptools
 
-from exporter.events import MAX_MARKS
+from exporter.events import MARK, MAX_MARKS
 from exporter.proxy.exchange import FINISHED, STREAMING, Exchange
 
 # RFC 9110 §7.6.1: connection-specific fields a proxy must not forward, and those the Connection
@@ -26,6 +26,11 @@ NOT_TRAILERS = HOP_BY_HOP | {b"transfer-encoding", b"content-length", b"trailer"
 # Connection options that name no field to drop: close and keep-alive, and the fields the proxy
 # frames and routes by (dropping them would change what the forwarded message means).
 _OPTIONS = frozenset({b"", b"close", b"keep-alive", b"host", b"content-length", b"transfer-encoding"})
+
+
+_pack_mark = MARK.pack
+_MARK_SIZE = MARK.size
+_MARKS_BYTES = MAX_MARKS * MARK.size
 
 
 def nominated(value: bytes, names: list[bytes] | None) -> list[bytes] | None:
@@ -58,6 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
         "capture_size",
         "response_headers",
         "read_at",
+        "read_marked",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -78,6 +84,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.capture_size = 0
         self.response_headers: dict[bytes, bytes] = {}  # the capture_headers of a captured response
         self.read_at = 0.0  # LLM routes: when the read being parsed arrived (seconds since the request began)
+        self.read_marked = False  # whether that read has its mark yet
 
     # ------------------------------------------------------------ transport events
 
@@ -96,6 +103,7 @@ class UpstreamConnection(asyncio.Protocol):
             ex.ttfb = now - ex.t0
         if ex.marks is not None:
             self.read_at = now - ex.t0
+            self.read_marked = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -222,11 +230,11 @@ class UpstreamConnection(asyncio.Protocol):
                 if marks is not None:
                     # an LLM route: when this read's body bytes arrived (events.Event.marks), one
                     # mark per read; capped, the last one moves on so the end stays timed
-                    at = self.read_at
-                    if marks and (marks[-1][1] == at or len(marks) >= MAX_MARKS):
-                        marks[-1] = (self.capture_size, at)
+                    if self.read_marked or len(marks) >= _MARKS_BYTES:
+                        marks[-_MARK_SIZE:] = _pack_mark(self.capture_size, self.read_at)
                     else:
-                        marks.append((self.capture_size, at))
+                        marks += _pack_mark(self.capture_size, self.read_at)
+                        self.read_marked = True
             else:  # too large to analyse: stop keeping it, the response streams on
                 self.capture = None
                 ex.drop_capture()

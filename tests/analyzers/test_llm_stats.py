@@ -12,14 +12,15 @@ from prometheus_client.registry import Collector
 from exporter.adapters.base import Generation
 from exporter.analyzers.llm import LLMStats, arrivals
 from exporter.config import LLMConfig
-from exporter.events import MAX_MARKS, Event, Extraction
+from exporter.events import MARK, MAX_MARKS, Event, Extraction
 
 ROUTE = "/v1/chat/completions"
 
 
 def event(status: int = 200, duration: float = 1.0, marks: list[tuple[int, float]] | None = None,
           headers: dict[bytes, bytes] | None = None) -> Event:
-    return Event(0.0, ROUTE, ROUTE.encode(), status, duration, {}, b"", headers or {}, b"", "m", "1", marks or [])
+    packed = b"".join(MARK.pack(size, at) for size, at in marks or ())
+    return Event(0.0, ROUTE, ROUTE.encode(), status, duration, {}, b"", headers or {}, b"", "m", "1", packed)
 
 
 def extraction(g: Generation) -> Extraction:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from exporter.events import MAX_MARKS, Event
+from exporter.events import MAX_MARKS, Event, unpack_marks
 from exporter.proxy.exchange import Exchange
 from exporter.proxy.routes import RouteTable
 from exporter.proxy.server import ProxyContext
@@ -94,15 +94,15 @@ def chunk(data: bytes) -> bytes:
 def test_one_mark_per_read_of_the_body_with_bytes_so_far_and_time_since_the_request() -> None:
     ex, conn, sink, client = exchange()
     conn.data_received(SSE_HEAD)  # the head alone: no body byte, no mark
-    assert ex.marks == [] and ex.ctx.stats.llm_streams == 1
+    assert ex.marks == b"" and ex.ctx.stats.llm_streams == 1
     events = [b'data: {"a": 1}\n\n', b'data: {"b": 2}\n\n', b'data: {"c": 3}\n\n']
     conn.data_received(chunk(events[0]))
     conn.data_received(chunk(events[1]) + chunk(events[2]))  # two events in one read: one mark
     conn.data_received(b"0\r\n\r\n")  # the end of the body: no new byte, no new mark
     (event,) = sink.events
-    sizes = [size for size, _ in event.marks]
-    assert sizes == [len(events[0]), sum(map(len, events))]
-    times = [at for _, at in event.marks]
+    marks = unpack_marks(event.marks)
+    assert [size for size, _ in marks] == [len(events[0]), sum(map(len, events))]
+    times = [at for _, at in marks]
     assert 0 <= times[0] <= times[1] <= event.duration
     assert event.response_body == b"".join(events)  # what the marks count is what the worker parses
     assert event.model == "llama3"  # from the request body, through the label policy
@@ -116,9 +116,10 @@ def test_marks_are_capped_and_the_last_one_moves_on() -> None:
         conn.data_received(chunk(b"x"))
     conn.data_received(b"0\r\n\r\n")
     (event,) = sink.events
-    assert len(event.marks) == MAX_MARKS
-    assert event.marks[-1][0] == MAX_MARKS + 10  # the end of the body stays timed
-    assert event.marks[-2][0] == MAX_MARKS - 1
+    marks = unpack_marks(event.marks)
+    assert len(marks) == MAX_MARKS
+    assert marks[-1][0] == MAX_MARKS + 10  # the end of the body stays timed
+    assert marks[-2][0] == MAX_MARKS - 1
 
 
 def test_routes_other_than_llm_ones_carry_no_marks() -> None:
@@ -126,4 +127,4 @@ def test_routes_other_than_llm_ones_carry_no_marks() -> None:
     assert ex.marks is None
     conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
     (event,) = sink.events
-    assert event.marks == () and event.model == "iris"  # the path's {model}, never the body's
+    assert event.marks == b"" and event.model == "iris"  # the path's {model}, never the body's
