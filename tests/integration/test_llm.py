@@ -213,8 +213,15 @@ def test_the_request_body_model_is_the_model_label_under_the_policy(sidecar: Sid
     assert llm_sample(sidecar, "model_requests_total", route=CHAT, model="m2") >= 1
 
 
-def test_streams_in_flight_return_to_zero(sidecar: Sidecar) -> None:
-    assert llm_sample(sidecar, "model_llm_streams_in_flight") == 0
+def test_streams_in_flight_while_a_stream_is_open(sidecar: Sidecar) -> None:
+    with client(sidecar) as c:
+        stream = c.chat.completions.create(model="m1", messages=[{"role": "user", "content": "x"}], stream=True)
+        next(iter(stream))  # the head and the role chunk are in: the rest is still coming
+        assert llm_sample(sidecar, "model_llm_streams_in_flight") == 1
+        for _ in stream:
+            pass
+    sidecar.wait_sample("model_llm_streams_in_flight", lambda v: v == 0, timeout=5)
+    assert any(s.name == "model_llm_streams_in_flight" for s in sidecar.metrics())
 
 
 def test_metrics_pass_promtool(sidecar: Sidecar, promtool: str) -> None:
