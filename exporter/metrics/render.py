@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+from exporter.metrics.definitions import BY_NAME, label_names
+from exporter.metrics.families import Sample
 
 _LEGACY_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")  # a metric or label name nothing escapes
 _TEXT_TYPES = {"info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram", "unknown": "untyped"}
@@ -126,8 +129,8 @@ def _fallback(metric: Metric, text: bool) -> str:
     return rendered.decode("utf-8")
 
 
-def render(metrics: Iterable[Metric], openmetrics: bool) -> bytes:
-    """The exposition of `metrics`: text 0.0.4, or OpenMetrics 1.0 ending with `# EOF`."""
+def render(metrics: Iterable[Metric], openmetrics: bool, eof: bool = True) -> bytes:
+    """The exposition of `metrics`: text 0.0.4, or OpenMetrics 1.0 ending with `# EOF` (unless not `eof`)."""
     out: list[str] = []
     text = not openmetrics
     for metric in metrics:
@@ -149,6 +152,91 @@ def render(metrics: Iterable[Metric], openmetrics: bool) -> bytes:
         if not _fast_samples(metric, text, out):
             del out[mark:]
             out.append(_fallback(metric, text))
-    if openmetrics:
+    if openmetrics and eof:
         out.append("# EOF\n")
     return "".join(out).encode("utf-8")
+
+
+# ---------------------------------------------------------------- samples straight to text
+class _Layout(NamedTuple):
+    """How one defined counter or gauge renders: what families.family() would build, precomputed."""
+
+    head_text: str  # HELP and TYPE lines, text format
+    head_openmetrics: str
+    sample: str  # the samples' name
+    order: tuple[tuple[str, int], ...]  # (label name, index in the sample's values), sorted by name
+    rank: int  # families come out in definition order
+
+
+_layouts: dict[str, _Layout] = {}
+
+
+def _layout(name: str) -> _Layout:
+    layout = _layouts.get(name)
+    if layout is None:
+        m = BY_NAME[name]
+        if m.type not in ("counter", "gauge", "info") or not all(map(_names.ok, [name, *label_names(m)])):
+            raise ValueError(f"{name}: not a counter or gauge of plain names")
+        family = m.name[: -len("_total")] if m.type == "counter" and m.name.endswith("_total") else m.name
+        sample = family + "_total" if m.type == "counter" else family
+        text_doc = m.help.replace("\\", r"\\").replace("\n", r"\n")
+        text_type = "counter" if m.type == "counter" else "gauge"
+        layout = _layouts[name] = _Layout(
+            f"# HELP {sample if m.type == 'counter' else family} {text_doc}\n"
+            f"# TYPE {sample if m.type == 'counter' else family} {text_type}\n",
+            f"# HELP {family} {_escape_value(m.help)}\n# TYPE {family} {text_type}\n",
+            sample,
+            tuple(sorted((label, i) for i, label in enumerate(label_names(m)))),
+            list(BY_NAME).index(name),
+        )
+    return layout
+
+
+# A series' line up to its value, by (metric, label values): the series of a drift monitor are the
+# same from one scrape to the next, so a scrape mostly formats values. Bounded: cleared when full.
+_prefixes: dict[tuple[str, tuple[str, ...]], str] = {}
+MAX_PREFIXES = 500_000
+
+
+def _prefix(name: str, labels: tuple[str, ...]) -> str:
+    layout = _layout(name)
+    parts = [f'{label}="{_escape_value(labels[i])}"' for label, i in layout.order]
+    prefix = f"{layout.sample}{{{','.join(parts)}}} " if parts else f"{layout.sample} "
+    if len(_prefixes) >= MAX_PREFIXES:
+        _prefixes.clear()
+    _prefixes[(name, labels)] = prefix
+    return prefix
+
+
+def render_samples(samples: Iterable[Sample], openmetrics: bool, eof: bool = True) -> bytes:
+    """`render(families(samples))`, byte for byte, without building a Metric and a Sample per series.
+
+    For the bulk of a large exposition (a drift monitor's tens of thousands of series): the
+    layout of each metric is worked out once, each series' line up to its value is cached
+    across scrapes, and a scrape formats the values.
+    """
+    lines: dict[str, list[str]] = {}
+    numbers: dict[float, str] = {}
+    prefixes = _prefixes
+    for name, labels, value in samples:
+        out = lines.get(name)
+        if out is None:
+            out = lines[name] = []
+        key = (name, tuple(labels))
+        prefix = prefixes.get(key)
+        if prefix is None:
+            prefix = _prefix(*key)
+        if not value:
+            rendered = go_float(value)  # 0.0 and -0.0: equal keys, written apart
+        else:
+            cached = numbers.get(value)
+            rendered = cached if cached is not None else numbers.setdefault(value, go_float(value))
+        out.append(f"{prefix}{rendered}\n")
+    body: list[str] = []
+    for name in sorted(lines, key=lambda n: _layout(n).rank):
+        layout = _layout(name)
+        body.append(layout.head_openmetrics if openmetrics else layout.head_text)
+        body.extend(lines[name])
+    if openmetrics and eof:
+        body.append("# EOF\n")
+    return "".join(body).encode("utf-8")

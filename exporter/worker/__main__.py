@@ -15,7 +15,6 @@ import time
 from exporter.config import ConfigError
 from exporter.events import ACK, COLLECT, EVENTS, LABELS, RELOAD, FrameReader, encode
 from exporter.metrics.exposition import OPENMETRICS, Deflated, deflate_more, deflate_open, strip_eof
-from exporter.metrics.exposition import encode as exposition
 from exporter.metrics.render import render
 from exporter.proxy.stats import TrafficStats
 from exporter.worker import state
@@ -43,7 +42,7 @@ def render_part(
     if analysis is None:
         return None
     openmetrics = fmt == OPENMETRICS
-    text = strip_eof(exposition(analysis, fmt))
+    text = strip_eof(analysis.exposition(openmetrics))
     counters = strip_eof(render(traffic.collect(), openmetrics)) if traffic is not None else None
     if not gzip:
         return text, counters

@@ -21,6 +21,7 @@ from exporter.events import Event, Extraction, Feedback
 from exporter.labels import default_labels
 from exporter.metrics.definitions import LABEL_DELAY_BUCKETS, family, histogram_family
 from exporter.metrics.families import families
+from exporter.metrics.render import render, render_samples
 from exporter.worker import state
 from exporter.worker.checks import load_checked_baseline
 from exporter.worker.extract import Extractor
@@ -241,6 +242,25 @@ class Analysis:
             self.store.close()
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._head()
+        if self.columns is not None:
+            yield from self.columns.collect(self.clock.now())
+            yield from self._tail()
+
+    def exposition(self, openmetrics: bool) -> bytes:
+        """What `collect()` renders to, byte for byte (tests/metrics), the drift monitor's tens of
+        thousands of series rendered straight from its samples (metrics/render.py)."""
+        if self.columns is None:
+            return render(self.collect(), openmetrics)
+        return b"".join(
+            (
+                render(self._head(), openmetrics, eof=False),
+                render_samples(self.columns.samples(self.clock.now()), openmetrics, eof=False),
+                render(self._tail(), openmetrics),
+            )
+        )
+
+    def _head(self) -> Iterator[Metric]:
         yield from self.content.collect(*self.default)
         if self.store is not None:
             yield from self.store.collect()
@@ -257,10 +277,10 @@ class Analysis:
                 written = family("model_exporter_state_snapshot_timestamp_seconds")
                 written.add_metric([], self.snapshot_time)
                 yield written
-        if self.columns is not None:
-            yield from self.columns.collect(self.clock.now())
-            if self.skipped:
-                skipped = family("model_baseline_skipped_rows_total")
-                for mv, n in sorted(self.skipped.items()):
-                    skipped.add_metric(list(mv), n)
-                yield skipped
+
+    def _tail(self) -> Iterator[Metric]:
+        if self.skipped:
+            skipped = family("model_baseline_skipped_rows_total")
+            for mv, n in sorted(self.skipped.items()):
+                skipped.add_metric(list(mv), n)
+            yield skipped

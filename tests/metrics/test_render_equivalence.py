@@ -244,3 +244,37 @@ def test_zero_and_negative_zero_in_one_family_are_written_apart() -> None:
     family.add_metric(["z"], 0)
     _same([family])
     assert b'g{a="y"} -0.0\n' in render([family], openmetrics=False)
+
+
+# ---------------------------------------------------------------- samples rendered without Metric objects
+def test_the_analysis_exposition_is_what_its_families_render(tmp_path: Path) -> None:
+    analysis = _analysis(tmp_path)
+    for openmetrics in (False, True):
+        assert analysis.exposition(openmetrics) == render(analysis.collect(), openmetrics)
+        assert analysis.exposition(openmetrics) == render(analysis.collect(), openmetrics)  # from the cache
+
+
+_SAMPLED = ("model_column_bin_total", "model_drift_score", "model_window_rows", "model_schema_errors_total",
+            "model_baseline_info", "model_column_values_total")
+
+
+@st.composite
+def _samples(draw: st.DrawFn) -> list[tuple[str, list[str], float]]:
+    from exporter.metrics.definitions import BY_NAME, label_names
+
+    out = []
+    for _ in range(draw(st.integers(0, 12))):
+        name = draw(st.sampled_from(_SAMPLED))
+        labels = [draw(_label_value) for _ in label_names(BY_NAME[name])]
+        out.append((name, labels, draw(_value)))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(_samples())
+def test_generated_samples_render_as_their_families(samples: list[tuple[str, list[str], float]]) -> None:
+    from exporter.metrics.families import families
+    from exporter.metrics.render import render_samples
+
+    for openmetrics in (False, True):
+        assert render_samples(samples, openmetrics) == render(families(samples), openmetrics)
