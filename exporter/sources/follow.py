@@ -182,15 +182,13 @@ class Follower:
     def scan(self) -> None:
         """Match the patterns again: open new files, mark rotated ones, detect truncation."""
         self._scanned = self.clock()
-        seen: dict[tuple[int, int], tuple[str, int, os.stat_result]] = {}
-        for source, pattern in enumerate(self.patterns):
-            for path in sorted(glob.glob(pattern, recursive=True)):  # ** for nested directories
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue  # gone between glob and stat
-                if stat.S_ISREG(st.st_mode):
-                    seen.setdefault((st.st_dev, st.st_ino), (path, source, st))
+        seen = self._match()
+        if any(ident not in seen for ident in self.files):
+            # a rename between the directory listing and the stat (app.log -> app.log.1 while the glob
+            # ran) hides a file that is still matched: look once more before calling it rotated
+            again = self._match()
+            again.update((ident, found) for ident, found in seen.items() if ident not in again)
+            seen = again
         now = self.clock()
         for ident, tracked in self.files.items():
             if ident not in seen:
@@ -235,6 +233,19 @@ class Follower:
                 known.rotated_at = None  # back at a matched name (renamed to one the glob matches)
                 self._check_truncated(known, st)
         self._first_scan = False
+
+    def _match(self) -> dict[tuple[int, int], tuple[str, int, os.stat_result]]:
+        """The regular files the patterns match now, by identity: (path, source, stat)."""
+        seen: dict[tuple[int, int], tuple[str, int, os.stat_result]] = {}
+        for source, pattern in enumerate(self.patterns):
+            for path in sorted(glob.glob(pattern, recursive=True)):  # ** for nested directories
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue  # gone between glob and stat
+                if stat.S_ISREG(st.st_mode):
+                    seen.setdefault((st.st_dev, st.st_ino), (path, source, st))
+        return seen
 
     def _check_truncated(self, tracked: Tracked, st: os.stat_result | None = None) -> None:
         if st is None:

@@ -234,3 +234,35 @@ def test_double_star_reaches_nested_directories(tmp_path: Path) -> None:
     (tmp_path / "ep" / "top.jsonl").write_bytes(b'{"id": "2"}\n')
     f = Follower([str(tmp_path / "ep" / "**" / "*.jsonl")], from_start=True)
     assert sorted(ids(f.poll())) == [1, 2]
+
+
+def test_a_rename_between_listing_and_stat_is_not_taken_for_a_rotation(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race a real writer hits now and then: the glob lists app.log, the writer renames it to
+    app.log.1 (still matched) and opens a new app.log, then the scan stats app.log and finds a new
+    inode. The old file is still matched: no rotation, read on, nothing twice."""
+    import exporter.sources.follow as follow
+
+    log = tmp_path / "app.log"
+    log.write_bytes(b"".join(b'{"id": "%d"}\n' % i for i in range(3)))
+    f = Follower([str(tmp_path / "app.log*")], from_start=True, close_after=0.0)
+    assert ids(f.poll()) == [0, 1, 2]
+    real_glob = follow.glob.glob
+    raced = []
+
+    def racing_glob(pattern: str, recursive: bool = False) -> list[str]:
+        listed = real_glob(pattern, recursive=recursive)
+        if not raced:
+            raced.append(1)
+            log.rename(tmp_path / "app.log.1")
+            log.write_bytes(b'{"id": "3"}\n')
+        return listed
+
+    monkeypatch.setattr(follow.glob, "glob", racing_glob)
+    f.scan()
+    assert raced and f.stats[0].rotations == 0
+    with (tmp_path / "app.log.1").open("ab") as old:
+        old.write(b'{"id": "4"}\n')  # the writer's last line to the old file
+    lines = f.poll() + f.poll()
+    assert sorted(ids(lines)) == [3, 4]
+    assert sorted(t.path for t in f.files.values()) == [str(log), str(tmp_path / "app.log.1")]
