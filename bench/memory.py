@@ -99,9 +99,11 @@ async def load(port: int, columns: int, rate: float, duration: float, conns: int
 
 
 def start_with_baseline(procs: Procs, columns: int, rows: int, delay_ms: float,
-                        settle: float) -> tuple[subprocess.Popen[bytes], int, int]:
+                        settle: float, client_cpu: int | None = None,
+                        sidecar_cpu: int | None = None) -> tuple[subprocess.Popen[bytes], int, int]:
     """Build a baseline of `columns` numeric features, start the stand-in upstream and a sidecar
-    on it with that baseline; returns (sidecar process, proxy port, metrics port) once healthy."""
+    on it with that baseline; returns (sidecar process, proxy port, metrics port) once healthy.
+    `client_cpu` / `sidecar_cpu`: pin the upstream and the sidecar (its worker too) to these CPUs."""
     training = procs.tmp / "training.csv"
     write_training(training, columns, rows)
     baseline = procs.tmp / "baseline.json"
@@ -111,11 +113,12 @@ def start_with_baseline(procs: Procs, columns: int, rows: int, delay_ms: float,
         raise RuntimeError(procs.log_tail("baseline"))
     up, px, mx = free_port(), free_port(), free_port()
     me = [sys.executable, str(Path(__file__).resolve().parent / "proxy_overhead.py")]
-    upstream = procs.start("upstream", me + ["--serve-upstream", "--port", str(up), "--delay-ms", str(delay_ms)], None)
+    upstream = procs.start("upstream", me + ["--serve-upstream", "--port", str(up), "--delay-ms", str(delay_ms)],
+                           client_cpu)
     wait_ready(procs, upstream, [(up, "/", "GET")], 15)
     sidecar = procs.start("sidecar", [sys.executable, "-m", "exporter", "run", "--upstream", f"http://{HOST}:{up}",
                                       "--listen", f"{HOST}:{px}", "--metrics-listen", f"{HOST}:{mx}",
-                                      "--baseline", str(baseline)], None)
+                                      "--baseline", str(baseline)], sidecar_cpu)
     wait_ready(procs, sidecar, [(mx, "/-/healthy", "GET")], 120)
     time.sleep(settle)  # the worker loads the baseline
     return sidecar, px, mx

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import multiprocessing
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -63,7 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--plain", action="store_true", help="scrape without gzip, as text 0.0.4")
+    parser.add_argument("--client-cpu", type=int, default=0, help="CPU of the load, the scrapers and the upstream")
+    parser.add_argument("--sidecar-cpu", type=int, default=1, help="CPU of the sidecar (proxy and worker)")
+    parser.add_argument("--no-pin", action="store_true", help="let the scheduler place everything")
     args = parser.parse_args(argv)
+    pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
+    client_cpu, sidecar_cpu = (args.client_cpu, args.sidecar_cpu) if pin else (None, None)
+    if client_cpu is not None:
+        # the load generator and the scrapers (which inherit it) stand for clients and Prometheus on other
+        # machines: on a 2-core box unpinned, their CPU would be charged to the proxy's latency
+        os.sched_setaffinity(0, {client_cpu})
     headers = {} if args.plain else PROMETHEUS_HEADERS
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-scrape-"))
@@ -72,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     scrapes: list[float] = []
     size = 0
     try:
-        sidecar, px, mx = start_with_baseline(procs, args.columns, 2000, delay_ms=5, settle=5.0)
+        sidecar, px, mx = start_with_baseline(procs, args.columns, 2000, delay_ms=5, settle=5.0,
+                                              client_cpu=client_cpu, sidecar_cpu=sidecar_cpu)
         proxy_proc = psutil.Process(sidecar.pid)
         worker_proc = proxy_proc.children()[0]
         conn = http.client.HTTPConnection(HOST, mx, timeout=30)
@@ -106,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         procs.stop_all()
 
-    print(f"\n== scrapes vs proxied latency: {args.columns}-column baseline, scraped "
+    placement = f"sidecar on CPU {sidecar_cpu}, load, scrapers and upstream on CPU {client_cpu}" if pin else "unpinned"
+    print(f"\n== scrapes vs proxied latency ({placement}): {args.columns}-column baseline, scraped "
           f"{'as text, uncompressed' if args.plain else 'as Prometheus does (OpenMetrics, gzip)'}: "
           f"{size / 1e6:.2f} MB a scrape; {args.rate:g} req/s, upstream 5 ms; medians of {args.rounds} "
           f"interleaved rounds ==")
