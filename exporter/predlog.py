@@ -135,18 +135,25 @@ def _optional_str(obj: dict[str, Any], name: str, where: str, prefix: str = "") 
     raise _fail(where, prefix + name, "a string or null", value)
 
 
-def _time(value: Any, where: str) -> float:
+def epoch_seconds(value: Any) -> float | None:
+    """A time as epoch seconds: a finite number, or an RFC 3339 string with an offset; else None."""
     if _number(value):
         return float(value)
     if type(value) is str:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                return parsed.timestamp()
-    raise _fail(where, "time", "epoch seconds or an RFC 3339 time with an offset (2026-01-31T12:00:00Z)", value)
+            return None
+        if parsed.tzinfo is not None:
+            return parsed.timestamp()
+    return None
+
+
+def _time(value: Any, where: str) -> float:
+    seconds = epoch_seconds(value)
+    if seconds is None:
+        raise _fail(where, "time", "epoch seconds or an RFC 3339 time with an offset (2026-01-31T12:00:00Z)", value)
+    return seconds
 
 
 def _parse_body(value: Any, name: str, where: str) -> Body | None:

@@ -45,6 +45,15 @@ def go_float(value: Any) -> str:
     return s
 
 
+def _number(value: float, cache: dict[float, str]) -> str:
+    """go_float(value), cached by value for one render: equal values render alike, except 0.0 and
+    -0.0 (equal keys, written apart), which are not cached."""
+    if not value:
+        return go_float(value)
+    cached = cache.get(value)
+    return cached if cached is not None else cache.setdefault(value, go_float(value))
+
+
 def _escape_value(v: str) -> str:
     if "\\" in v or "\n" in v or '"' in v:
         return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
@@ -90,12 +99,7 @@ def _fast_samples(metric: Metric, text: bool, out: list[str]) -> bool:
                 return False
             rendered = ""
         else:
-            # cached by value: equal values render alike, except 0.0 and -0.0 (equal, written apart)
-            if not value:
-                rendered = go_float(value)
-            else:
-                cached = numbers.get(value)
-                rendered = cached if cached is not None else numbers.setdefault(value, go_float(value))
+            rendered = _number(value, numbers)
         labels = s.labels
         if labels:
             if tuple(labels) != keys:  # the label names change rarely within a family: check them once
@@ -226,11 +230,7 @@ def render_samples(samples: Iterable[Sample], openmetrics: bool, eof: bool = Tru
         prefix = prefixes.get(key)
         if prefix is None:
             prefix = _prefix(*key)
-        if not value:
-            rendered = go_float(value)  # 0.0 and -0.0: equal keys, written apart
-        else:
-            cached = numbers.get(value)
-            rendered = cached if cached is not None else numbers.setdefault(value, go_float(value))
+        rendered = _number(value, numbers)
         out.append(f"{prefix}{rendered}\n")
     body: list[str] = []
     for name in sorted(lines, key=lambda n: _layout(n).rank):

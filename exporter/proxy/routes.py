@@ -52,32 +52,6 @@ BUILTIN_ROUTES: tuple[str, ...] = (
     "/predict",
 )
 
-# Routes whose payloads carry features and predictions: the ones captured for analysis.
-INFERENCE_ROUTES: frozenset[str] = frozenset(
-    {
-        "/v2/models/{model}/versions/{version}/infer",
-        "/v2/models/{model}/infer",
-        "/v1/models/{model}/versions/{version}:predict",
-        "/v1/models/{model}:predict",
-        "/v1/models/{model}:classify",
-        "/v1/models/{model}:regress",
-        "/v1/chat/completions",
-        "/v1/completions",
-        "/v1/embeddings",
-        "/v1/responses",
-        "/generate",
-        "/generate_stream",
-        "/api/generate",
-        "/api/chat",
-        "/api/embed",
-        "/api/embeddings",
-        "/invocations",
-        "/api/v1.0/predictions",
-        "/api/v0.1/predictions",
-        "/predict",
-    }
-)
-
 # The LLM serving routes (OpenAI-compatible, TGI, Ollama): their captured responses carry arrival
 # marks (events.Event.marks) and their request body's top-level "model" names the exchange's model
 # (exporter/proxy/body_model.py).
@@ -95,6 +69,20 @@ LLM_ROUTES: frozenset[str] = frozenset(
         "/api/embeddings",
     }
 )
+
+# Routes whose payloads carry features and predictions: the ones captured for analysis.
+INFERENCE_ROUTES: frozenset[str] = LLM_ROUTES | {
+    "/v2/models/{model}/versions/{version}/infer",
+    "/v2/models/{model}/infer",
+    "/v1/models/{model}/versions/{version}:predict",
+    "/v1/models/{model}:predict",
+    "/v1/models/{model}:classify",
+    "/v1/models/{model}:regress",
+    "/invocations",
+    "/api/v1.0/predictions",
+    "/api/v0.1/predictions",
+    "/predict",
+}
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _CACHE_MAX = 4096

@@ -148,12 +148,7 @@ class TrafficStats:
     ) -> None:
         """Account one finished exchange (the only call on the hot path); `labels`: its (model, version)."""
         series = self._series(labels)
-        key = (route, METHODS.get(method, OTHER), CODE_LABELS.get(code, OTHER))
-        n = series.requests.get(key)
-        if n is None:
-            key = self._admit(series, key)
-            n = series.requests.get(key, 0)
-        series.requests[key] = n + 1
+        key = self._count(series, route, method, code)
         hist = series.durations.get(key)
         if hist is None:
             hist = series.durations[key] = _Histogram(len(self.duration_bounds))
@@ -179,12 +174,7 @@ class TrafficStats:
     ) -> None:
         """Account one exchange read from a log (sources/tail.py): what its line does not say is not observed."""
         series = self._series(labels)
-        key = (route, METHODS.get(method, OTHER), CODE_LABELS.get(code, OTHER))
-        n = series.requests.get(key)
-        if n is None:
-            key = self._admit(series, key)
-            n = series.requests.get(key, 0)
-        series.requests[key] = n + 1
+        key = self._count(series, route, method, code)
         if duration is not None:
             hist = series.durations.get(key)
             if hist is None:
@@ -194,6 +184,16 @@ class TrafficStats:
             self._observe(series.request_sizes, route, self.size_bounds, request_size)
         if response_size is not None:
             self._observe(series.response_sizes, route, self.size_bounds, response_size)
+
+    def _count(self, series: _Traffic, route: str, method: bytes, code: int) -> tuple[str, str, str]:
+        """Count one request of `series`; returns its label set (route, method, code), folded past the cap."""
+        key = (route, METHODS.get(method, OTHER), CODE_LABELS.get(code, OTHER))
+        n = series.requests.get(key)
+        if n is None:
+            key = self._admit(series, key)
+            n = series.requests.get(key, 0)
+        series.requests[key] = n + 1
+        return key
 
     def _admit(self, series: _Traffic, key: tuple[str, str, str]) -> tuple[str, str, str]:
         """A new label set: kept while under max_series, else folded into route and code "other"."""

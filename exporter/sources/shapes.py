@@ -15,11 +15,10 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from exporter.config import TailSource
-from exporter.predlog import Body, PredictionLogError, PredictionRecord, Row, parse_line
+from exporter.predlog import Body, PredictionLogError, PredictionRecord, Row, epoch_seconds, parse_line
 
 
 class ShapeError(ValueError):
@@ -67,17 +66,10 @@ def _fail(where: str, name: str, expected: str, value: Any) -> ShapeError:
 
 
 def _time(value: Any, where: str, name: str) -> float:
-    if type(value) in (int, float) and math.isfinite(value):
-        return float(value)
-    if type(value) is str:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None:
-                return parsed.timestamp()
-    raise _fail(where, name, "epoch seconds or an RFC 3339 time with an offset", value)
+    seconds = epoch_seconds(value)
+    if seconds is None:
+        raise _fail(where, name, "epoch seconds or an RFC 3339 time with an offset", value)
+    return seconds
 
 
 def _cell(text: str) -> float | str | None:
