@@ -7,7 +7,8 @@ stream the client records when each content event arrived (the role chunk is not
 TTFT = first content event - request sent (less the stream's phase); ITL = gaps between content events. The figures are
 p50/p99 over all streams of a run, the sidecar's added p50/p99 against the direct run of the
 same round, and their medians over rounds. Every stream's bytes are compared with what the
-stand-in sends (a deterministic function of the request): none may differ.
+stand-in sends (a deterministic function of the request): none may differ. A bare relay on the
+sidecar's CPU is the control: "over relay" is what the sidecar adds beyond any extra hop.
 
 Targets: added TTFT p99 <= 2 ms, added ITL p99 <= 1 ms, no stream altered.
 
@@ -167,6 +168,69 @@ def serve_stand_in(port: int, first_s: float, gap_s: float, spread: bool) -> Non
         server.close()
 
 
+# ---------------------------------------------------------------- a bare relay (the control for the hop)
+class Relay(asyncio.Protocol):
+    """Copies bytes both ways between a client and its own upstream connection, nothing else:
+    what any extra hop costs on this machine, against which the sidecar's own work is measured."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.transport: asyncio.Transport | None = None
+        self.peer: _RelayUp | None = None
+        self.early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._connect(loop))
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        _, peer = await loop.create_connection(lambda: _RelayUp(self), HOST, self.upstream_port)
+        self.peer = peer
+        for data in self.early:
+            peer.transport.write(data)  # type: ignore[union-attr]
+        self.early = []
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None or self.peer.transport is None:
+            self.early.append(data)
+        else:
+            self.peer.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+
+class _RelayUp(asyncio.Protocol):
+    def __init__(self, down: Relay) -> None:
+        self.down = down
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.down.transport is not None:
+            self.down.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.down.transport is not None:
+            self.down.transport.close()
+
+
+def serve_relay(port: int, upstream_port: int) -> None:
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    server = loop.run_until_complete(loop.create_server(lambda: Relay(upstream_port), HOST, port, backlog=1024))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, loop.stop)
+    try:
+        loop.run_forever()
+    finally:
+        server.close()
+
+
 # ---------------------------------------------------------------- the client
 class Stream(asyncio.Protocol):
     """One streamed request: when each content event arrived, and the body as received."""
@@ -293,7 +357,11 @@ def main() -> int:
     ap.add_argument("--no-pin", action="store_true", help="run without CPU pinning")
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument("--serve-stand-in", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-relay", type=int, nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_relay:
+        serve_relay(*args.serve_relay)
+        return 0
     if args.serve_stand_in:
         serve_stand_in(args.serve_stand_in, args.first_ms / 1000, args.gap_ms / 1000, not args.lockstep)
         return 0
@@ -303,7 +371,7 @@ def main() -> int:
     client_cpu, proxy_cpu = (args.client_cpu, args.proxy_cpu) if pin else (None, None)
     where = f"client and stand-in on CPU {client_cpu}, sidecar on CPU {proxy_cpu}" if pin else "not pinned"
     print(f"placement: {where}")
-    upstream_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
+    upstream_port, proxy_port, metrics_port, relay_port = free_port(), free_port(), free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="llm-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -321,21 +389,25 @@ def main() -> int:
                  f"http://{HOST}:{upstream_port}", "--listen", f"{HOST}:{proxy_port}",
                  "--metrics-listen", f"{HOST}:{metrics_port}"],
                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pinned(proxy_cpu)))
+        procs.append(subprocess.Popen(  # the control: a bare relay where the sidecar runs
+            [sys.executable, __file__, "--serve-relay", str(relay_port), str(upstream_port)],
+            cwd=REPO, preexec_fn=pinned(proxy_cpu)))
         metrics_url = f"http://{HOST}:{metrics_port}"
-        if not (wait_ok(f"http://{HOST}:{upstream_port}/v1/models", 30) and wait_ok(metrics_url + "/-/ready", 30)):
+        if not (wait_ok(f"http://{HOST}:{upstream_port}/v1/models", 30) and wait_ok(metrics_url + "/-/ready", 30)
+                and wait_ok(f"http://{HOST}:{relay_port}/v1/models", 30)):
             print((tmp / "sidecar.log").read_text()[-3000:], file=sys.stderr)
             return 2
         if pin:
             os.sched_setaffinity(0, {client_cpu})
         loop = new_loop()
         asyncio.set_event_loop(loop)
-        paths = {"direct": upstream_port, "sidecar": proxy_port}
+        paths = {"direct": upstream_port, "relay": relay_port, "sidecar": proxy_port}
         gap_s, spread = args.gap_ms / 1000, not args.lockstep
         for name, port in paths.items():  # warm-up: connections, the worker, the allocators
             loop.run_until_complete(run_streams(port, args.streams, 5, f"warm-{name}", gap_s, spread))
         rows: list[dict[str, Any]] = []
         for r in range(args.rounds):
-            order = list(paths) if r % 2 == 0 else list(reversed(paths))
+            order = list(paths)[r % 3:] + list(paths)[:r % 3]  # each path in each place in turn
             got = {}
             for name in order:
                 res = loop.run_until_complete(
@@ -344,8 +416,12 @@ def main() -> int:
                 print(f"round {r + 1} {name:8s} TTFT p50 {pct(res['ttft'], 50):8.2f} ms  p99 {pct(res['ttft'], 99):8.2f} ms"
                       f"   ITL p50 {pct(res['itl'], 50):7.2f} ms  p99 {pct(res['itl'], 99):7.2f} ms"
                       f"   failed {res['failed']}  altered {res['altered']}", flush=True)
-            d, s = got["direct"], got["sidecar"]
+            d, s, b = got["direct"], got["sidecar"], got["relay"]
             rows.append({
+                "relay_ttft_p50": pct(b["ttft"], 50), "relay_ttft_p99": pct(b["ttft"], 99),
+                "relay_itl_p50": pct(b["itl"], 50), "relay_itl_p99": pct(b["itl"], 99),
+                "over_relay_ttft_p99": pct(s["ttft"], 99) - pct(b["ttft"], 99),
+                "over_relay_itl_p99": pct(s["itl"], 99) - pct(b["itl"], 99),
                 "direct_ttft_p50": pct(d["ttft"], 50), "direct_ttft_p99": pct(d["ttft"], 99),
                 "sidecar_ttft_p50": pct(s["ttft"], 50), "sidecar_ttft_p99": pct(s["ttft"], 99),
                 "direct_itl_p50": pct(d["itl"], 50), "direct_itl_p99": pct(d["itl"], 99),
@@ -354,7 +430,7 @@ def main() -> int:
                 "added_ttft_p99": pct(s["ttft"], 99) - pct(d["ttft"], 99),
                 "added_itl_p50": pct(s["itl"], 50) - pct(d["itl"], 50),
                 "added_itl_p99": pct(s["itl"], 99) - pct(d["itl"], 99),
-                "failed": d["failed"] + s["failed"], "altered": d["altered"] + s["altered"],
+                "failed": d["failed"] + s["failed"] + b["failed"], "altered": d["altered"] + s["altered"] + b["altered"],
             })
         time.sleep(2)  # the worker analyses the last streams
         analysed = metric_total(metrics_url, "model_llm_time_to_first_token_seconds_count")
@@ -376,9 +452,11 @@ def main() -> int:
           f"then every {args.gap_ms:g} ms ({'in lockstep' if args.lockstep else 'phases spread over the period'}); "
           f"medians over {args.rounds} interleaved rounds")
     print(f"{'':10s}{'TTFT p50':>12s}{'TTFT p99':>12s}{'ITL p50':>12s}{'ITL p99':>12s}   (ms)")
-    for path in ("direct", "sidecar"):
+    for path in ("direct", "relay", "sidecar"):
         print(f"{path:10s}" + "".join(f"{med[f'{path}_{m}']:12.2f}" for m in ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99")))
     print(f"{'added':10s}" + "".join(f"{med[f'added_{m}']:+12.2f}" for m in ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99")))
+    print(f"{'over relay':10s}{'':12s}{med['over_relay_ttft_p99']:+12.2f}{'':12s}{med['over_relay_itl_p99']:+12.2f}"
+          "   (the sidecar against the bare relay: what its own work adds to the hop)")
     spread = [row["added_ttft_p99"] for row in rows], [row["added_itl_p99"] for row in rows]
     print(f"added p99 per round: TTFT {', '.join(f'{v:+.2f}' for v in spread[0])}; "
           f"ITL {', '.join(f'{v:+.2f}' for v in spread[1])}")
