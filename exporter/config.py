@@ -121,6 +121,7 @@ class ResourcesConfig:
     pid: int | None = None  # the model server's PID
     match: str | None = None  # or a regex on its command line
     gpu: str = "auto"  # auto: GPUs if an NVIDIA driver is present; on; off
+    interval: float = 1.0  # readings of /proc, cgroups and NVML serve the scrapes of this many seconds; 0: every scrape
 
 
 @dataclass(frozen=True)
@@ -793,6 +794,7 @@ def from_dict(raw: Any) -> Config:
                 "pid": _positive_int,
                 "match": _regex,
                 "gpu": _choice(("auto", "on", "off")),
+                "interval": _non_negative_duration,
             },
         )
     )

@@ -86,6 +86,7 @@ BAD_CONFIGS = [
     ({"capture": {"id_header": "X Request"}}, "capture.id_header: expected an HTTP header name, e.g. X-Request-Id, got 'X Request'"),
     ({"resources": {"match": "(["}}, "resources.match: expected a regular expression (unterminated character set at position 1), got '(['"),
     ({"resources": {"gpu": "yes"}}, "resources.gpu: expected one of auto, on, off, got 'yes'"),
+    ({"resources": {"interval": "-1s"}}, "resources.interval: expected a duration like 5s, 250ms or a number of seconds, got '-1s'"),
     ({"model": {"custom": {"features": "rows"}}}, "model.custom.features: expected a JSON path like $.instances[*] (JSON path 'rows' must start with '$' (e.g. '$.instances[*]')), got 'rows'"),
     ({"baseline": 3}, "baseline: expected a file path, got 3"),
     ({"drift": {"windows": {"5m": "soon"}}}, "drift.windows.5m: expected a duration like 5s, 250ms or a number of seconds, got 'soon'"),

@@ -859,7 +859,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d(
         "model_exporter_collector_success",
         "gauge",
-        "1 if the collector produced its metrics at the last scrape, else 0.",
+        "1 if the collector produced its metrics at its last reading (the pipeline: the last scrape; resources: at most resources.interval ago), else 0.",
         ("collector",),
         model_level=False,
         family="exporter",
@@ -867,7 +867,7 @@ METRICS: tuple[MetricDef, ...] = (
     _d(
         "model_exporter_collector_duration_seconds",
         "gauge",
-        "Seconds the collector took at the last scrape.",
+        "Seconds the collector's last reading took.",
         ("collector",),
         model_level=False,
         family="exporter",

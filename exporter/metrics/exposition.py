@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import struct
+import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -27,12 +28,32 @@ class BuildInfo:
         yield info
 
 
-def build_registry(collectors: Iterable[Collector]) -> CollectorRegistry:
-    """A fresh registry: the exporter's own process metrics plus the given collectors."""
+class Recent:
+    """A collector whose families are reused for `max_age` seconds (the proxy's own process metrics)."""
+
+    def __init__(self, collector: Collector, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.collector = collector
+        self.max_age = max_age
+        self.clock = clock
+        self._at = -float("inf")
+        self._families: list[Metric] = []
+
+    def collect(self) -> list[Metric]:
+        now = self.clock()
+        if now - self._at >= self.max_age:
+            self._families = list(self.collector.collect())
+            self._at = now
+        return self._families
+
+
+def build_registry(collectors: Iterable[Collector], max_age: float = 0.0) -> CollectorRegistry:
+    """A fresh registry: the exporter's own process metrics plus the given collectors.
+
+    `max_age`: the process and GC readings serve the scrapes of that many seconds (resources.interval)."""
     registry = CollectorRegistry(auto_describe=False)
-    ProcessCollector(registry=registry)
+    registry.register(Recent(ProcessCollector(registry=None), max_age))
     PlatformCollector(registry=registry)
-    GCCollector(registry=registry)
+    registry.register(Recent(GCCollector(registry=CollectorRegistry()), max_age))  # a registry of its own, unused
     registry.register(BuildInfo())
     for collector in collectors:
         registry.register(collector)

@@ -98,7 +98,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     sources = resource_sources(config)
     if link is not None:
         sources.insert(0, PipelineHealth(link))
-    collectors.append(Isolated(sources))
+    collectors.append(Isolated(sources, max_age=config.resources.interval))
     reloader = Reloader(config, load, ctx, link, probe)
     collectors.append(reloader)
     tailer: Tailer | None = None
@@ -112,7 +112,8 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
             link, lambda: ctx.stats.labels, lambda: reloader.config.push, config.capture.id_header
         )  # the label policy and the caps in force, after any reload
         collectors.append(push)
-    registry = build_registry([c for c in collectors if c is not stats])  # the counters are rendered apart
+    # the counters are rendered apart
+    registry = build_registry([c for c in collectors if c is not stats], config.resources.interval)
     try:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload()))
     except (NotImplementedError, RuntimeError, AttributeError):

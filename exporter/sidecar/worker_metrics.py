@@ -41,6 +41,7 @@ class PipelineHealth:
     """The worker's answer to the last scrape, as an isolated source named "pipeline"."""
 
     name = "pipeline"
+    live = True  # the answer to this scrape: never a reading kept from an earlier one
 
     def __init__(self, link: WorkerLink) -> None:
         self.link = link

@@ -211,3 +211,70 @@ def test_a_background_locate_never_makes_a_scrape_wait(child: subprocess.Popen[b
         time.sleep(0.02)
     assert registry.get_sample_value("model_server_open_fds", MV) >= 3
     assert calls == [1]
+
+
+class Counting:
+    """A source that counts its readings; fails while `failing`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.reads = 0
+        self.failing = False
+
+    def collect(self) -> Iterator[object]:
+        self.reads += 1
+        if self.failing:
+            raise OSError("no such file")
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily(f"{self.name}_reading", "h", value=self.reads)
+
+
+def test_readings_serve_the_scrapes_of_max_age_then_are_taken_again() -> None:
+    now = [100.0]
+    kept, live = Counting("kept"), Counting("live")
+    live.live = True  # type: ignore[attr-defined]  # as PipelineHealth: the answer to this scrape
+    registry = _registry(Isolated([kept, live], clock=lambda: now[0], max_age=1.0))
+
+    def value(name: str) -> float | None:
+        return registry.get_sample_value(name)
+
+    assert (value("kept_reading"), value("live_reading")) == (1, 1)
+    now[0] += 0.5  # a second scraper half a second later: the same reading, the live source read again
+    assert (value("kept_reading"), value("live_reading")) == (1, 2)
+    assert kept.reads == 1
+    now[0] += 0.5  # max_age later: read again
+    assert value("kept_reading") == 2
+    # a failure is a reading too: success 0 (and no series) until the next reading succeeds
+    kept.failing = True
+    now[0] += 1.0
+    assert value("kept_reading") is None
+    assert registry.get_sample_value("model_exporter_collector_success", {"collector": "kept"}) == 0
+    kept.failing = False
+    now[0] += 0.9
+    assert registry.get_sample_value("model_exporter_collector_success", {"collector": "kept"}) == 0
+    assert kept.reads == 3
+    now[0] += 0.1
+    assert registry.get_sample_value("model_exporter_collector_success", {"collector": "kept"}) == 1
+    assert value("kept_reading") == 4
+
+
+def test_max_age_zero_reads_at_every_scrape() -> None:
+    source = Counting("every")
+    registry = _registry(Isolated([source], clock=lambda: 5.0))
+    for n in (1, 2, 3):
+        assert registry.get_sample_value("every_reading") == n
+
+
+def test_recent_reuses_a_collectors_families_for_max_age() -> None:
+    from exporter.metrics.exposition import Recent
+
+    now = [0.0]
+    source = Counting("own")
+    recent = Recent(source, 1.0, clock=lambda: now[0])
+    first = recent.collect()
+    now[0] = 0.99
+    assert recent.collect() is first and source.reads == 1
+    now[0] = 1.0
+    assert recent.collect()[0].samples[0].value == 2
+    assert Recent(source, 0.0).collect()[0].samples[0].value == 3  # 0: read at every scrape
