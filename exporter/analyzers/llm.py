@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import Metric
 
 from exporter.adapters.base import FINISH_REASONS, LLM_ERROR_TYPES, Generation
 from exporter.config import LLMConfig
 from exporter.events import MAX_MARKS, Event, Extraction, unpack_marks
+from exporter.labels import MAX_VALUE_CHARS
 from exporter.metrics.definitions import (
     LLM_DURATION_BUCKETS,
     LLM_SHARE_BUCKETS,
@@ -41,6 +43,21 @@ from exporter.metrics.definitions import (
 
 TOKEN_KINDS = ("prompt", "completion")
 SOURCES = ("usage", "estimated")
+STREAMED = ("true", "false")
+OPERATIONS = ("chat", "completion", "embeddings", "responses", "generate")  # Generation.operation's values
+# The buckets of each histogram of a _Series, by attribute: a snapshot's histograms are restored
+# only where they were written with these bounds.
+BOUNDS: dict[str, tuple[float, ...]] = {
+    "ttft": LLM_TTFT_BUCKETS,
+    "itl": LLM_TOKEN_LATENCY_BUCKETS,
+    "tpot": LLM_TOKEN_LATENCY_BUCKETS,
+    "prefill": LLM_SHARE_BUCKETS,
+    "rate": LLM_TOKEN_RATE_BUCKETS,
+    "durations": LLM_DURATION_BUCKETS,
+    "request_tokens": LLM_TOKEN_BUCKETS,
+}
+_MAX_COUNT = 2**53  # a restored count still renders exactly as a float
+_FIXED = ("ttft", "itl", "tpot", "prefill", "rate")  # the histograms every _Series has
 
 
 class _Histogram:
@@ -62,24 +79,113 @@ class _Histogram:
             out.append(("+Inf" if bound == math.inf else repr(bound), float(acc)))
         return out
 
+    def to_doc(self) -> list[Any]:
+        return [self.counts, self.sum]
+
+    @classmethod
+    def from_doc(cls, doc: Any, bounds: tuple[float, ...]) -> _Histogram:
+        """The histogram [counts, sum] of a snapshot (ValueError if it is not one with `bounds`)."""
+        counts, total = doc
+        if type(counts) is not list or len(counts) != len(bounds) + 1:
+            raise ValueError(f"{len(bounds) + 1} bucket counts expected")
+        h = cls(bounds)
+        h.counts = [_count(n) for n in counts]
+        h.sum = _amount(total)
+        return h
+
 
 class _Series:
     """Everything of one (route, model, version)."""
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str], int] = {}  # (operation, streamed)
-        self.ttft = _Histogram(LLM_TTFT_BUCKETS)
-        self.itl = _Histogram(LLM_TOKEN_LATENCY_BUCKETS)
-        self.tpot = _Histogram(LLM_TOKEN_LATENCY_BUCKETS)
-        self.prefill = _Histogram(LLM_SHARE_BUCKETS)
+        self.ttft = _Histogram(BOUNDS["ttft"])
+        self.itl = _Histogram(BOUNDS["itl"])
+        self.tpot = _Histogram(BOUNDS["tpot"])
+        self.prefill = _Histogram(BOUNDS["prefill"])
         self.durations: dict[str, _Histogram] = {}  # by streamed
-        self.rate = _Histogram(LLM_TOKEN_RATE_BUCKETS)
+        self.rate = _Histogram(BOUNDS["rate"])
         self.request_tokens: dict[tuple[str, str], _Histogram] = {}  # (kind, source)
         self.tokens: dict[tuple[str, str], int] = {}
         self.finish = dict.fromkeys(FINISH_REASONS, 0)
         self.errors = dict.fromkeys(LLM_ERROR_TYPES, 0)
         self.incomplete = 0
         self.capped = 0
+
+    def to_doc(self) -> dict[str, Any]:
+        """Plain JSON; zero counts and empty fixed histograms are left out (a fresh _Series has them)."""
+        doc: dict[str, Any] = {
+            "requests": [[op, streamed, n] for (op, streamed), n in sorted(self.requests.items())],
+            "tokens": [[kind, source, n] for (kind, source), n in sorted(self.tokens.items())],
+            "finish": {k: n for k, n in self.finish.items() if n},
+            "errors": {k: n for k, n in self.errors.items() if n},
+            "incomplete": self.incomplete,
+            "capped": self.capped,
+            "durations": [[streamed, *h.to_doc()] for streamed, h in sorted(self.durations.items())],
+            "request_tokens": [[k, src, *h.to_doc()] for (k, src), h in sorted(self.request_tokens.items())],
+        }
+        for name in _FIXED:
+            h: _Histogram = getattr(self, name)
+            if any(h.counts) or h.sum:
+                doc[name] = h.to_doc()
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Any, same: Collection[str]) -> _Series:
+        """The series of a snapshot (ValueError, TypeError, ... if malformed); of its histograms, only
+        those named in `same` (written with this release's buckets)."""
+        s = cls()
+        s.requests = {(_word(op, OPERATIONS), _word(st, STREAMED)): _count(n) for op, st, n in doc["requests"]}
+        s.tokens = {(_word(k, TOKEN_KINDS), _word(src, SOURCES)): _count(n) for k, src, n in doc["tokens"]}
+        s.finish.update({_word(k, FINISH_REASONS): _count(n) for k, n in doc["finish"].items()})
+        s.errors.update({_word(k, LLM_ERROR_TYPES): _count(n) for k, n in doc["errors"].items()})
+        s.incomplete = _count(doc["incomplete"])
+        s.capped = _count(doc["capped"])
+        for name in _FIXED:
+            if name in doc and name in same:
+                setattr(s, name, _Histogram.from_doc(doc[name], BOUNDS[name]))
+        if "durations" in same:
+            s.durations = {
+                _word(st, STREAMED): _Histogram.from_doc(h, BOUNDS["durations"]) for st, *h in doc["durations"]
+            }
+        if "request_tokens" in same:
+            s.request_tokens = {
+                (_word(k, TOKEN_KINDS), _word(src, SOURCES)): _Histogram.from_doc(h, BOUNDS["request_tokens"])
+                for k, src, *h in doc["request_tokens"]
+            }
+        return s
+
+
+def _count(value: Any) -> int:
+    """A count read from a snapshot: a non-negative integer (one a float can hold), else ValueError."""
+    if type(value) is not int or not 0 <= value <= _MAX_COUNT:
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def _amount(value: Any) -> float:
+    """A sum read from a snapshot: a finite number, else ValueError."""
+    if type(value) not in (int, float) or not math.isfinite(float(value)):
+        raise ValueError(f"{value!r} is not a finite number")
+    return float(value)
+
+
+def _word(value: Any, vocabulary: Collection[str]) -> str:
+    """A label value read from a snapshot that must be one of `vocabulary`, else ValueError."""
+    if not isinstance(value, str) or value not in vocabulary:
+        raise ValueError(f"{str(value)[:40]!r} is not a value this label can take")
+    return value
+
+
+def _label(value: Any, max_chars: int) -> str:
+    """A route, model or version label value read from a snapshot: a string of 1..max_chars, else ValueError."""
+    if not isinstance(value, str) or not 0 < len(value) <= max_chars:
+        raise ValueError(f"{str(value)[:40]!r} is no label value")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def arrivals(ends: Sequence[int], marks: Sequence[tuple[float, float]]) -> list[float]:
@@ -113,6 +219,68 @@ class LLMStats:
     def configure(self, config: LLMConfig) -> None:
         self.currency = config.currency
         self.prices = {model: (prompt, completion) for model, prompt, completion in config.prices}
+
+    def to_doc(self) -> dict[str, Any]:
+        """The counters and histograms as plain JSON (for worker/state.py's snapshots)."""
+        return {
+            "bounds": {name: list(bounds) for name, bounds in BOUNDS.items()},
+            "series": [[*key, s.to_doc()] for key, s in sorted(self.series.items())],
+            "cost": [[*key, value] for key, value in sorted(self.cost.items())],
+        }
+
+    def restore(self, doc: Any, max_routes: int, max_pairs: int, max_chars: int = MAX_VALUE_CHARS) -> list[str]:
+        """Replace the counters with a `to_doc` document's; what is left out, and why, is returned.
+
+        Bounded as the live state is: at most `max_routes` routes and `max_pairs` (model, version)
+        pairs, route, model and version values of at most `max_chars` characters, the other labels
+        from their fixed vocabularies. A malformed entry is left out whole; a histogram written
+        with other bounds than this release's is left out (it starts empty), the rest of its
+        series is kept.
+        """
+        if not isinstance(doc, dict):
+            return ["the LLM part is not an object"]
+        saved = doc.get("bounds")
+        saved = saved if isinstance(saved, dict) else {}
+        same = {name for name, bounds in BOUNDS.items() if saved.get(name) == list(bounds)}
+        notes: list[str] = []
+        if len(same) < len(BOUNDS):
+            notes.append(
+                f"histograms {', '.join(sorted(set(BOUNDS) - same))}: their buckets differ from this release's"
+            )
+        malformed: list[str] = []
+        series: dict[tuple[str, str, str], _Series] = {}
+        routes: set[str] = set()
+        pairs: set[tuple[str, str]] = set()
+        for item in _list(doc.get("series")):
+            try:
+                route, model, version, body = item
+                key = (_label(route, max_chars), _label(model, max_chars), _label(version, max_chars))
+                if key in series:
+                    raise ValueError("a duplicate")
+                if (len(routes) >= max_routes and key[0] not in routes) or (
+                    len(pairs) >= max_pairs and key[1:] not in pairs
+                ):
+                    raise ValueError("more routes or (model, version) pairs than there can be")
+                series[key] = _Series.from_doc(body, same)
+                routes.add(key[0])
+                pairs.add(key[1:])
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+                malformed.append(f"series {str(item)[:80]}: {exc}")
+        cost: dict[tuple[str, str, str], float] = {}
+        for item in _list(doc.get("cost")):
+            try:
+                model, version, kind, value = item
+                ckey = (_label(model, max_chars), _label(version, max_chars), _word(kind, TOKEN_KINDS))
+                if len(cost) >= len(TOKEN_KINDS) * max_pairs:
+                    raise ValueError("more entries than there can be")
+                cost[ckey] = _amount(value)
+            except (ValueError, TypeError, OverflowError) as exc:
+                malformed.append(f"cost {str(item)[:80]}: {exc}")
+        self.series = series
+        self.cost = cost
+        if len(malformed) > 3:  # a hand-edited file: a few examples say enough
+            malformed[3:] = [f"{len(malformed) - 3} more entries"]
+        return notes + malformed
 
     def update(self, event: Event, ex: Extraction) -> None:
         g = ex.llm

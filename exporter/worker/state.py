@@ -16,6 +16,12 @@ class set and the segment layout agree) and the predictions waiting for their la
 join cache (so a label that arrives after a rollout still finds its prediction); the label
 counters and the performance counters with the other counters, from a clean stop only.
 Windows are stored sparse: most of a performance window's cells are empty score bins.
+
+The LLM counters and histograms (every model_llm_* family: analyzers/llm.py) are counters too,
+restored from a clean stop only. A histogram written with other buckets than this release's
+starts empty; entries that are malformed, or beyond what the routes, the label policy's caps and
+the fixed vocabularies allow, are left out (logged). A snapshot without them (an older release)
+restores everything else.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import numpy as np
 
 from exporter.analyzers.performance import Prediction
 from exporter.drift.windows import SlidingCounts
+from exporter.labels import MAX_VALUE_CHARS
 from exporter.worker.labels_join import Entry
 
 if TYPE_CHECKING:
@@ -44,6 +51,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 FILE_NAME = "analysis-state.json"
 SNAPSHOT_SECONDS = 60.0
+# The built-in route templates and "other" (proxy/routes.py, which the worker does not import):
+# the routes a snapshot's LLM series may have besides the configured ones. A test checks it.
+BUILTIN_ROUTES = 64
 
 
 def _layout_digest(analysis: Analysis) -> str:
@@ -163,6 +173,20 @@ def _restore_ground_truth(analysis: Analysis, doc: dict[str, Any], clean: bool) 
             analysis.delays[:] = [float(d) for d in delays]
 
 
+def _restore_llm(analysis: Analysis, doc: Any) -> None:
+    """The LLM part of the counters, bounded as the live state is: by the routes and the label policy's caps."""
+    if doc is None:
+        return  # written by a release without it
+    model = analysis.config.model
+    names = model.max_names + len(model.known) + 2  # "unknown" and "other" too (exporter/labels.py)
+    versions = model.max_names + 2
+    routes = analysis.config.metrics.routes
+    configured = (model.name, model.version, *model.known, *(r.name for r in routes))
+    longest = max([MAX_VALUE_CHARS, *(len(v) for v in configured if v)])
+    for note in analysis.llm.restore(doc, BUILTIN_ROUTES + len(routes), names * versions, longest):
+        log.warning("LLM counters in the state snapshot left out: %s", note)
+
+
 def snapshot(analysis: Analysis, clean: bool) -> dict[str, Any]:
     """The worker's state as a JSON document."""
     content = analysis.content
@@ -189,6 +213,7 @@ def snapshot(analysis: Analysis, clean: bool) -> dict[str, Any]:
         doc["schema_errors"] = columns.schema_errors
         doc["windows"] = {name: {"head": w.head, "ring": w.ring.tolist()} for name, w in columns.windows.items()}
     doc["ground_truth"] = _ground_truth(analysis)
+    doc["llm"] = analysis.llm.to_doc()
     return doc
 
 
@@ -235,6 +260,7 @@ def restore(analysis: Analysis, doc: dict[str, Any]) -> str | None:
         columns.schema_errors.update(
             {k: int(v) for k, v in doc.get("schema_errors", {}).items() if k in columns.schema_errors}
         )
+    _restore_llm(analysis, doc.get("llm"))
     return None
 
 
