@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import Metric
@@ -46,11 +47,27 @@ class Recent:
         return self._families
 
 
-def build_registry(collectors: Iterable[Collector], max_age: float = 0.0) -> CollectorRegistry:
+class OrderedRegistry(CollectorRegistry):
+    """A registry that keeps its collectors in order, so a scrape can render them one at a time."""
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=False)
+        self.collectors: list[Collector] = []
+
+    def register(self, collector: Any) -> None:
+        super().register(collector)
+        self.collectors.append(collector)
+
+    def unregister(self, collector: Any) -> None:
+        super().unregister(collector)
+        self.collectors.remove(collector)
+
+
+def build_registry(collectors: Iterable[Collector], max_age: float = 0.0) -> OrderedRegistry:
     """A fresh registry: the exporter's own process metrics plus the given collectors.
 
     `max_age`: the process and GC readings serve the scrapes of that many seconds (resources.interval)."""
-    registry = CollectorRegistry(auto_describe=False)
+    registry = OrderedRegistry()
     registry.register(Recent(ProcessCollector(registry=None), max_age))
     PlatformCollector(registry=registry)
     registry.register(Recent(GCCollector(registry=CollectorRegistry()), max_age))  # a registry of its own, unused
@@ -77,6 +94,22 @@ def encode(collector: Collector | CollectorRegistry, fmt: str) -> bytes:
 
     The same bytes as prometheus_client's encoders, rendered faster (metrics/render.py)."""
     return render(collector.collect(), fmt == OPENMETRICS)
+
+
+async def encode_in_turns(registry: OrderedRegistry, fmt: str) -> bytes:
+    """encode(registry, fmt), the same bytes, giving the event loop a turn after each collector.
+
+    On the proxy's loop the registry's ~40 families take most of a millisecond to collect and
+    render; in one piece that is a millisecond every request arriving meanwhile waits, several
+    times a second with several scrapers. In turns, the longest wait is one collector's."""
+    openmetrics = fmt == OPENMETRICS
+    parts = []
+    for collector in list(registry.collectors):
+        parts.append(render(collector.collect(), openmetrics, eof=False))
+        await asyncio.sleep(0)
+    if openmetrics:
+        parts.append(_EOF)
+    return b"".join(parts)
 
 
 def join(fmt: str, *parts: bytes) -> bytes:

@@ -21,6 +21,7 @@ from exporter.metrics.exposition import (
     build_registry,
     deflate_open,
     encode,
+    encode_in_turns,
     gzip_close,
     join,
     negotiate,
@@ -132,7 +133,7 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
             worker: bytes | Deflated = deflate_open(b"") if gzip else b""
         else:
             worker, counters = await link.collect(fmt, gzip, stats)
-        own = encode(registry, fmt)
+        own = await encode_in_turns(registry, fmt)  # in turns: requests need not wait for all of it
         if counters is None:
             own = join(fmt, encode(stats, fmt), own)
         if isinstance(worker, Deflated):

@@ -7,6 +7,7 @@ label values that need escaping and values Go writes differently from Python.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gzip
 import json
@@ -47,6 +48,7 @@ from exporter.metrics.exposition import (
     build_registry,
     deflate_open,
     encode,
+    encode_in_turns,
     gzip_close,
     join,
     strip_eof,
@@ -112,6 +114,42 @@ def test_the_proxy_registry_renders_identically() -> None:
     metrics = list(registry.collect())
     assert any(m.name == "process_cpu_seconds" for m in metrics)
     _same(metrics)
+
+
+def test_the_proxy_registry_rendered_in_turns_is_the_same_bytes() -> None:
+    class Labels:
+        def collect(self) -> list[Metric]:
+            gauge = GaugeMetricFamily("model_exporter_x", "h", labels=["a"])
+            gauge.add_metric(['q"\\n'], 2.5)
+            return [gauge]
+
+    registry = build_registry([Labels()], max_age=60.0)  # the process readings kept: both renderings see the same
+    for fmt in (TEXT, OPENMETRICS):
+        assert asyncio.run(encode_in_turns(registry, fmt)) == encode(registry, fmt)
+
+
+def test_rendering_in_turns_lets_the_loop_run_between_collectors() -> None:
+    ran: list[str] = []
+
+    class First:
+        def collect(self) -> list[Metric]:
+            asyncio.get_running_loop().call_soon(ran.append, "a request that came in meanwhile")
+            return []
+
+    class Second:
+        def collect(self) -> list[Metric]:
+            ran.append("the next collector")
+            return []
+
+    asyncio.run(encode_in_turns(build_registry([First(), Second()]), TEXT))
+    assert ran == ["a request that came in meanwhile", "the next collector"]
+    ran.clear()
+
+    async def in_one_piece() -> None:  # for contrast: nothing runs in between
+        encode(build_registry([First(), Second()]), TEXT)
+
+    asyncio.run(in_one_piece())
+    assert ran[0] == "the next collector"
 
 
 def test_families_outside_the_fast_subset_are_rendered_by_the_library() -> None:
