@@ -41,7 +41,7 @@ class Analysis:
     drift and quality and counted in model_baseline_skipped_rows_total under their own labels.
     """
 
-    def __init__(self, config: Config, previous: Analysis | None = None) -> None:
+    def __init__(self, config: Config, previous: Analysis | None = None, restore: bool = True) -> None:
         self.config = config
         self.default = default_labels(config.model)
         self.extractor = Extractor(config)
@@ -88,8 +88,10 @@ class Analysis:
         self.restored: bool = previous.restored if previous is not None else False
         self.snapshot_time: float | None = previous.snapshot_time if previous is not None else None
         self.snapshot_failures: int = previous.snapshot_failures if previous is not None else 0
-        if previous is None and config.state_dir is not None:
-            self._restore(config.state_dir)
+        if previous is None and config.state_dir is not None and restore and not self._restore(config.state_dir):
+            # a snapshot that broke half way through: what it put in goes with it, from a fresh start
+            Analysis.__init__(self, config, None, restore=False)
+            return
         # the prediction store: kept over a reload that leaves prediction_log and the id header as they were
         self.store_counters: StoreCounters = previous.store_counters if previous is not None else StoreCounters()
         self.store: PredictionStore | None = None
@@ -106,11 +108,22 @@ class Analysis:
             if config.prediction_log.path is not None:
                 self.store = PredictionStore(config.prediction_log, config.capture.id_header, self.store_counters)
 
-    def _restore(self, directory: str) -> None:
+    def _restore(self, directory: str) -> bool:
+        """Restore the snapshot in `directory`, if any and if it fits; False if it broke half way through."""
         doc = state.load(directory)
         if doc is None:
-            return
-        why_not = state.restore(self, doc)
+            return True
+        try:
+            why_not = state.restore(self, doc)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            # written by hand, or by a release that shaped a field otherwise: never a worker that cannot start
+            log.warning(
+                "state snapshot in %s not restored, starting empty: malformed (%s: %s)",
+                directory,
+                type(exc).__name__,
+                exc,
+            )
+            return False
         if why_not is None:
             self.restored = True
             log.info(
@@ -120,6 +133,7 @@ class Analysis:
             )
         else:
             log.warning("state snapshot in %s not restored: %s", directory, why_not)
+        return True
 
     def save_state(self, clean: bool) -> None:
         """Write a snapshot to state_dir; a failure is logged and counted, never raised."""

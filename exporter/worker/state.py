@@ -22,6 +22,10 @@ restored from a clean stop only. A histogram written with other buckets than thi
 starts empty; entries that are malformed, or beyond what the routes, the label policy's caps and
 the fixed vocabularies allow, are left out (logged). A snapshot without them (an older release)
 restores everything else.
+
+A snapshot malformed part way through (edited by hand, or a field shaped otherwise) is dropped
+whole, with a log line naming the error: the worker starts empty rather than half restored,
+and never fails to start over it (Analysis._restore).
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_label_flow import _baseline, _event, _samples, _value
 
 from exporter.config import Config
@@ -94,3 +96,42 @@ def test_a_failed_write_is_counted_not_raised(tmp_path: Path) -> None:
     ok.save_state(clean=False)
     assert _value(_samples(ok), "model_exporter_state_snapshot_timestamp_seconds") >= before
     assert os.path.exists(tmp_path / "state" / state.FILE_NAME)
+
+
+def _break_counters(doc: dict[str, Any]) -> None:
+    doc["counters"]["rows"] = [["m", "1"]]  # a row without its count
+
+
+def _break_joins(doc: dict[str, Any]) -> None:
+    doc["ground_truth"]["joins"]["entries"] = [["id-1"]]
+
+
+def _break_a_column(doc: dict[str, Any]) -> None:
+    doc["columns"] = {"feature/x": {"quality": "none"}}
+
+
+def _break_the_windows(doc: dict[str, Any]) -> None:
+    doc["windows"]["1h"] = {"head": 3}  # no ring
+
+
+@pytest.mark.parametrize("damage", [_break_counters, _break_joins, _break_a_column, _break_the_windows])
+def test_a_snapshot_malformed_half_way_through_starts_the_worker_empty(
+    tmp_path: Path, damage: Callable[[dict[str, Any]], None], caplog: pytest.LogCaptureFixture
+) -> None:
+    states = tmp_path / "state"
+    first = _analysis(tmp_path, states)
+    first.process([_event("m", "1", rows=3) for _ in range(10)])
+    first.save_state(clean=True)
+    doc: dict[str, Any] = json.loads((states / state.FILE_NAME).read_text())
+    damage(doc)  # after the parts restored first (the windows come first), so some went in before it broke
+    (states / state.FILE_NAME).write_text(json.dumps(doc))
+
+    with caplog.at_level("WARNING"):
+        second = _analysis(tmp_path, states, first.config.baseline)  # never an exception: the worker starts
+    assert "not restored, starting empty: malformed" in caplog.text
+    samples = _samples(second)
+    assert _value(samples, "model_exporter_state_restored") == 0
+    assert _window_rows(second) == 0  # nothing half restored
+    assert _value(samples, "model_rows_total") == 0
+    second.process([_event("m", "1", rows=2)])  # and it works as a fresh one
+    assert _window_rows(second) == 2
