@@ -9,7 +9,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from exporter.collectors.base import Isolated, Source
+from exporter.collectors.base import Background, Isolated, Source
 from exporter.collectors.gpu import GPUCollector, load_nvml
 from exporter.collectors.process import ProcessCollector, find_by_cmdline, find_listener
 from exporter.config import Config
@@ -97,6 +97,9 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
     settings.apply(ctx, probe)  # the same function a reload uses
     open_files_for(settings.client.max_connections + settings.max_connections)
     sources = resource_sources(config)
+    for source in sources:
+        if isinstance(source, Background):
+            source.start()  # its first reading is ready by the first scrape
     if link is not None:
         sources.insert(0, PipelineHealth(link))
     collectors.append(Isolated(sources, max_age=config.resources.interval))
@@ -214,12 +217,16 @@ async def serve(config: Config, load: Callable[[], Config] | None = None, stop: 
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)  # the tailer writes its offsets on the way out
         pool.close()
+        for source in sources:
+            if isinstance(source, Background):
+                source.close()
         if link is not None:
             await link.close()
         await admin.close()
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+GPU_MIN_INTERVAL = 0.5  # resources.interval 0 (every scrape) still reads NVML at most this often, in its thread
 
 
 def resource_sources(config: Config) -> list[Source]:
@@ -242,7 +249,9 @@ def resource_sources(config: Config) -> list[Source]:
         except ImportError:
             log.warning("nvidia-ml-py is not installed: GPU metrics off")
         else:
-            sources.append(GPUCollector(nvml, name, version, mode=res.gpu))
+            # NVML can hang (a GPU fallen off the bus): read in a thread of its own, never on the loop
+            every = max(res.interval, GPU_MIN_INTERVAL)
+            sources.append(Background(GPUCollector(nvml, name, version, mode=res.gpu), every, max(10 * every, 10.0)))
     return sources
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -278,3 +278,77 @@ def test_recent_reuses_a_collectors_families_for_max_age() -> None:
     now[0] = 1.0
     assert recent.collect()[0].samples[0].value == 2
     assert Recent(source, 0.0).collect()[0].samples[0].value == 3  # 0: read at every scrape
+
+
+class Hangs:
+    """A source whose reads after the first wait until released: NVML on a GPU fallen off the bus."""
+
+    name = "gpu"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.reads = 0
+
+    def collect(self) -> Iterator[object]:
+        self.reads += 1
+        if self.reads > 1:
+            self.release.wait()
+        from prometheus_client.core import GaugeMetricFamily
+
+        yield GaugeMetricFamily("model_gpu_temperature_celsius", "h", value=40 + self.reads)
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait for a thread's work; the 60 s guard only keeps a broken build from hanging, it times nothing."""
+    import time
+
+    guard = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < guard, "the background thread never got there"
+        time.sleep(0.005)
+
+
+def test_a_source_read_in_the_background_never_holds_up_a_scrape() -> None:
+    from exporter.collectors.base import Background
+
+    now = [0.0]
+    source = Hangs()
+    background = Background(source, interval=0.01, stale=10.0, clock=lambda: now[0])
+    registry = _registry(Isolated([background]))
+    try:
+        success = {"collector": "gpu"}
+        background.start()
+        _until(lambda: source.reads >= 2)  # the first reading is in; the second hangs
+        assert registry.get_sample_value("model_gpu_temperature_celsius") == 41
+        assert registry.get_sample_value("model_exporter_collector_success", success) == 1
+        now[0] += 11.0  # ten seconds and more with the read still hanging: the scrape answers at once, without it
+        assert registry.get_sample_value("model_gpu_temperature_celsius") is None
+        assert registry.get_sample_value("model_exporter_collector_success", success) == 0
+        source.release.set()  # the GPU answers again
+        _until(lambda: registry.get_sample_value("model_exporter_collector_success", success) == 1)
+        assert registry.get_sample_value("model_gpu_temperature_celsius") >= 42
+    finally:
+        source.release.set()
+        background.close()
+
+
+def test_a_background_reading_that_fails_fails_its_source(caplog: pytest.LogCaptureFixture) -> None:
+    from exporter.collectors.base import Background
+
+    source = Counting("flaky")
+    source.failing = True
+    background = Background(source, interval=0.01, stale=10.0)
+    registry = _registry(Isolated([background]))
+    try:
+        assert registry.get_sample_value("model_exporter_collector_success", {"collector": "flaky"}) == 0  # none yet
+        background.start()
+        _until(lambda: source.reads >= 1)
+        _until(lambda: "no such file" in caplog.text or registry.get_sample_value("flaky_reading") is not None)
+        assert "OSError: no such file" in caplog.text  # Isolated logs the failure the thread met
+        source.failing = False
+        _until(lambda: registry.get_sample_value("flaky_reading") is not None)
+        assert registry.get_sample_value("model_exporter_collector_success", {"collector": "flaky"}) == 1
+    finally:
+        background.close()
