@@ -127,6 +127,8 @@ def model_server(recorder: Recorder) -> web.Application:
     @web.middleware
     async def record(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
+        if request.method == "POST" and request.path == "/v1/chat/completions":
+            return await stream(request)  # the demo server's own stand-in LLM has this route: the soak's goes first
         response = await handler(request)
         if isinstance(response, web.Response) and response.body is not None:
             recorder.record(request.headers.get("X-Soak-Id"), bytes(response.body))  # type: ignore[arg-type]
@@ -153,7 +155,6 @@ def model_server(recorder: Recorder) -> web.Application:
         return web.Response(text="slow\n")
 
     app.middlewares.append(record)
-    app.router.add_post("/v1/chat/completions", stream)
     app.router.add_get("/blob", get_blob)
     app.router.add_get("/slow", slow)
     return app
