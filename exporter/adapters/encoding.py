@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 
 from exporter.adapters.base import PayloadError
 
@@ -58,3 +59,42 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int = DEFAULT_
     except zlib.error as exc:
         raise PayloadError("invalid_encoding", f"{content_encoding}: {exc}") from None
     return body
+
+
+def decoded_marks(
+    body: bytes, content_encoding: str, marks: Sequence[tuple[float, float]], limit: int = DEFAULT_LIMIT
+) -> list[tuple[float, float]]:
+    """Marks of a coded body moved onto its decoded bytes: (decoded bytes so far, time), one per mark.
+
+    The proxy marks how many body bytes each upstream read had brought when it arrived
+    (events.Event.marks). A gzip or deflate stream that streams at all is flushed event by event,
+    so decoding it read by read gives where the decoded events ended at each read. Empty when the
+    coding is not one gzip or deflate stream, the body does not decode, or decodes past `limit`.
+    """
+    coding = content_encoding.strip().lower()
+    if coding in ("gzip", "x-gzip"):
+        wbits = _GZIP
+    elif coding == "deflate":
+        wbits = _ZLIB if _is_zlib(body) else _RAW
+    else:
+        return []
+    stream = zlib.decompressobj(wbits)
+    out: list[tuple[float, float]] = []
+    decoded = at = 0
+    try:
+        for size, when in marks:
+            data, at = body[at : int(size)], int(size)
+            while data:
+                decoded += len(stream.decompress(data, limit + 1 - decoded))
+                if decoded > limit:
+                    return []
+                if stream.unconsumed_tail:
+                    data = stream.unconsumed_tail
+                elif stream.eof and wbits == _GZIP and stream.unused_data.strip(b"\0"):
+                    data, stream = stream.unused_data, zlib.decompressobj(wbits)  # the next gzip member
+                else:
+                    data = b""
+            out.append((float(decoded), when))
+    except zlib.error:
+        return []
+    return out

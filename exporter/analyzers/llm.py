@@ -27,6 +27,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from exporter.adapters.base import FINISH_REASONS, LLM_ERROR_TYPES, Generation
+from exporter.adapters.encoding import decoded_marks
 from exporter.config import LLMConfig
 from exporter.events import MAX_MARKS, Event, Extraction, unpack_marks
 from exporter.labels import MAX_VALUE_CHARS
@@ -331,10 +332,13 @@ class LLMStats:
 
     def _timing(self, s: _Series, event: Event, g: Generation) -> None:
         marks = unpack_marks(event.marks)
-        if not marks or event.response_headers.get(b"content-encoding", b"identity").lower() != b"identity":
-            return  # no arrival times, or offsets of a compressed body: nothing to time by
+        if not marks:
+            return  # no arrival times: nothing to time by
         if len(marks) >= MAX_MARKS:
             s.capped += 1
+        coding = event.response_headers.get(b"content-encoding", b"identity").strip().lower()
+        if coding != b"identity":  # the marks count coded bytes, the events were found in decoded ones
+            marks = decoded_marks(event.response_body, coding.decode("latin-1"), marks)
         times = arrivals(g.content_ends, marks)
         if not times:
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from exporter.adapters.base import Generation
+from exporter.adapters.encoding import decoded_marks
 from exporter.analyzers.llm import LLMStats, arrivals
 from exporter.config import LLMConfig
 from exporter.events import MARK, MAX_MARKS, Event, Extraction
@@ -82,12 +84,52 @@ def test_a_stream_is_timed_by_its_marks() -> None:
     assert sample(stats, "model_llm_incomplete_streams_total") == 0
 
 
-def test_a_compressed_stream_is_not_timed() -> None:
+def _coded(events: list[bytes], coding: str) -> tuple[bytes, list[int]]:
+    """The events coded as a server that streams compresses them: flushed one by one; the coded size after each."""
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS, "raw": -zlib.MAX_WBITS}[coding]
+    coder = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    body, sizes = b"", []
+    for e in events:
+        body += coder.compress(e) + coder.flush(zlib.Z_SYNC_FLUSH)
+        sizes.append(len(body))
+    body += coder.flush()
+    sizes[-1] = len(body)  # the last read brings the end of the stream too
+    return body, sizes
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "raw"])
+def test_a_compressed_stream_is_timed_on_its_decoded_events(coding: str) -> None:
+    events = [b"r" * 10, b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 10]  # the role chunk, then tokens ending at 20..50
+    body, sizes = _coded(events, coding)
+    times = [0.01, 0.3, 0.4, 0.45, 0.6]
+    header = b"deflate" if coding != "gzip" else b"gzip"
+    stats = LLMStats(LLMConfig())
+    g = Generation("chat", streamed=True, content_ends=[20, 30, 40, 50], completion_tokens=4)
+    coded = event(duration=0.9, marks=list(zip(sizes, times)), headers={b"content-encoding": header})
+    stats.update(coded._replace(response_body=body), extraction(g))
+    assert sample(stats, "model_llm_time_to_first_token_seconds_sum") == pytest.approx(0.3)
+    assert sample(stats, "model_llm_inter_token_latency_seconds_count") == 3
+    assert sample(stats, "model_llm_inter_token_latency_seconds_sum") == pytest.approx(0.3)
+
+
+def test_marks_of_a_body_that_does_not_decode_time_nothing() -> None:
+    assert decoded_marks(b"not gzip at all", "gzip", [(5.0, 0.1), (15.0, 0.2)]) == []
+    assert decoded_marks(b"abc", "br", [(3.0, 0.1)]) == []  # not a coding the worker decodes
+    body, sizes = _coded([b"x" * 100], "gzip")
+    assert decoded_marks(body, "gzip", [(float(sizes[0]), 0.1)], limit=50) == []  # decodes past the cap
     stats = LLMStats(LLMConfig())
     g = Generation("chat", streamed=True, content_ends=[20], completion_tokens=1)
     stats.update(event(marks=[(20, 0.3)], headers={b"content-encoding": b"gzip"}), extraction(g))
-    assert sample(stats, "model_llm_time_to_first_token_seconds_count") == 0
+    assert sample(stats, "model_llm_time_to_first_token_seconds_count") == 0  # untimed, but counted
     assert sample(stats, "model_llm_tokens_total", kind="completion", source="estimated") == 1
+
+
+def test_marks_follow_a_stream_of_several_gzip_members() -> None:
+    first, _ = _coded([b"a" * 10], "gzip")
+    second, _ = _coded([b"b" * 10], "gzip")
+    body = first + second + b"\0\0"
+    marks = [(float(len(first)), 0.1), (float(len(body)), 0.2)]
+    assert decoded_marks(body, "gzip", marks) == [(10.0, 0.1), (20.0, 0.2)]
 
 
 def test_capped_and_incomplete_streams_are_counted() -> None:
