@@ -133,6 +133,19 @@ def _bin_categorical(col: CategoricalColumn, values: Sequence[Any] | np.ndarray)
     )
 
 
+def _full_layout(features: int, baseline: Baseline) -> tuple[int, tuple[int, ...]] | None:
+    """(width, the features' indexes) of a positional payload with the ignored columns of known position in it.
+
+    None when no ignored column has a position, or the positions do not fit (a hand-built baseline).
+    """
+    placed = [c.position for c in baseline.ignored if c.position is not None]
+    width = features + len(placed)
+    if not placed or len(set(placed)) != len(placed) or max(placed) >= width:
+        return None
+    skip = set(placed)
+    return width, tuple(i for i in range(width) if i not in skip)
+
+
 class ColumnMonitor:
     """Drift and data quality of every baseline column over rolling windows.
 
@@ -207,6 +220,9 @@ class ColumnMonitor:
         # training columns the baseline left out on purpose (--exclude, all null): expected, not schema errors
         self.ignored = frozenset(c.name for c in baseline.ignored)
         self.known = {role: self.names[role] | self.ignored for role in ROLES}
+        # a positional payload may carry the features with the ignored columns between them, in the
+        # training file's order: (its width, each feature's index in it), when the baseline knows where
+        self.full_layout = _full_layout(len(self.columns["feature"]), baseline)
         self.numeric_names = {
             role: {t.col.name for t in self.columns[role] if t.col.type == "numeric"} for role in ROLES
         }
@@ -269,6 +285,8 @@ class ColumnMonitor:
         A payload with exactly the baseline's column names (the usual case), or those and every
         column the baseline ignores, goes to `whole`, whose columns are picked per column in one pass.
         Columns the baseline ignores (excluded or all null in training) are no unexpected columns.
+        Positional features are matched by order: the features alone, or the features with the
+        ignored columns of known position in between (their values skipped).
         """
         tracked = self.columns[role]
         if not tracked or rows.n == 0:
@@ -286,11 +304,15 @@ class ColumnMonitor:
         strict = role == "feature"
         names = list(rows.columns)
         if rows.positional:
-            if len(names) != len(tracked):
-                self.schema_errors["column_count"] += 1
-            pairs = list(zip(tracked, names))
-            for t in tracked[len(names) :]:
-                t.absent += rows.n
+            full = self.full_layout if strict else None
+            if full is not None and len(names) == full[0]:
+                pairs = [(t, names[i]) for t, i in zip(tracked, full[1])]
+            else:
+                if len(names) != len(tracked):
+                    self.schema_errors["column_count"] += 1
+                pairs = list(zip(tracked, names))
+                for t in tracked[len(names) :]:
+                    t.absent += rows.n
         else:
             if strict and any(name not in self.known[role] for name in names):
                 self.schema_errors["unexpected_column"] += 1

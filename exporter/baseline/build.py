@@ -169,16 +169,21 @@ def build_baseline(source: ChunkSource, options: BuildOptions, *, files: Sequenc
             scans[name] = s
     warnings: list[str] = []
     plan: dict[str, Column] = {}
+    # --edges-from: the reference's ignored columns, positions included (its layout is the baseline's)
     ignored: list[IgnoredColumn] = list(options.like.ignored) if options.like else []
+    # where a positional payload (features only, in file order) carries each column
+    position = {
+        name: i for i, name in enumerate(n for n in names if n != options.label and n not in options.predictions)
+    }
     for name in like or names:
         if like is None and name in options.exclude:
-            ignored.append(IgnoredColumn(name, "excluded"))
+            ignored.append(IgnoredColumn(name, "excluded", position[name]))
             continue
         col = _plan(name, scans.get(name), rows, options, like, warnings)
         if col is not None:
             plan[name] = col
         elif like is None:
-            ignored.append(IgnoredColumn(name, "all_null"))
+            ignored.append(IgnoredColumn(name, "all_null", position[name]))
     if like is not None:
         warnings += [f"column {n!r} is not in the --edges-from baseline; ignored" for n in scans if n not in like]
     counts = {name: np.zeros(len(col.counts_array), dtype=np.int64) for name, col in plan.items()}

@@ -124,10 +124,13 @@ class IgnoredColumn:
     """A column of the training data the baseline leaves out on purpose; live values of it are no schema error.
 
     `reason`: "excluded" (--exclude) or "all_null" (a feature without a single value).
+    `position`: its index among the columns a positional payload carries (the training file's
+    columns without the label and prediction ones, in file order); None when unknown.
     """
 
     name: str
     reason: str
+    position: int | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,10 @@ def to_dict(baseline: Baseline) -> dict[str, Any]:
         doc["performance"] = dict(baseline.performance)
     doc["columns"] = [column_to_dict(col) for col in baseline.columns]
     if baseline.ignored:
-        doc["ignored_columns"] = [{"name": c.name, "reason": c.reason} for c in baseline.ignored]
+        doc["ignored_columns"] = [
+            {"name": c.name, "reason": c.reason, **({"position": c.position} if c.position is not None else {})}
+            for c in baseline.ignored
+        ]
     return doc
 
 

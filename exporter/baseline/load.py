@@ -93,6 +93,7 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
         if name in ignored:
             fail(("ignored_columns", i, "name"), f"duplicate name {show(name)} (also ignored_columns[{ignored[name]}])")
         ignored[name] = i
+    _check_positions(fail, doc, sum(c.role == "feature" for c in columns))
     return Baseline(
         created=doc["created"],
         source=Source(tuple(doc["source"]["files"]), doc["source"]["rows"]),
@@ -101,8 +102,25 @@ def parse_baseline(doc: Any, origin: str = "baseline", *, require_sha: bool = Tr
         sha256=doc.get("sha256", ""),
         # a version 2 file stays one when written again (same content, same sha256); version 1 reads as 2
         format_version=max(version, 2),
-        ignored=tuple(IgnoredColumn(e["name"], e["reason"]) for e in doc.get("ignored_columns", ())),
+        ignored=tuple(IgnoredColumn(e["name"], e["reason"], e.get("position")) for e in doc.get("ignored_columns", ())),
     )
+
+
+def _check_positions(fail: Any, doc: Mapping[str, Any], features: int) -> None:
+    """Ignored columns' positions: unique, and inside the features plus the ignored columns that have one."""
+    entries = [(i, e["position"]) for i, e in enumerate(doc.get("ignored_columns", ())) if "position" in e]
+    width = features + len(entries)
+    first: dict[int, int] = {}
+    for i, pos in entries:
+        if pos in first:
+            fail(("ignored_columns", i, "position"), f"duplicate position {pos} (also ignored_columns[{first[pos]}])")
+        if pos >= width:
+            fail(
+                ("ignored_columns", i, "position"),
+                f"expected a value below {width} (the {features} features and the {len(entries)} ignored "
+                f"columns with a position), got {pos}",
+            )
+        first[pos] = i
 
 
 def _reject_constant(name: str) -> NoReturn:

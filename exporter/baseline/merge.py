@@ -25,7 +25,8 @@ def merge(a: Baseline, b: Baseline, *, psi_bins: int = DEFAULT_PSI_BINS) -> Base
 
     Counts, null counts and rows add; min/max combine; mean and std combine exactly (Chan et al.
     1979); coarse PSI bins are derived again from the summed counts. `created` is the later of the
-    two; the ignored columns are those of either (the first reason given for a name).
+    two; the ignored columns are those of either (the first reason given for a name), with their
+    positions only when both partitions have the same ignored columns at the same positions.
     """
     names_a = [c.name for c in a.columns]
     names_b = [c.name for c in b.columns]
@@ -36,12 +37,16 @@ def merge(a: Baseline, b: Baseline, *, psi_bins: int = DEFAULT_PSI_BINS) -> Base
         )
     columns = tuple(_merge_column(x, y, psi_bins) for x, y in zip(a.columns, b.columns))
     names = {c.name for c in a.ignored}
+    ignored = a.ignored + tuple(c for c in b.ignored if c.name not in names)
+    if {(c.name, c.position) for c in a.ignored} != {(c.name, c.position) for c in b.ignored}:
+        # partitions laid out differently: no position is known for the union
+        ignored = tuple(replace(c, position=None) for c in ignored)
     merged = Baseline(
         created=max(a.created, b.created),
         source=Source(a.source.files + b.source.files, a.source.rows + b.source.rows),
         columns=columns,
         performance=_merge_performance(a, b),
-        ignored=a.ignored + tuple(c for c in b.ignored if c.name not in names),
+        ignored=ignored,
     )
     return seal(merged)
 

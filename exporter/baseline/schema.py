@@ -43,7 +43,11 @@ def _schema(version: int) -> dict[str, Any]:
             "type": "object",
             "required": ["name", "reason"],
             "additionalProperties": False,
-            "properties": {"name": {"type": "string", "minLength": 1}, "reason": {"enum": list(IGNORED_REASONS)}},
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "reason": {"enum": list(IGNORED_REASONS)},
+                "position": _COUNT,
+            },
         }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

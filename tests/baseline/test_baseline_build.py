@@ -46,7 +46,7 @@ def test_inference_roles_and_report(tmp_path: Path) -> None:
     assert isinstance(color, CategoricalColumn) and color.categories == ("a", "b", "c")
     assert color.counts == (14, 13, 13)
     assert result.warnings == ("column 'empty': all 40 rows are null; left out of the baseline",)
-    assert b.ignored == (IgnoredColumn("id", "excluded"), IgnoredColumn("empty", "all_null"))  # in the data's order
+    assert b.ignored == (IgnoredColumn("id", "excluded", 3), IgnoredColumn("empty", "all_null", 4))  # data order
     report = format_report(result.report).splitlines()
     assert report[0].split() == ["column", "role", "type", "rows", "nulls", "bins", "why"]
     assert report[2].split() == ["color", "feature", "categorical", "40", "0", "4", "non-numeric", "value", '"a"']
@@ -190,7 +190,7 @@ def test_partitions_built_on_the_same_edges_merge_to_the_whole(tmp_path: Path) -
             enumerate(rng.normal(size=3000))]
     rows = [[*row, f"id{i}"] for i, row in enumerate(rows)]
     whole = build([write_csv(tmp_path / "all.csv", ["x", "c", "k", "id"], rows)], top_k=3, exclude=("id",)).baseline
-    assert whole.ignored == (IgnoredColumn("id", "excluded"),)
+    assert whole.ignored == (IgnoredColumn("id", "excluded", 3),)
     ref_path = tmp_path / "ref.json"
     save_baseline(whole, ref_path)
     ref = load_baseline(ref_path)

@@ -53,7 +53,7 @@ def test_build_names_the_columns_it_leaves_out(tmp_path: Path) -> None:
     assert code == 0, err
     assert err.splitlines()[-1] == f"{out}: 3 columns, 100 rows; ignored: color (excluded)"
     doc = json.loads(out.read_text())
-    assert doc["format_version"] == 3 and doc["ignored_columns"] == [{"name": "color", "reason": "excluded"}]
+    assert doc["format_version"] == 3 and doc["ignored_columns"] == [{"name": "color", "reason": "excluded", "position": 1}]
 
 
 def test_merge_adds_partitions_and_seals(tmp_path: Path) -> None:

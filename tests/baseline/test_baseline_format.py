@@ -125,7 +125,7 @@ INVALID = [
     (_set("ignored_columns.1.name", "customer_id"),
      'ignored_columns[1].name: duplicate name "customer_id" (also ignored_columns[0])'),
     (_set("ignored_columns.1.name", "color"), 'ignored_columns[1].name: "color" is a column of the baseline (columns[1])'),
-    (_set("ignored_columns.0.why", "id"), "ignored_columns[0].why: unknown field (expected one of: name, reason)"),
+    (_set("ignored_columns.0.why", "id"), "ignored_columns[0].why: unknown field (expected one of: name, reason, position)"),
     (_set("source.rows", -1), "source.rows: expected a value >= 0, got -1"),
     (_set("performance.accuracy", "high"), 'performance.accuracy: expected a number, got "high"'),
     (_set("columns.1.role", "target"),
