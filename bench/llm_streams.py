@@ -419,6 +419,7 @@ def main() -> int:
         for name, port in paths.items():  # warm-up: connections, the worker, the allocators
             loop.run_until_complete(run_streams(port, args.streams, 5, f"warm-{name}", gap_s, spread))
         rows: list[dict[str, Any]] = []
+        pooled: dict[str, dict[str, list[np.ndarray]]] = {name: {"ttft": [], "itl": []} for name in paths}
         for r in range(args.rounds):
             order = list(paths)[r % 3:] + list(paths)[:r % 3]  # each path in each place in turn
             got = {}
@@ -426,6 +427,8 @@ def main() -> int:
                 res = loop.run_until_complete(
                     run_streams(paths[name], args.streams, args.tokens, f"r{r}-{name}", gap_s, spread))
                 got[name] = res
+                pooled[name]["ttft"].append(res["ttft"])
+                pooled[name]["itl"].append(res["itl"])
                 print(f"round {r + 1} {name:8s} TTFT p50 {pct(res['ttft'], 50):8.2f} ms  p99 {pct(res['ttft'], 99):8.2f} ms"
                       f"   ITL p50 {pct(res['itl'], 50):7.2f} ms  p99 {pct(res['itl'], 99):7.2f} ms"
                       f"   failed {res['failed']}  altered {res['altered']}", flush=True)
@@ -470,6 +473,12 @@ def main() -> int:
     print(f"{'added':10s}" + "".join(f"{med[f'added_{m}']:+12.2f}" for m in ("ttft_p50", "ttft_p99", "itl_p50", "itl_p99")))
     print(f"{'over relay':10s}{'':12s}{med['over_relay_ttft_p99']:+12.2f}{'':12s}{med['over_relay_itl_p99']:+12.2f}"
           "   (the sidecar against the bare relay: what its own work adds to the hop)")
+    # a round's TTFT p99 is the 2nd-slowest of --streams values: pooled over the rounds it is steadier
+    p99 = {name: {m: pct(np.concatenate(v[m]), 99) for m in ("ttft", "itl")} for name, v in pooled.items()}
+    print(f"pooled over rounds: TTFT p99 direct {p99['direct']['ttft']:.2f}, relay {p99['relay']['ttft']:.2f}, "
+          f"sidecar {p99['sidecar']['ttft']:.2f} ms (added {p99['sidecar']['ttft'] - p99['direct']['ttft']:+.2f}); "
+          f"ITL p99 direct {p99['direct']['itl']:.2f}, relay {p99['relay']['itl']:.2f}, "
+          f"sidecar {p99['sidecar']['itl']:.2f} ms (added {p99['sidecar']['itl'] - p99['direct']['itl']:+.2f})")
     spread = [row["added_ttft_p99"] for row in rows], [row["added_itl_p99"] for row in rows]
     print(f"added p99 per round: TTFT {', '.join(f'{v:+.2f}' for v in spread[0])}; "
           f"ITL {', '.join(f'{v:+.2f}' for v in spread[1])}")
