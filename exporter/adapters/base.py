@@ -20,6 +20,7 @@ PAYLOAD_ERROR_REASONS = (
 
 # The only values `model_llm_finish_reasons_total{reason}` and `model_llm_errors_total{type}` can
 # take: what the servers send, normalised (TGI's eos_token and stop_sequence are stops), else "other".
+LLM_OPERATIONS = ("chat", "completion", "embeddings", "responses", "generate")  # Generation.operation
 FINISH_REASONS = ("stop", "length", "content_filter", "tool_calls", "function_call", "other")
 LLM_ERROR_TYPES = (
     "invalid_request_error",
@@ -65,7 +66,7 @@ class Generation:
     done event), in order; the worker times each by the read that completed it (Event.marks).
     """
 
-    operation: str  # chat | completion | embeddings | responses | generate
+    operation: str  # one of LLM_OPERATIONS
     streamed: bool = False
     content_ends: list[int] = field(default_factory=list)
     prompt_tokens: int | None = None

@@ -26,7 +26,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
-from exporter.adapters.base import FINISH_REASONS, LLM_ERROR_TYPES, Generation
+from exporter.adapters.base import FINISH_REASONS, LLM_ERROR_TYPES, LLM_OPERATIONS, Generation
 from exporter.adapters.encoding import decoded_marks
 from exporter.config import LLMConfig
 from exporter.events import MAX_MARKS, Event, Extraction, unpack_marks
@@ -45,7 +45,6 @@ from exporter.metrics.definitions import (
 TOKEN_KINDS = ("prompt", "completion")
 SOURCES = ("usage", "estimated")
 STREAMED = ("true", "false")
-OPERATIONS = ("chat", "completion", "embeddings", "responses", "generate")  # Generation.operation's values
 # The buckets of each histogram of a _Series, by attribute: a snapshot's histograms are restored
 # only where they were written with these bounds.
 BOUNDS: dict[str, tuple[float, ...]] = {
@@ -136,7 +135,7 @@ class _Series:
         """The series of a snapshot (ValueError, TypeError, ... if malformed); of its histograms, only
         those named in `same` (written with this release's buckets)."""
         s = cls()
-        s.requests = {(_word(op, OPERATIONS), _word(st, STREAMED)): _count(n) for op, st, n in doc["requests"]}
+        s.requests = {(_word(op, LLM_OPERATIONS), _word(st, STREAMED)): _count(n) for op, st, n in doc["requests"]}
         s.tokens = {(_word(k, TOKEN_KINDS), _word(src, SOURCES)): _count(n) for k, src, n in doc["tokens"]}
         s.finish.update({_word(k, FINISH_REASONS): _count(n) for k, n in doc["finish"].items()})
         s.errors.update({_word(k, LLM_ERROR_TYPES): _count(n) for k, n in doc["errors"].items()})

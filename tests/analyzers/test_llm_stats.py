@@ -182,3 +182,13 @@ def test_buckets_are_cumulative_and_end_in_inf() -> None:
     assert sample(stats, "model_llm_time_to_first_token_seconds_bucket", le="10.0") == 0
     assert sample(stats, "model_llm_time_to_first_token_seconds_bucket", le="+Inf") == 1
     assert math.isclose(sample(stats, "model_llm_time_to_first_token_seconds_sum") or 0, 100.0)
+
+
+def test_every_operation_an_adapter_names_is_one_a_snapshot_can_restore() -> None:
+    from exporter.adapters.base import LLM_OPERATIONS
+    from exporter.adapters.ollama import _operation as ollama_operation
+    from exporter.adapters.openai import operation as openai_operation
+
+    named = {openai_operation(p) for p in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")}
+    named |= {ollama_operation(p) for p in ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings")}
+    assert named | {"generate"} == set(LLM_OPERATIONS)  # TGI's is "generate"
