@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 16 * 1024  # admin requests are small: a scrape, a probe, a reload
 MAX_BODY_BYTES = 1 << 20  # state-changing endpoints take small bodies
+WRITE_SLICE = 256 * 1024  # a larger response goes out in slices of this, the loop taking a turn between them
 IDLE_SECONDS = 120.0  # a keep-alive connection with no request for this long is closed
 
 PHRASES = {
@@ -231,11 +232,30 @@ class AdminConnection(asyncio.Protocol):
             transport = self._current_transport()  # the client may have gone while the handler ran
             if transport is None:
                 return
-            transport.writelines(encode_response(response, keep_alive, request.method == "HEAD"))
+            await self._write(transport, encode_response(response, keep_alive, request.method == "HEAD"))
+            if self._current_transport() is None:  # gone while a large answer went out
+                return
             if not keep_alive:
                 transport.close()
                 return
             self._arm_idle()
+
+    async def _write(self, transport: asyncio.Transport, buffers: list[bytes]) -> None:
+        """Write a response; a large body in slices, the loop taking a turn after each.
+
+        A scrape not compressed is megabytes: handed to the socket in one piece, the kernel's
+        copy (and on loopback the receiver's side too) runs inside that one call, milliseconds
+        that every proxied request arriving meanwhile would wait."""
+        if sum(map(len, buffers)) <= WRITE_SLICE:
+            transport.writelines(buffers)
+            return
+        for buffer in buffers:
+            view = memoryview(buffer)  # slices, not copies; the transport may keep one it could not send yet
+            for at in range(0, len(view), WRITE_SLICE):
+                if self.transport is None:  # the client went: the rest has nowhere to go
+                    return
+                transport.write(view[at : at + WRITE_SLICE])
+                await asyncio.sleep(0)
 
 
 class AdminServer:

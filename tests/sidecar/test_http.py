@@ -160,3 +160,81 @@ def test_probe_client_reads_status_of_length_chunked_and_close_delimited_bodies(
         return got
 
     assert asyncio.run(main()) == [200, 503, 204, 200]
+
+
+class _Recorder:
+    """A transport that notes what was written, and when the loop took a turn in between."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+        self.data = bytearray()
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert len(data) <= admin.WRITE_SLICE
+        self.data += data
+        self.order.append(f"write {len(data)}")
+
+    def writelines(self, buffers: list[bytes]) -> None:
+        for b in buffers:
+            self.data += b
+        self.order.append("writelines")
+
+
+def test_a_large_answer_goes_out_in_slices_with_turns_between() -> None:
+    body = bytes(range(256)) * (3 * admin.WRITE_SLICE // 256 + 5)  # three slices and a bit
+    order: list[str] = []
+
+    async def main() -> None:
+        conn = admin.AdminConnection(admin.Router(), set())
+        transport = _Recorder(order)
+        conn.transport = transport  # type: ignore[assignment]
+        asyncio.get_running_loop().call_soon(order.append, "a proxied request")
+        await conn._write(transport, [b"HTTP/1.1 200 OK\r\n\r\n", body])  # type: ignore[arg-type]
+        assert bytes(transport.data) == b"HTTP/1.1 200 OK\r\n\r\n" + body
+
+        small: list[str] = []
+        await conn._write(_Recorder(small), [b"head", b"small body"])  # type: ignore[arg-type]
+        assert small == ["writelines"]  # a small answer in one call, as before
+
+    asyncio.run(main())
+    assert order.index("a proxied request") < len(order) - 1  # it ran before the last slice went
+    assert sum(1 for o in order if o.startswith("write")) == 1 + 4
+
+
+def test_a_client_gone_mid_answer_gets_no_more_slices() -> None:
+    order: list[str] = []
+
+    async def main() -> None:
+        conn = admin.AdminConnection(admin.Router(), set())
+        transport = _Recorder(order)
+        conn.transport = transport  # type: ignore[assignment]
+        asyncio.get_running_loop().call_soon(setattr, conn, "transport", None)  # connection_lost, in between
+        await conn._write(transport, [b"head", b"x" * (4 * admin.WRITE_SLICE)])  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    assert order == ["write 4"]  # the head went; the body found the client gone
+
+
+def test_a_large_scrape_arrives_whole_over_a_real_socket() -> None:
+    body = bytes(range(256)) * (5 * admin.WRITE_SLICE // 256)
+
+    async def big(accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, str | None]:
+        return body, "text/plain; version=0.0.4; charset=utf-8", None
+
+    async def main() -> bytes:
+        server = AdminServer(make_admin_router(big, lambda: (True, ""), None))
+        await server.start(HOST, 0)
+        assert server.server is not None
+        port = server.server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        got = await reader.readexactly(length)
+        after = await reader.readuntil(b"OK\n")  # the next pipelined answer follows the whole body
+        writer.close()
+        await server.close()
+        assert after.startswith(b"HTTP/1.1 200")
+        return got
+
+    assert asyncio.run(main()) == body
