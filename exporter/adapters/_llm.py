@@ -67,6 +67,16 @@ def error_of(doc: Any) -> str | None:
     return None
 
 
+def ended_by_error(g: Generation, doc: Any) -> bool:
+    """True, with the generation marked ended by that error, when `doc` is an error document."""
+    error = error_of(doc)
+    if error is None:
+        return False
+    g.error_type = error
+    g.complete = True
+    return True
+
+
 def count(value: Any) -> int | None:
     """A token count as sent: a non-negative int, else None."""
     return value if type(value) is int and value >= 0 else None

@@ -18,8 +18,8 @@ from typing import Any
 from exporter.adapters._llm import (
     content_type,
     count,
+    ended_by_error,
     error_generation,
-    error_of,
     finish_reason,
     ndjson_lines,
     stream_docs,
@@ -48,10 +48,7 @@ class _Answer:
         if type(doc) is not dict:
             raise PayloadError("unsupported_shape", "response line is not an object")
         g = self.generation
-        error = error_of(doc)
-        if error is not None:
-            g.error_type = error
-            g.complete = True
+        if ended_by_error(g, doc):
             return
         if self.model is None and type(doc.get("model")) is str:
             self.model = doc["model"]

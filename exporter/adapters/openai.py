@@ -23,6 +23,7 @@ from typing import Any
 
 from exporter.adapters._llm import (
     count,
+    ended_by_error,
     error_generation,
     error_of,
     finish_reason,
@@ -116,10 +117,7 @@ class _Completion:
         if type(doc) is not dict:
             raise PayloadError("unsupported_shape", "completion chunk is not an object")
         g = self.generation
-        error = error_of(doc)
-        if error is not None:  # an error event in a stream
-            g.error_type = error
-            g.complete = True
+        if ended_by_error(g, doc):  # an error event in a stream
             return
         self.model = self.model or _model(doc)
         if self.id is None and type(doc.get("id")) is str:

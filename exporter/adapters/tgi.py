@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.adapters._llm import count, error_generation, error_of, finish_reason, is_sse, sse_events, stream_docs
+from exporter.adapters._llm import (
+    count,
+    ended_by_error,
+    error_generation,
+    finish_reason,
+    is_sse,
+    sse_events,
+    stream_docs,
+)
 from exporter.adapters._payload import guarded, header_id, loads, loads_object, row_ids, sniff_object
 from exporter.adapters.base import Generation, Message, PayloadError, Rows
 
@@ -45,10 +53,7 @@ class _Generated:
         if type(doc) is not dict:
             raise PayloadError("unsupported_shape", "generation is not an object")
         g = self.generation
-        error = error_of(doc)
-        if error is not None:
-            g.error_type = error
-            g.complete = True
+        if ended_by_error(g, doc):
             return
         token = doc.get("token")
         if g.streamed and type(token) is dict:
