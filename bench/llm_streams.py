@@ -38,6 +38,7 @@ from typing import Any
 
 import httptools
 import numpy as np
+from proxy_overhead import ServerProtocol
 
 try:
     import uvloop
@@ -97,27 +98,13 @@ def chunk(data: bytes) -> bytes:
 
 
 # ---------------------------------------------------------------- stand-in LLM server (subprocess)
-class StandIn(asyncio.Protocol):
+class StandIn(ServerProtocol):
     """Streams each request's tokens on absolute timers: first after first_s, then one per gap_s."""
 
     def __init__(self, first_s: float, gap_s: float, spread: bool) -> None:
+        super().__init__()
         self.first_s, self.gap_s, self.spread = first_s, gap_s, spread
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
         self.body = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            if self.transport is not None:
-                self.transport.close()
 
     def on_body(self, body: bytes) -> None:
         self.body += body

@@ -60,11 +60,11 @@ def new_loop() -> asyncio.AbstractEventLoop:
 
 
 # ---------------------------------------------------------------- stand-in upstream (subprocess)
-class UpstreamProtocol(asyncio.Protocol):
-    """HTTP/1.1 keep-alive server: answers every request with a small JSON body after delay_s."""
+class ServerProtocol(asyncio.Protocol):
+    """A bench server's connection: requests parsed by httptools (on_* callbacks), closed on garbage.
+    The stand-ins here, in llm_streams.py and in scrape_stall.py answer in on_message_complete."""
 
-    def __init__(self, delay_s: float) -> None:
-        self.delay_s = delay_s
+    def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
 
@@ -80,6 +80,14 @@ class UpstreamProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             if self.transport:
                 self.transport.close()
+
+
+class UpstreamProtocol(ServerProtocol):
+    """HTTP/1.1 keep-alive server: answers every request with a small JSON body after delay_s."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
 
     def on_message_complete(self) -> None:
         keep = self.parser.should_keep_alive()

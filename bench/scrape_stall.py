@@ -17,7 +17,6 @@ work is its rise over the control's.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import http.client
 import multiprocessing
 import os
@@ -28,10 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httptools
 import psutil
 from memory import start_with_baseline, wait_ready
-from proxy_overhead import HOST, Procs, free_port, new_loop, run_load
+from proxy_overhead import HOST, Procs, ServerProtocol, free_port, new_loop, run_load
 
 TARGET_P99_MS = 1.0
 SCRAPES_ALONE = 20
@@ -50,23 +48,12 @@ PROMETHEUS_HEADERS = {
 }
 
 
-class StaticExposition(asyncio.Protocol):
+class StaticExposition(ServerProtocol):
     """Answers every request with one fixed response: a scrape's bytes with no work behind them."""
 
     def __init__(self, response: bytes) -> None:
+        super().__init__()
         self.response = response
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            if self.transport is not None:
-                self.transport.close()
 
     def on_message_complete(self) -> None:
         if self.transport is not None:
